@@ -1,0 +1,4 @@
+//! One module per command. Commands parse nothing themselves (that is `cli`) and print
+//! nothing but their result, so each can be read top to bottom as the policy it implements.
+
+pub mod verbs;

@@ -1,0 +1,259 @@
+//! Registry-host normalisation: every spelling a client may send maps to one key.
+//!
+//! docker sends `host[:port]`, `docker login https://host/` stores `host`, crane sends
+//! `host/group/project` first, shells add a newline, people type upper case. All of these
+//! must find the same entry (reference §C6). The canonical key is the lower-case
+//! `host[:port]`. `host` and `host:443` stay different keys, because docker treats them as
+//! different registries. Docker Hub's aliases collapse to one key that no GitLab host can
+//! collide with.
+
+use std::fmt;
+
+/// The canonical key for Docker Hub (`https://index.docker.io/v1/`, `docker.io`, …).
+pub const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_ALIASES: &[&str] = &[
+    "docker.io",
+    "index.docker.io",
+    "registry-1.docker.io",
+    "registry.hub.docker.com",
+];
+
+/// A canonical registry host: lower-case `host[:port]` or `[v6addr][:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RegistryHost(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "invalid registry address {0:?}: expected a host name such as registry.gitlab.com or localhost:5000"
+)]
+pub struct InvalidHost(String);
+
+impl RegistryHost {
+    /// Parses any server string a client may send.
+    pub fn parse(input: &str) -> Result<RegistryHost, InvalidHost> {
+        let invalid = || InvalidHost(shorten(input));
+        let s = input.trim();
+        let rest = strip_scheme(s).ok_or_else(invalid)?;
+        // Drop the path, query and fragment: "host/group/project", "host/v2/", "host?x".
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+        if authority.is_empty() || authority.contains('@') {
+            return Err(invalid());
+        }
+        let (host, port) = split_port(authority).ok_or_else(invalid)?;
+        let host = host.to_ascii_lowercase();
+        if !valid_host(&host) {
+            return Err(invalid());
+        }
+        if let Some(port) = port {
+            match port.parse::<u16>() {
+                Ok(p) if p > 0 && !port.starts_with('0') => {}
+                _ => return Err(invalid()),
+            }
+        }
+        if port.is_none() && DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+            return Ok(RegistryHost(DOCKER_HUB.to_owned()));
+        }
+        Ok(RegistryHost(match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        }))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_docker_hub(&self) -> bool {
+        self.0 == DOCKER_HUB
+    }
+
+    /// The host without the port (and without IPv6 brackets).
+    pub fn hostname(&self) -> &str {
+        let (host, _) = split_port(&self.0).unwrap_or((&self.0, None));
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// Loopback registries are the only ones allowed over plain HTTP.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.hostname();
+        host == "localhost"
+            || host.ends_with(".localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .map(|ip| ip.is_loopback())
+                .unwrap_or(false)
+    }
+}
+
+impl fmt::Display for RegistryHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn strip_scheme(s: &str) -> Option<&str> {
+    match s.find("://") {
+        None => Some(s),
+        Some(i) => {
+            let scheme = &s[..i];
+            (scheme.eq_ignore_ascii_case("https") || scheme.eq_ignore_ascii_case("http"))
+                .then(|| &s[i + 3..])
+        }
+    }
+}
+
+/// Splits `host:port` and `[v6]:port`. Returns `None` for a malformed bracket form.
+fn split_port(authority: &str) -> Option<(&str, Option<&str>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let host = &authority[..end + 2];
+        return match &rest[end + 1..] {
+            "" => Some((host, None)),
+            p => p.strip_prefix(':').map(|p| (host, Some(p))),
+        };
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host, Some(port))),
+        Some(_) => None, // a bare IPv6 address must be bracketed
+        None => Some((authority, None)),
+    }
+}
+
+fn valid_host(host: &str) -> bool {
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return inner.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Error messages quote the input, so keep them one short line.
+fn shorten(input: &str) -> String {
+    let one_line: String = input
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(80)
+        .collect();
+    one_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(s: &str) -> String {
+        RegistryHost::parse(s).unwrap().as_str().to_owned()
+    }
+
+    #[test]
+    fn spellings_of_one_registry_agree() {
+        for s in [
+            "registry.gitlab.com",
+            "https://registry.gitlab.com",
+            "https://registry.gitlab.com/",
+            "http://registry.gitlab.com/v2/",
+            "registry.gitlab.com/group/project",
+            "registry.gitlab.com/group/sub/project:tag",
+            "REGISTRY.GITLAB.COM",
+            "HTTPS://Registry.GitLab.com/",
+            "registry.gitlab.com\n",
+            "  registry.gitlab.com  ",
+        ] {
+            assert_eq!(canon(s), "registry.gitlab.com", "{s:?}");
+        }
+    }
+
+    #[test]
+    fn ports_are_kept_and_443_is_distinct() {
+        assert_eq!(canon("localhost:5000"), "localhost:5000");
+        assert_eq!(canon("http://localhost:5000/v2/"), "localhost:5000");
+        assert_eq!(
+            canon("gitlab.example.com:5050/g/p"),
+            "gitlab.example.com:5050"
+        );
+        assert_eq!(canon("registry.gitlab.com:443"), "registry.gitlab.com:443");
+        assert_eq!(canon("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(canon("[::1]:5000"), "[::1]:5000");
+        assert_eq!(canon("[::1]"), "[::1]");
+    }
+
+    #[test]
+    fn docker_hub_aliases() {
+        for s in [
+            "https://index.docker.io/v1/",
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "DOCKER.IO/library/alpine",
+        ] {
+            let h = RegistryHost::parse(s).unwrap();
+            assert!(h.is_docker_hub(), "{s}");
+            assert_eq!(h.as_str(), DOCKER_HUB);
+        }
+        // A GitLab host that merely contains "docker" is not Docker Hub.
+        assert!(
+            !RegistryHost::parse("docker.gitlab.example.com")
+                .unwrap()
+                .is_docker_hub()
+        );
+        assert!(
+            !RegistryHost::parse("docker.io:5000")
+                .unwrap()
+                .is_docker_hub()
+        );
+    }
+
+    #[test]
+    fn invalid_addresses() {
+        for s in [
+            "",
+            "   ",
+            "https://",
+            "ftp://registry.gitlab.com",
+            "user@registry.gitlab.com",
+            "a b",
+            "host:port",
+            "host:0",
+            "host:65536",
+            "host:",
+            "::1",
+            "[::1",
+            "[zz]:5",
+            "bad..dots",
+            "{\"ServerURL\":\"x\"}",
+        ] {
+            assert!(RegistryHost::parse(s).is_err(), "{s:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn loopback() {
+        for s in [
+            "localhost:5000",
+            "127.0.0.1:1",
+            "[::1]:5000",
+            "registry.localhost",
+        ] {
+            assert!(RegistryHost::parse(s).unwrap().is_loopback(), "{s}");
+        }
+        assert!(
+            !RegistryHost::parse("registry.gitlab.com")
+                .unwrap()
+                .is_loopback()
+        );
+    }
+
+    #[test]
+    fn error_is_one_line() {
+        let e = RegistryHost::parse("a\nb c").unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+    }
+}
