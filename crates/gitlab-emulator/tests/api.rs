@@ -260,7 +260,8 @@ fn rotate_self_expires_at_param_in_query_form_or_json() {
     let want = gl.today() + 100.days();
     let path = "/personal_access_tokens/self/rotate";
     let url = format!("{}/api/v4{path}", gl.url());
-    let requests: Vec<Box<dyn Fn(&str) -> RequestBuilder>> = vec![
+    type MakeRequest<'a> = Box<dyn Fn(&str) -> RequestBuilder + 'a>;
+    let requests: Vec<MakeRequest> = vec![
         Box::new(|t| {
             client()
                 .post(format!("{url}?expires_at={want}"))

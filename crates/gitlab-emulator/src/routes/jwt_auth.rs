@@ -79,16 +79,15 @@ fn authenticate(st: &mut State, req: &Req) -> Option<Principal> {
         return Some(Principal::Anonymous);
     };
     // 2. CI job token, only with the fixed username.
-    if login == "gitlab-ci-token" {
-        if let Some(j) = st
+    if login == "gitlab-ci-token"
+        && let Some(j) = st
             .job_tokens
             .iter()
             .find(|j| j.secret == password && st.job_active(j))
-        {
-            return Some(Principal::Job {
-                project_path: j.project_path.clone(),
-            });
-        }
+    {
+        return Some(Principal::Job {
+            project_path: j.project_path.clone(),
+        });
     }
     // 4. OAuth access token, any username.
     if let Some(t) = st
