@@ -217,8 +217,11 @@ impl Emulator {
             .thread_name("gitlab-emulator")
             .enable_all()
             .build()?;
-        let listener = runtime.block_on(tokio::net::TcpListener::bind(listen))?;
-        let mut addr = listener.local_addr()?;
+        // Bind with std so that starting from inside another tokio runtime does not need
+        // `block_on`; the tokio listener is created on our own runtime.
+        let std_listener = std::net::TcpListener::bind(listen)?;
+        std_listener.set_nonblocking(true)?;
+        let mut addr = std_listener.local_addr()?;
         if addr.ip().is_unspecified() {
             addr.set_ip([127, 0, 0, 1].into());
         }
@@ -232,7 +235,13 @@ impl Emulator {
             state: Mutex::new(State::new(config, format!("http://{addr}"))),
             signer: jwt::Signer::from_fixture(),
         });
-        runtime.spawn(server::serve(listener, shared.clone()));
+        let task_shared = shared.clone();
+        runtime.spawn(async move {
+            match tokio::net::TcpListener::from_std(std_listener) {
+                Ok(listener) => server::serve(listener, task_shared).await,
+                Err(e) => eprintln!("gitlab-emulator: cannot listen: {e}"),
+            }
+        });
         Ok(Emulator {
             shared,
             addr,
@@ -303,6 +312,12 @@ impl Emulator {
             });
             id
         })
+    }
+
+    /// Change the configuration of the running emulator (e.g. `token_window`,
+    /// `registry_enabled`). `issuer()` keeps reporting the issuer given at start.
+    pub fn update_config(&self, f: impl FnOnce(&mut Config)) {
+        self.with(|st| f(&mut st.config))
     }
 
     /// Make a project public (anonymous pulls allowed) or private.
