@@ -14,6 +14,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod docker_config;
 pub mod paths;
 pub mod protocol;
 pub mod registry;

@@ -1,0 +1,433 @@
+//! The credential-helper protocol through the real binary, on a real Secret Service
+//! (gnome-keyring in a private D-Bus session). Vectors from reference §C7.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+const GITLAB: &str = "registry.gitlab.example";
+
+#[test]
+fn conformance_vectors() {
+    let Some(s) = Session::unlocked() else { return };
+
+    // Miss: the exact sentinel on stdout, exit 1, silent stderr.
+    let out = s.helper(&["get"], "registry.example.org");
+    assert_eq!(stdout(&out), "credentials not found in native keychain\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stderr.is_empty());
+
+    // Empty list is `{}`.
+    let out = s.helper(&["list"], "unused");
+    assert_success(&out, "list");
+    assert_eq!(stdout(&out), "{}\n");
+
+    // docker CLI's store payload (JSON + newline).
+    let out = s.helper(
+        &["store"],
+        format!(
+            "{{\"ServerURL\":\"{GITLAB}\",\"Username\":\"alice\",\"Secret\":\"glpat-vector\"}}\n"
+        ),
+    );
+    assert_success(&out, "store");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+
+    // Hit: the server string is echoed as received (trimmed), byte-exact JSON.
+    let out = s.helper(&["get"], GITLAB);
+    assert_success(&out, "get");
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "{{\"ServerURL\":\"{GITLAB}\",\"Username\":\"alice\",\"Secret\":\"glpat-vector\"}}\n"
+        )
+    );
+    assert!(out.stderr.is_empty());
+
+    // Every spelling finds the same entry, and is echoed back as sent.
+    for spelling in [
+        format!("https://{GITLAB}/"),
+        format!("http://{GITLAB}/v2/"),
+        format!("{GITLAB}/group/project"),
+        GITLAB.to_uppercase(),
+        format!("{GITLAB}\n"),
+        format!("  {GITLAB}  "),
+    ] {
+        let out = s.helper(&["get"], &spelling);
+        assert_success(&out, &spelling);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["ServerURL"], spelling.trim(), "{spelling:?}");
+        assert_eq!(v["Secret"], "glpat-vector");
+    }
+    // A different port is a different registry.
+    let out = s.helper(&["get"], format!("{GITLAB}:5050"));
+    assert_eq!(stdout(&out), "credentials not found in native keychain\n");
+
+    let out = s.helper(&["list"], "unused");
+    assert_eq!(stdout(&out), format!("{{\"{GITLAB}\":\"alice\"}}\n"));
+
+    // docker-py's payload: spaces, no newline, replaces the secret.
+    let out = s.helper(
+        &["store"],
+        format!("{{\"ServerURL\": \"https://{GITLAB}\", \"Username\": \"bob\", \"Secret\": \"glpat-two\"}}"),
+    );
+    assert_success(&out, "store docker-py");
+    let v: serde_json::Value = serde_json::from_slice(&s.helper(&["get"], GITLAB).stdout).unwrap();
+    assert_eq!(
+        (v["Username"].as_str(), v["Secret"].as_str()),
+        (Some("bob"), Some("glpat-two"))
+    );
+
+    // Erase, then erase again (absent): both succeed silently.
+    for _ in 0..2 {
+        let out = s.helper(&["erase"], format!("https://{GITLAB}"));
+        assert_success(&out, "erase");
+        assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    }
+    assert_eq!(
+        stdout(&s.helper(&["get"], GITLAB)),
+        "credentials not found in native keychain\n"
+    );
+    assert_eq!(stdout(&s.helper(&["list"], "")), "{}\n");
+    assert_eq!(s.secret_tool_lookup(GITLAB), None);
+}
+
+#[test]
+fn argv_contract() {
+    let s = Session::without_bus();
+    let version = format!(
+        "docker-credential-gitlab (gitlab.com/docker-credential-gitlab/docker-credential-gitlab) v{}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for args in [&["version"][..], &["-v"], &["--version"]] {
+        let out = s.helper(args, "");
+        assert_success(&out, "version");
+        assert_eq!(stdout(&out), version);
+    }
+    let usage = "Usage: docker-credential-gitlab <store|get|erase|list|version>\n";
+    for args in [
+        &[][..],
+        &["get", "extra-arg"],
+        &["get", "list"],
+        &["store", "--force"],
+    ] {
+        let out = s.helper(args, "");
+        assert_eq!(stdout(&out), usage, "{args:?}");
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stderr.is_empty());
+    }
+    let out = s.helper(&["frobnicate"], "");
+    assert_eq!(
+        stdout(&out),
+        "docker-credential-gitlab: unknown action: frobnicate\n"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    for flag in ["-h", "--help"] {
+        let out = s.helper(&[flag], "");
+        assert_success(&out, flag);
+        let text = stdout(&out);
+        assert!(text.contains("Usage:") && text.contains("store") && text.contains("get"));
+        assert!(text.contains("DOCKER_CREDENTIAL_GITLAB_STORE"));
+    }
+}
+
+#[test]
+fn store_lands_in_the_real_keyring() {
+    let Some(s) = Session::unlocked() else { return };
+    if !have_tool("secret-tool") {
+        return;
+    }
+    s.store("Registry.GitLab.example:5050", "alice", "glpat-in-keyring");
+    // Filed under the canonical host, visible to any Secret Service client.
+    assert_eq!(
+        s.secret_tool_lookup("registry.gitlab.example:5050")
+            .as_deref(),
+        Some("glpat-in-keyring")
+    );
+    // The state file holds no secret and is private.
+    let state = std::fs::read_to_string(s.state_path()).unwrap();
+    assert!(!state.contains("glpat-in-keyring"));
+    assert!(state.contains("\"store\": \"secret-service\""), "{state}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.state_path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Deleting the item behind our back makes `get` a clean miss, not an error.
+    let cleared = s.run(
+        Command::new("secret-tool").args([
+            "clear",
+            "service",
+            "docker-credential-gitlab",
+            "username",
+            "registry.gitlab.example:5050",
+        ]),
+        "",
+    );
+    assert_success(&cleared, "secret-tool clear");
+    let out = s.helper(&["get"], "registry.gitlab.example:5050");
+    assert_eq!(stdout(&out), "credentials not found in native keychain\n");
+}
+
+#[test]
+fn locked_keyring_is_an_error_not_a_miss() {
+    let Some(mut s) = Session::unlocked() else {
+        return;
+    };
+    s.store(GITLAB, "alice", "glpat-locked");
+    let state_before = read_opt(&s.state_path()).unwrap();
+    s.relock();
+
+    let start = std::time::Instant::now();
+    let out = s.helper(&["get"], GITLAB);
+    let line = assert_one_line_error(&out, "get from a locked keyring");
+    assert!(line.contains("locked") && line.contains("unlock"), "{line}");
+    assert!(!line.contains("not found"), "{line}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let out = s.helper(
+        &["store"],
+        r#"{"ServerURL":"second.example","Username":"alice","Secret":"glpat-x"}"#,
+    );
+    let line = assert_one_line_error(&out, "store into a locked keyring");
+    assert!(line.contains("locked"), "{line}");
+    // A failed store records nothing.
+    assert_eq!(read_opt(&s.state_path()).unwrap(), state_before);
+}
+
+#[test]
+fn no_session_bus_fails_fast_with_the_fix() {
+    let s = Session::without_bus();
+    let start = std::time::Instant::now();
+    let out = s.helper(
+        &["store"],
+        r#"{"ServerURL":"registry.gitlab.example","Username":"a","Secret":"glpat-x"}"#,
+    );
+    let line = assert_one_line_error(&out, "store without a bus");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(line.contains("secret-service"), "{line}");
+    assert!(line.contains("DOCKER_CREDENTIAL_GITLAB_STORE"), "{line}");
+    assert!(!s.state_path().exists());
+
+    // Choosing a store that cannot exist here names it.
+    let mut s = s;
+    s.extra_env
+        .push(("DOCKER_CREDENTIAL_GITLAB_STORE".into(), "keychain".into()));
+    let out = s.helper(
+        &["store"],
+        r#"{"ServerURL":"registry.gitlab.example","Username":"a","Secret":"glpat-x"}"#,
+    );
+    let line = assert_one_line_error(&out, "store into keychain on linux");
+    assert!(line.contains("keychain"), "{line}");
+
+    s.extra_env
+        .push(("DOCKER_CREDENTIAL_GITLAB_STORE".into(), "plaintext".into()));
+    let out = s.helper(
+        &["store"],
+        r#"{"ServerURL":"registry.gitlab.example","Username":"a","Secret":"glpat-x"}"#,
+    );
+    let line = assert_one_line_error(&out, "unknown store");
+    assert!(
+        line.contains("plaintext") && line.contains("secret-service"),
+        "{line}"
+    );
+
+    // Reads of unknown hosts never touch a keychain, so they work without one.
+    let out = s.helper(&["get"], "registry.gitlab.example");
+    assert_eq!(stdout(&out), "credentials not found in native keychain\n");
+    assert_success(&s.helper(&["list"], ""), "list without a bus");
+    assert_success(
+        &s.helper(&["erase"], "registry.gitlab.example"),
+        "erase without a bus",
+    );
+}
+
+/// At least 25 malformed inputs: one line on stdout, exit 1, no panic, and neither the
+/// keyring file nor the state file changes by a single byte.
+#[test]
+fn bad_input_changes_nothing() {
+    let Some(s) = Session::unlocked() else { return };
+    s.store(GITLAB, "alice", "glpat-keep-me");
+    let keyring_before = read_opt(&s.keyring_file()).expect("keyring file exists");
+    let state_before = read_opt(&s.state_path()).expect("state file exists");
+
+    let big = vec![b'a'; 1024 * 1024];
+    let big_json = format!(
+        r#"{{"ServerURL":"{GITLAB}","Username":"alice","Secret":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let cases: Vec<(&[&str], Vec<u8>)> = vec![
+        (&["store"], b"".to_vec()),
+        (&["store"], b"   \n\t ".to_vec()),
+        (&["store"], b"not json".to_vec()),
+        (&["store"], b"{".to_vec()),
+        (&["store"], b"[]".to_vec()),
+        (
+            &["store"],
+            br#"["registry.gitlab.example","alice","x"]"#.to_vec(),
+        ),
+        (&["store"], b"null".to_vec()),
+        (&["store"], b"42".to_vec()),
+        (&["store"], br#""registry.gitlab.example""#.to_vec()),
+        (&["store"], b"{}".to_vec()),
+        (&["store"], br#"{"Username":"alice","Secret":"x"}"#.to_vec()),
+        (
+            &["store"],
+            br#"{"ServerURL":"","Username":"alice","Secret":"x"}"#.to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":"registry.gitlab.example","Secret":"x"}"#.to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":"registry.gitlab.example","Username":"","Secret":"x"}"#.to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":"registry.gitlab.example","Username":"alice"}"#.to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":"registry.gitlab.example","Username":"alice","Secret":""}"#.to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":7,"Username":"alice","Secret":"x"}"#.to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":"a b c","Username":"alice","Secret":"x"}"#.to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":"ftp://registry.gitlab.example","Username":"alice","Secret":"x"}"#
+                .to_vec(),
+        ),
+        (
+            &["store"],
+            br#"{"ServerURL":"registry.gitlab.example","Username":"<token>","Secret":"x"}"#
+                .to_vec(),
+        ),
+        (&["store"], big.clone()),
+        (&["store"], big_json.into_bytes()),
+        (
+            &["store"],
+            b"{\"ServerURL\":\"registry.gitlab.example\",\"Username\":\"a\0\",\"Secret\":\"x\"}"
+                .to_vec(),
+        ),
+        (
+            &["store"],
+            b"{\"ServerURL\":\"r\xff\xfe\",\"Username\":\"a\",\"Secret\":\"x\"}".to_vec(),
+        ),
+        (&["get"], b"".to_vec()),
+        (&["get"], b" \n ".to_vec()),
+        (&["get"], b"registry.gitlab.example\0".to_vec()),
+        (&["get"], b"\xff\xfe".to_vec()),
+        (&["get"], big.clone()),
+        (&["get"], b"host:99999".to_vec()),
+        (&["get"], b"a b".to_vec()),
+        (&["erase"], b"".to_vec()),
+        (&["erase"], b"\xc3\x28".to_vec()),
+        (&["erase"], big),
+        (&["erase"], b"registry.gitlab.example:0".to_vec()),
+        (&["frobnicate"], b"".to_vec()),
+        (&["GET"], GITLAB.as_bytes().to_vec()),
+        (&["get", "erase"], GITLAB.as_bytes().to_vec()),
+        (&["erase", GITLAB], GITLAB.as_bytes().to_vec()),
+        (&["store", "get"], b"{}".to_vec()),
+    ];
+    assert!(cases.len() >= 25);
+    for (args, input) in &cases {
+        let what = format!(
+            "{args:?} with {:?}",
+            String::from_utf8_lossy(&input[..input.len().min(60)])
+        );
+        let out = s.helper(args, input);
+        let line = assert_one_line_error(&out, &what);
+        assert!(
+            !line.contains("glpat-keep-me"),
+            "{what}: leaked the stored secret"
+        );
+        assert_ne!(
+            line, "credentials not found in native keychain",
+            "{what}: an input error is not a miss"
+        );
+    }
+    assert_eq!(
+        read_opt(&s.keyring_file()).unwrap(),
+        keyring_before,
+        "keyring changed"
+    );
+    assert_eq!(
+        read_opt(&s.state_path()).unwrap(),
+        state_before,
+        "state file changed"
+    );
+    // And the stored credential is intact.
+    let v: serde_json::Value = serde_json::from_slice(&s.helper(&["get"], GITLAB).stdout).unwrap();
+    assert_eq!(v["Secret"], "glpat-keep-me");
+}
+
+/// 50 parallel `get`s while 2 `store`s run: every `get` sees one complete credential, and
+/// the store and state file end consistent.
+#[test]
+fn parallel_gets_and_stores_stay_consistent() {
+    let Some(s) = Session::unlocked() else { return };
+    s.store(GITLAB, "alice", "glpat-first");
+    s.store("other.example", "carol", "glpat-other");
+
+    let secrets = ["glpat-first", "glpat-second", "glpat-third"];
+    let s = &s;
+    std::thread::scope(|scope| {
+        let stores: Vec<_> = [("bob", "glpat-second"), ("dave", "glpat-third")]
+            .into_iter()
+            .map(|(user, secret)| scope.spawn(move || s.store(GITLAB, user, secret)))
+            .collect();
+        let gets: Vec<_> = (0..50)
+            .map(|_| scope.spawn(|| s.helper(&["get"], GITLAB)))
+            .collect();
+        for g in gets {
+            let out = g.join().unwrap();
+            assert_success(&out, "parallel get");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("torn answer {:?}: {e}", stdout(&out)));
+            assert!(secrets.contains(&v["Secret"].as_str().unwrap()), "{v}");
+            assert!(out.stderr.is_empty());
+        }
+        for st in stores {
+            st.join().unwrap();
+        }
+    });
+
+    // Final state: one entry per registry, username and secret from the same store call.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.state_path()).unwrap()).unwrap();
+    assert_eq!(state["entries"].as_object().unwrap().len(), 2);
+    let v: serde_json::Value = serde_json::from_slice(&s.helper(&["get"], GITLAB).stdout).unwrap();
+    let pair = (
+        v["Username"].as_str().unwrap(),
+        v["Secret"].as_str().unwrap(),
+    );
+    assert!(
+        pair == ("bob", "glpat-second") || pair == ("dave", "glpat-third"),
+        "{pair:?}"
+    );
+    let other: serde_json::Value =
+        serde_json::from_slice(&s.helper(&["get"], "other.example").stdout).unwrap();
+    assert_eq!(other["Secret"], "glpat-other");
+    let list: serde_json::Value = serde_json::from_slice(&s.helper(&["list"], "").stdout).unwrap();
+    assert_eq!(list.as_object().unwrap().len(), 2);
+}

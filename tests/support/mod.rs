@@ -1,0 +1,469 @@
+//! Real parts for the end-to-end tests: a private D-Bus session with gnome-keyring, the real
+//! CNCF registry, and a way to run our binary the way docker does.
+//!
+//! Every part lives in a temporary directory and is killed on drop. When a tool is missing
+//! the test fails if `CI` is set (CI must never skip silently) and is skipped otherwise.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-gitlab");
+pub const KEYRING_PASSWORD: &str = "test-keyring-password";
+
+/// Returns false (skip) when `tool` is missing outside CI; panics inside CI.
+pub fn have_tool(tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "{tool} is required for the end-to-end tests; run ./scripts/test.sh (it installs them)"
+            );
+        }
+        eprintln!("SKIPPED: {tool} is not installed (CI would fail here)");
+    }
+    found
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A private D-Bus session bus with gnome-keyring's Secret Service on it, plus a private
+/// HOME and data directory: the environment one helper invocation sees.
+pub struct Session {
+    pub dir: tempfile::TempDir,
+    bus_address: Option<String>,
+    keyring: Option<Killed>,
+    bus: Option<Killed>,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Session {
+    /// A session with an unlocked login keyring. `None` when the tools are missing (skip).
+    pub fn unlocked() -> Option<Session> {
+        let mut s = Session::with_bus()?;
+        s.start_keyring(true);
+        Some(s)
+    }
+
+    /// Restarts gnome-keyring without unlocking it: the same keyring file, now locked, as
+    /// after a reboot on a headless machine.
+    pub fn relock(&mut self) {
+        self.keyring = None; // kills the daemon
+        self.wait_name_owner(false);
+        self.start_keyring(false);
+    }
+
+    /// No session bus at all: what a plain SSH login or a container looks like.
+    pub fn without_bus() -> Session {
+        Session {
+            dir: tempfile::tempdir().unwrap(),
+            bus_address: None,
+            keyring: None,
+            bus: None,
+            extra_env: Vec::new(),
+        }
+    }
+
+    fn with_bus() -> Option<Session> {
+        if !(have_tool("dbus-daemon")
+            && have_tool("gnome-keyring-daemon")
+            && have_tool("dbus-send"))
+        {
+            return None;
+        }
+        let mut s = Session::without_bus();
+        let mut bus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let mut line = String::new();
+        BufReader::new(bus.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        s.bus_address = Some(line.trim().to_owned());
+        s.bus = Some(Killed(bus));
+        Some(s)
+    }
+
+    fn start_keyring(&mut self, unlock: bool) {
+        let mut cmd = Command::new("gnome-keyring-daemon");
+        cmd.args(["--foreground", "--components=secrets"]);
+        if unlock {
+            cmd.arg("--unlock");
+        }
+        let mut child = self
+            .env(&mut cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        let mut stdin = child.stdin.take().unwrap();
+        if unlock {
+            stdin.write_all(KEYRING_PASSWORD.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        self.keyring = Some(Killed(child));
+        self.wait_name_owner(true);
+    }
+
+    fn wait_name_owner(&self, owned: bool) {
+        wait_until("org.freedesktop.secrets", Duration::from_secs(10), || {
+            let out = self
+                .env(&mut Command::new("dbus-send"))
+                .args([
+                    "--session",
+                    "--dest=org.freedesktop.DBus",
+                    "--print-reply",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.secrets",
+                ])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).contains("boolean true") == owned
+        });
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.data_dir().join("state.json")
+    }
+
+    /// The gnome-keyring file that holds the login collection.
+    pub fn keyring_file(&self) -> PathBuf {
+        self.dir.path().join("share/keyrings/login.keyring")
+    }
+
+    pub fn docker_config_dir(&self) -> PathBuf {
+        self.home().join(".docker")
+    }
+
+    /// Applies this session's environment to `cmd`, and nothing of the developer's.
+    pub fn env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        let root = self.dir.path();
+        std::fs::create_dir_all(self.home()).unwrap();
+        cmd.env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("DOCKER_CREDENTIAL_GITLAB_STORE")
+            .env_remove("DOCKER_AUTH_CONFIG")
+            .env("HOME", self.home())
+            .env("XDG_RUNTIME_DIR", root)
+            .env("XDG_DATA_HOME", root.join("share"))
+            .env("XDG_CONFIG_HOME", root.join("config"))
+            .env("DOCKER_CONFIG", self.docker_config_dir())
+            .env("DOCKER_CREDENTIAL_GITLAB_DATA_DIR", self.data_dir())
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}/no-daemon.sock", root.display()),
+            );
+        match &self.bus_address {
+            Some(a) => cmd.env("DBUS_SESSION_BUS_ADDRESS", a),
+            // An address that does not exist: zbus must not fall back to a real session.
+            None => cmd.env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                format!("unix:path={}/no-bus", root.display()),
+            ),
+        };
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs our binary with `args` and `stdin`.
+    pub fn helper(&self, args: &[&str], stdin: impl AsRef<[u8]>) -> Output {
+        self.run(Command::new(BIN).args(args), stdin)
+    }
+
+    pub fn run(&self, cmd: &mut Command, stdin: impl AsRef<[u8]>) -> Output {
+        let mut child = self
+            .env(cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut pipe = child.stdin.take().unwrap();
+        // A child that refuses a large input closes its stdin early; that is fine.
+        let _ = pipe.write_all(stdin.as_ref());
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    }
+
+    pub fn store(&self, server: &str, user: &str, secret: &str) {
+        let out = self.helper(
+            &["store"],
+            format!(r#"{{"ServerURL":"{server}","Username":"{user}","Secret":"{secret}"}}"#),
+        );
+        assert_success(&out, "store");
+    }
+
+    /// `secret-tool lookup` straight against the keyring, bypassing our binary.
+    pub fn secret_tool_lookup(&self, host: &str) -> Option<String> {
+        let out = self
+            .env(&mut Command::new("secret-tool"))
+            .args([
+                "lookup",
+                "service",
+                "docker-credential-gitlab",
+                "username",
+                host,
+            ])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap())
+    }
+
+    /// Writes `$DOCKER_CONFIG/config.json` pointing `hosts` at our helper, and puts the
+    /// binary's directory first on PATH so clients find `docker-credential-gitlab`.
+    pub fn configure_docker(&mut self, hosts: &[&str]) {
+        let helpers: serde_json::Map<String, serde_json::Value> = hosts
+            .iter()
+            .map(|h| (h.to_string(), serde_json::Value::from("gitlab")))
+            .collect();
+        std::fs::create_dir_all(self.docker_config_dir()).unwrap();
+        std::fs::write(
+            self.docker_config_dir().join("config.json"),
+            serde_json::json!({ "credHelpers": helpers }).to_string(),
+        )
+        .unwrap();
+        let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
+        let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
+        self.extra_env.push(("PATH".into(), path));
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+pub fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// The error contract: exactly one line on stdout, exit status 1, nothing on stderr.
+#[track_caller]
+pub fn assert_one_line_error(out: &Output, what: &str) -> String {
+    let text = stdout(out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{what}: exit status; stdout {text:?}"
+    );
+    assert!(
+        text.ends_with('\n') && text.trim_end_matches('\n').lines().count() == 1,
+        "{what}: expected one line on stdout, got {text:?}"
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{what}: stderr not empty: {}",
+        stderr(out)
+    );
+    assert!(!text.contains("panicked"), "{what}: {text}");
+    text.trim_end().to_owned()
+}
+
+/// The real CNCF registry (`docker-registry`), on loopback, with htpasswd basic auth.
+pub struct Registry {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    _child: Killed,
+}
+
+impl Registry {
+    pub fn with_htpasswd(user: &str, password: &str) -> Option<Registry> {
+        if !(have_tool("docker-registry") && have_tool("htpasswd")) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .unwrap();
+        assert_success(&htpasswd, "htpasswd");
+        std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).unwrap();
+        let port = free_port();
+        let config = format!(
+            "version: 0.1\n\
+             log: {{level: error}}\n\
+             storage: {{filesystem: {{rootdirectory: {root}/data}}}}\n\
+             http: {{addr: 127.0.0.1:{port}}}\n\
+             auth: {{htpasswd: {{realm: test-registry, path: {root}/htpasswd}}}}\n",
+            root = dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .args([
+                "serve",
+                &dir.path().join("config.yml").display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start docker-registry");
+        let child = Killed(child);
+        wait_until("registry", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Some(Registry {
+            port,
+            _dir: dir,
+            _child: child,
+        })
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// Writes a small OCI image layout (one random layer) that skopeo can push without a
+/// daemon. Returns the layout directory.
+pub fn write_oci_image(dir: &Path, layer_bytes: usize) -> PathBuf {
+    let layout = dir.join("oci");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let write_blob = |bytes: &[u8]| -> (String, usize) {
+        let digest = hex(&Sha256::digest(bytes));
+        std::fs::write(blobs.join(&digest), bytes).unwrap();
+        (format!("sha256:{digest}"), bytes.len())
+    };
+    // An uncompressed tar holding one file of pseudo-random content.
+    let mut content = vec![0u8; layer_bytes];
+    let mut x: u64 = 0x9e3779b97f4a7c15 ^ layer_bytes as u64;
+    for b in content.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let layer = tar_one_file("payload.bin", &content);
+    let (layer_digest, layer_size) = write_blob(&layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "config": {}
+    })
+    .to_string();
+    let (config_digest, config_size) = write_blob(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_size}]
+    })
+    .to_string();
+    let (manifest_digest, manifest_size) = write_blob(manifest.as_bytes());
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": manifest_digest, "size": manifest_size,
+                "annotations": {"org.opencontainers.image.ref.name": "v1"}
+            }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    layout
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A minimal ustar archive with one regular file.
+fn tar_one_file(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |field: &mut [u8], value: u64| {
+        let s = format!("{:0width$o}\0", value, width = field.len() - 1);
+        field.copy_from_slice(s.as_bytes());
+    };
+    octal(&mut header[100..108], 0o644);
+    octal(&mut header[108..116], 0);
+    octal(&mut header[116..124], 0);
+    octal(&mut header[124..136], content.len() as u64);
+    octal(&mut header[136..148], 1_700_000_000);
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u64 = header.iter().map(|&b| b as u64).sum();
+    let s = format!("{sum:06o}\0 ");
+    header[148..156].copy_from_slice(s.as_bytes());
+    let mut out = header.to_vec();
+    out.extend_from_slice(content);
+    out.resize(out.len().div_ceil(512) * 512 + 1024, 0);
+    out
+}
+
+/// Reads a file, or `None` when it does not exist.
+pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::fs::File::open(path).ok()?.read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
