@@ -146,3 +146,208 @@ fn real_registry_accepts_emulator_tokens() {
     assert!(challenge(&r).contains("error=\"invalid_token\""));
     drop(reg); // Drop guard kills and reaps the registry process.
 }
+
+/// Write a one-layer OCI image layout (uncompressed tar layer) and return its directory.
+fn oci_layout(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::fs;
+    let sha = |b: &[u8]| {
+        let d = ring::digest::digest(&ring::digest::SHA256, b);
+        d.as_ref()
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let root = dir.join("oci");
+    let blobs = root.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let h = sha(b);
+        fs::write(blobs.join(&h), b).unwrap();
+        (format!("sha256:{h}"), b.len())
+    };
+    // A minimal POSIX tar with one small file, built by hand.
+    let content = b"hello from the gitlab emulator test\n";
+    let mut header = [0u8; 512];
+    header[..9].copy_from_slice(b"hello.txt");
+    header[100..108].copy_from_slice(b"0000644\0");
+    header[108..116].copy_from_slice(b"0000000\0");
+    header[116..124].copy_from_slice(b"0000000\0");
+    header[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
+    header[136..148].copy_from_slice(b"00000000000\0");
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u32 = header.iter().map(|b| *b as u32).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(content);
+    tar.resize(512 * 2, 0);
+    tar.resize(512 * 4, 0); // two zero blocks end the archive
+    let (layer, layer_size) = put(&tar);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+        "config": {}
+    })
+    .to_string();
+    let (config_digest, config_size) = put(config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}]
+    })
+    .to_string();
+    let (manifest_digest, manifest_size) = put(manifest.as_bytes());
+    fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": manifest_digest, "size": manifest_size,
+                       "annotations": {"org.opencontainers.image.ref.name": "v1"}}]
+    });
+    fs::write(root.join("index.json"), index.to_string()).unwrap();
+    root
+}
+
+fn skopeo(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("skopeo")
+        .env("HOME", home)
+        .env("XDG_RUNTIME_DIR", home)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG")
+        .args(args)
+        .output()
+        .expect("run skopeo")
+}
+
+/// A real client (skopeo) pushes and pulls through the registry with Basic credentials that
+/// only the emulator understands: challenge → GET /jwt/auth → Bearer JWT → push.
+#[test]
+fn skopeo_push_and_pull_through_real_registry() {
+    let have_skopeo = std::process::Command::new("skopeo")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_skopeo {
+        if std::env::var_os("CI").is_some() {
+            panic!("CI is set but skopeo is missing (apt-get install skopeo)");
+        }
+        eprintln!("note: skipping skopeo test: skopeo not installed");
+        return;
+    }
+    let gl = Emulator::start(Config::default());
+    let Some(reg) = registry(&gl) else { return };
+    let alice = gl.add_user("alice", "pw", false);
+    gl.add_project("group/project");
+    let rw = gl.add_personal_access_token(
+        alice,
+        TokenSpec::new("rw", &["read_registry", "write_registry"]),
+    );
+    let ro = gl.add_personal_access_token(alice, TokenSpec::new("ro", &["read_registry"]));
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = oci_layout(tmp.path());
+    let src = format!("oci:{}:v1", layout.display());
+    let dest = format!("docker://{}/group/project:v1", reg.host());
+
+    let creds = format!("alice:{}", ro.token);
+    let out = skopeo(
+        tmp.path(),
+        &[
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &src,
+            &dest,
+        ],
+    );
+    assert!(!out.status.success(), "read_registry token must not push");
+
+    gl.clear_requests();
+    let creds = format!("anything:{}", rw.token);
+    let out = skopeo(
+        tmp.path(),
+        &[
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &src,
+            &dest,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "push failed: {}\nregistry log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        reg.log()
+    );
+    let token_requests: Vec<_> = gl
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/jwt/auth")
+        .collect();
+    assert!(!token_requests.is_empty());
+    for r in &token_requests {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.username.as_deref(), Some("anything"));
+        let scopes: Vec<String> = form_urlencoded::parse(r.query.as_bytes())
+            .filter(|(k, _)| k == "scope")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert!(
+            scopes
+                .iter()
+                .any(|s| s.starts_with("repository:group/project:") && s.contains("push")),
+            "{scopes:?}"
+        );
+    }
+
+    let creds = format!("alice:{}", ro.token);
+    let out = skopeo(
+        tmp.path(),
+        &["inspect", "--tls-verify=false", "--creds", &creds, &dest],
+    );
+    assert!(
+        out.status.success(),
+        "pull-side inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["Name"], format!("{}/group/project", reg.host()));
+    // A revoked credential cannot fetch new registry tokens any more.
+    gl.revoke_token(&ro.token);
+    let out = skopeo(
+        tmp.path(),
+        &["inspect", "--tls-verify=false", "--creds", &creds, &dest],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("HTTP Basic: Access denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The leeway trap: the registry accepts a token until `exp + 60 s`.
+#[test]
+fn registry_leeway_keeps_a_one_second_token_alive() {
+    let gl = Emulator::start(Config {
+        token_window: std::time::Duration::from_secs(1),
+        ..Config::default()
+    });
+    let Some(reg) = registry(&gl) else { return };
+    gl.add_user("u", "pw", false);
+    let t = registry_token(&gl, "", "u", "pw");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let r = client()
+        .get(format!("{}/v2/", reg.url()))
+        .bearer_auth(&t)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "exp passed 2 s ago but leeway is 60 s");
+}
