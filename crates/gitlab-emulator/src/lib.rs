@@ -25,6 +25,33 @@
 //! # let _ = pat;
 //! ```
 //!
+//! ## Against the real registry
+//! [`Emulator::start_real_registry`] starts `docker-registry serve` (distribution 2.8) with
+//! [`Emulator::registry_config_yaml`] (`auth: token`, realm = [`Emulator::realm`], service
+//! `container_registry`, issuer = [`Emulator::issuer`], `rootcertbundle` =
+//! [`Emulator::cert_pem_path`], filesystem storage in a temp dir, a free loopback port) and
+//! kills it when the returned [`RealRegistry`] is dropped. Mind the registry's 60 s leeway on
+//! `exp`/`nbf`: a token with a 5 s window is really accepted for 65 s.
+//!
+//! ## Deliberate simplifications
+//! * Every authenticated user is a member of every project (pull, push and delete as far as
+//!   the credential's scopes allow); there are no admins, so `registry:catalog:*` is always
+//!   dropped. Projects are private unless [`Emulator::set_project_public`]; anonymous users may
+//!   only pull public projects. No protected repository paths / protected tags.
+//! * Job tokens have no triggering user: JWT has no `sub`, `auth_type` is `build`, pulls are
+//!   allowed from any project, push/delete only to the job's project (or its sub-images).
+//! * JWTs carry `access[].meta` (`project_path`, `project_id`, `root_namespace_id`) only for
+//!   projects added with [`Emulator::add_project`], and no nested `user` claim.
+//!   `dependency_proxy` is accepted as a service but uses the registry's scope mapping.
+//! * The failed-auth ban counts consecutive failures (no sliding 3-minute window).
+//! * OAuth apps are public clients (no client secret); no authorization-code/PKCE pages;
+//!   device approval is a test control ([`Emulator::approve_device`]). Refresh tokens never
+//!   expire and are strictly single-use (no Doorkeeper grace window).
+//! * Rotation: bot tokens may also use `/personal_access_tokens/self/rotate` (unconfirmed in
+//!   GitLab). `last_used_at` is updated on every use.
+//! * Error wording marked UNCONFIRMED in the reference (rotation `expires_at` validation,
+//!   `insufficient_scope` serialisation) is plausible, not verbatim.
+//!
 //! ## Clock
 //! Token expiry (PAT dates at 00:00 UTC, OAuth 7200 s, [`Emulator::kill_token_at`]) uses the
 //! emulator clock = real clock + an offset set by [`Emulator::set_clock_offset`] /
@@ -79,6 +106,9 @@ pub struct Config {
     pub oauth_token_lifetime: Duration,
     /// Device-flow polling interval; polling faster yields `slow_down` (5 s).
     pub device_poll_interval: Duration,
+    /// Instance setting "password authentication enabled for Git": when false, username +
+    /// password at `/jwt/auth` always fails with the 401 (tokens still work). Default true.
+    pub password_auth_enabled: bool,
 }
 
 impl Default for Config {
@@ -91,6 +121,7 @@ impl Default for Config {
             failed_auth_ban: None,
             oauth_token_lifetime: Duration::from_secs(7200),
             device_poll_interval: Duration::from_secs(5),
+            password_auth_enabled: true,
         }
     }
 }

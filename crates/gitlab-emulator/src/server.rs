@@ -102,14 +102,20 @@ impl Req {
 
     /// An API token: `PRIVATE-TOKEN` header or `Authorization: Bearer`.
     pub fn api_token(&self) -> Option<String> {
+        self.api_token_with_source().map(|(t, _)| t)
+    }
+
+    /// The API token and whether it came from the `PRIVATE-TOKEN` header (which GitLab only
+    /// matches against personal access tokens, never OAuth tokens).
+    pub fn api_token_with_source(&self) -> Option<(String, bool)> {
         if let Some(t) = self.header("private-token") {
-            return Some(t.trim().to_string());
+            return Some((t.trim().to_string(), true));
         }
         let value = self.header("authorization")?;
         let (scheme, rest) = value.split_once(' ')?;
         scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| rest.trim().to_string())
+            .then(|| (rest.trim().to_string(), false))
     }
 }
 

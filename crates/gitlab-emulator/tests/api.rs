@@ -129,13 +129,19 @@ fn api_auth_errors() {
     );
     gl.add_oauth_application("app", &["api"]);
     let oauth = gl.issue_oauth_tokens(alice, "app", &["api"]);
+    // PRIVATE-TOKEN only finds personal access tokens.
     assert_eq!(
-        call(api(
-            &gl,
-            "GET",
-            "/personal_access_tokens/self",
-            &oauth.access_token
-        )),
+        call(api(&gl, "GET", "/user", &oauth.access_token)),
+        (401, json!({"message":"401 Unauthorized"}))
+    );
+    let bearer = |path: &str| {
+        client()
+            .get(format!("{}/api/v4{path}", gl.url()))
+            .bearer_auth(&oauth.access_token)
+    };
+    assert_eq!(call(bearer("/user")).0, 200);
+    assert_eq!(
+        call(bearer("/personal_access_tokens/self")),
         (
             400,
             json!({"message":"400 Bad request - This endpoint requires token type to be a personal access token"})

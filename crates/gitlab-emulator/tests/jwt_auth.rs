@@ -438,3 +438,27 @@ fn requests_are_recorded_without_secrets() {
     gl.clear_requests();
     assert!(gl.requests().is_empty());
 }
+
+#[test]
+fn password_auth_can_be_disabled_for_git() {
+    let gl = Emulator::start(Config {
+        password_auth_enabled: false,
+        ..Config::default()
+    });
+    let u = gl.add_user("u", "pw", false);
+    let (status, body) = json(jwt(&gl.realm(), SVC, Some(("u", "pw"))));
+    assert_eq!((status, body), (401, unauthorized_body(&gl.url())));
+    let pat = gl.add_personal_access_token(u, TokenSpec::new("t", &["read_registry"]));
+    assert_eq!(jwt(&gl.realm(), SVC, Some(("u", &pat.token))).status(), 200);
+}
+
+#[test]
+fn head_is_routed_like_get() {
+    let (gl, _) = setup();
+    let r = client()
+        .head(format!("{}?{SVC}", gl.realm()))
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

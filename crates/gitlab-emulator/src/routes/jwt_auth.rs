@@ -124,11 +124,9 @@ fn authenticate(st: &mut State, req: &Req) -> Option<Principal> {
         });
     }
     // 7. Username + password; refused for 2FA users and bots.
-    if let Some(u) = st
-        .users
-        .iter()
-        .find(|u| u.username == login && u.password == password && !u.bot)
-    {
+    if let Some(u) = st.users.iter().find(|u| {
+        st.config.password_auth_enabled && u.username == login && u.password == password && !u.bot
+    }) {
         if u.two_factor {
             return None;
         }
@@ -171,7 +169,7 @@ fn record_success(st: &mut State, req: &Req) {
 }
 
 pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
-    if req.method != "GET" {
+    if req.method != "GET" && req.method != "HEAD" {
         // GitLab routes POST /jwt/auth to a bare 404 so OAuth2-style clients fall back to GET.
         return Resp::empty(404);
     }

@@ -124,7 +124,7 @@ impl ApiPrincipal {
 /// GitLab's API guard: find the token, reject revoked/expired ones with `invalid_token`.
 /// Deploy tokens, job tokens and OAuth refresh tokens are not API credentials (401).
 pub(crate) fn api_auth(st: &mut State, req: &Req) -> Result<ApiPrincipal, Resp> {
-    let token = req.api_token().ok_or_else(unauthorized)?;
+    let (token, private_token_header) = req.api_token_with_source().ok_or_else(unauthorized)?;
     match st.find_secret(&token) {
         Some(Found::Pat(p)) => {
             if p.revoked {
@@ -136,7 +136,7 @@ pub(crate) fn api_auth(st: &mut State, req: &Req) -> Result<ApiPrincipal, Resp> 
                 Ok(ApiPrincipal::Pat(p))
             }
         }
-        Some(Found::OAuthAccess(t)) => {
+        Some(Found::OAuthAccess(t)) if !private_token_header => {
             if t.revoked {
                 Err(invalid_token(REVOKED))
             } else if !st.oauth_active(&t) {
