@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Benchmark: `get` of docker-credential-gitlab against the Go reference helpers, in one run,
+# on the same gnome-keyring, for the same entry.
+#
+#   benches/get_latency.sh [RUNS]
+#
+# Prints mean times, our ratio to each reference helper (target: <= 0.5x
+# docker-credential-secretservice) and peak RSS (target: <= 8 MiB). Needs the Debian
+# packages that scripts/test.sh installs (hyperfine, time, jq, gnome-keyring, dbus,
+# golang-docker-credential-helpers, pass, gnupg).
+set -euo pipefail
+
+runs="${1:-50}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="$root/target/release/docker-credential-gitlab"
+
+if [[ "${BENCH_INSIDE_SESSION:-}" != 1 ]]; then
+  for tool in hyperfine /usr/bin/time jq dbus-run-session gnome-keyring-daemon \
+    docker-credential-secretservice docker-credential-pass pass gpg; do
+    command -v "$tool" >/dev/null || { echo "missing $tool: run scripts/test.sh first (as root on Debian) or install it" >&2; exit 1; }
+  done
+  (cd "$root" && cargo build --release --locked --bin docker-credential-gitlab)
+  tmp="$(mktemp -d)"
+  trap 'gpgconf --homedir "$tmp/gnupg" --kill gpg-agent 2>/dev/null || true; rm -rf "$tmp"' EXIT
+  mkdir -p "$tmp/home" "$tmp/gnupg" && chmod 700 "$tmp/gnupg"
+  # A private session: nothing of the user's keyring, docker config or pass store is touched.
+  env -i PATH="$PATH" HOME="$tmp/home" XDG_RUNTIME_DIR="$tmp" XDG_DATA_HOME="$tmp/share" \
+    GNUPGHOME="$tmp/gnupg" PASSWORD_STORE_DIR="$tmp/pass" \
+    DOCKER_CREDENTIAL_GITLAB_DATA_DIR="$tmp/data" BENCH_INSIDE_SESSION=1 TMPDIR="$tmp" \
+    dbus-run-session -- "$0" "$runs" 2> >(grep -v -e 'fd limit' -e 'discover_other_daemon' >&2)
+  exit
+fi
+
+# --- inside the private D-Bus session ---------------------------------------------------
+eval "$(printf 'bench-password' | gnome-keyring-daemon --unlock --components=secrets)"
+host="registry.gitlab.example"
+payload="{\"ServerURL\":\"$host\",\"Username\":\"bench\",\"Secret\":\"glpat-benchmark-0123456789\"}"
+printf '%s' "$host" > "$TMPDIR/host"
+
+# pass needs a GnuPG key; a throwaway one without passphrase.
+gpg --batch --quiet --pinentry-mode loopback --passphrase '' \
+  --quick-generate-key "bench@example.invalid" default default never 2>/dev/null
+pass init bench@example.invalid >/dev/null
+
+printf '%s' "$payload" | "$bin" store
+printf '%s' "$payload" | docker-credential-secretservice store
+printf '%s' "$payload" | docker-credential-pass store
+for helper in "$bin" docker-credential-secretservice docker-credential-pass; do
+  got=$("$helper" get < "$TMPDIR/host")
+  [[ "$got" == *glpat-benchmark-0123456789* ]] || { echo "$helper get returned: $got" >&2; exit 1; }
+done
+
+echo "== get latency, $runs runs each (hyperfine, shell start-up subtracted)"
+hyperfine --style basic --warmup 5 --runs "$runs" --export-json "$TMPDIR/get.json" \
+  -n ours "$bin get < $TMPDIR/host" \
+  -n secretservice "docker-credential-secretservice get < $TMPDIR/host" \
+  -n pass "docker-credential-pass get < $TMPDIR/host" >/dev/null
+
+rss() { # median peak RSS in KiB over 7 runs
+  for _ in 1 2 3 4 5 6 7; do
+    /usr/bin/time -f '%M' "$@" < "$TMPDIR/host" 2>&1 >/dev/null | tail -1
+  done | sort -n | sed -n 4p
+}
+ours_rss=$(rss "$bin" get)
+ss_rss=$(rss docker-credential-secretservice get)
+pass_rss=$(rss docker-credential-pass get)
+
+jq -r --argjson ours_rss "$ours_rss" --argjson ss_rss "$ss_rss" --argjson pass_rss "$pass_rss" '
+  (.results | map({key: .command, value: .}) | from_entries) as $r
+  | def ms(x): (x * 1000 * 10 | round) / 10;
+    def mib(k): (k / 1024 * 10 | round) / 10;
+  "helper                            mean ms   median ms   peak RSS MiB",
+  "docker-credential-gitlab          \(ms($r.ours.mean))      \(ms($r.ours.median))        \(mib($ours_rss))",
+  "docker-credential-secretservice   \(ms($r.secretservice.mean))      \(ms($r.secretservice.median))        \(mib($ss_rss))",
+  "docker-credential-pass            \(ms($r.pass.mean))      \(ms($r.pass.median))        \(mib($pass_rss))",
+  "",
+  "ratio ours / secretservice (mean):  \(($r.ours.mean / $r.secretservice.mean * 100 | round) / 100)x   (target <= 0.5x)",
+  "ratio ours / pass (mean):           \(($r.ours.mean / $r.pass.mean * 100 | round) / 100)x",
+  "peak RSS ours:                      \(mib($ours_rss)) MiB   (target <= 8 MiB)"
+' "$TMPDIR/get.json"

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of docker-credential-gitlab, as CI does.
+#
+# The end-to-end tests use real parts: gnome-keyring in a private D-Bus session, the CNCF
+# registry (`docker-registry`), the docker CLI and skopeo. On Debian, as root, this script
+# installs whatever is missing; elsewhere it names the packages to install. With CI set, a
+# missing tool fails the tests instead of skipping them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests and the benchmark need.
+packages=(
+  gnome-keyring dbus dbus-user-session libsecret-tools   # a real Secret Service + secret-tool
+  docker-registry apache2-utils skopeo                   # the real registry, htpasswd, a real client
+  golang-docker-credential-helpers pass gnupg            # the Go reference helpers (benchmark)
+  hyperfine time jq openssl ca-certificates              # benchmark tools, JSON, keys
+)
+command -v docker >/dev/null 2>&1 || packages+=(docker.io) # the docker CLI, if not preinstalled
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    echo "==> installing test dependencies: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "==> missing packages (install them for the end-to-end tests): ${missing[*]}" >&2
+  fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+echo "==> cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --workspace --locked
