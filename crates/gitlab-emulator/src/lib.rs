@@ -226,6 +226,16 @@ pub struct Emulator {
     issuer: String,
 }
 
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("url", &self.url())
+            .field("issuer", &self.issuer)
+            .field("cert_path", &self.cert_path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Emulator {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {

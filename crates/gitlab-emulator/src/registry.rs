@@ -24,6 +24,7 @@ pub(crate) fn config_yaml(emu: &Emulator, port: u16, data_dir: &Path) -> String 
 }
 
 /// A running `docker-registry serve` process; killed (and reaped) on drop.
+#[derive(Debug)]
 pub struct RealRegistry {
     child: Child,
     port: u16,
