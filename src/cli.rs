@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::BINARY_NAME;
-use crate::commands::verbs;
+use crate::commands::{configure_docker, login, logout, status, verbs};
 use crate::protocol::Verb;
 
 #[derive(Debug, Parser)]
@@ -46,6 +46,50 @@ enum Command {
     List,
     /// [protocol] Print the version.
     Version,
+    /// Log in to a GitLab registry: validate a token, store it, configure Docker.
+    Login {
+        /// The registry host, e.g. registry.gitlab.com or gitlab.example.com:5050.
+        #[arg(default_value = "registry.gitlab.com")]
+        registry: String,
+        /// The username sent with the token (required for deploy tokens; GitLab ignores
+        /// it for personal access tokens).
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Read the token from stdin instead of prompting for it.
+        #[arg(long)]
+        password_stdin: bool,
+        /// The GitLab instance the registry belongs to (checked against the registry).
+        #[arg(long, value_name = "URL")]
+        gitlab_url: Option<String>,
+        /// Do not add the registry to Docker's credHelpers.
+        #[arg(long)]
+        no_configure: bool,
+    },
+    /// Forget the credentials for a registry.
+    Logout {
+        registry: String,
+        /// Also revoke the token at GitLab (personal, project and group access tokens).
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Point Docker's credHelpers at this helper for the given registries.
+    #[command(name = "configure-docker")]
+    ConfigureDocker {
+        /// Registries to configure (default: every stored registry, else registry.gitlab.com).
+        registries: Vec<String>,
+        /// Show the change without writing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace entries that point at another credential helper.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the stored credentials: registry, GitLab, kind, scopes, expiry. Never secrets.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The usage line docker-credential-helpers prints for a malformed invocation.
@@ -86,9 +130,37 @@ pub fn main() -> ExitCode {
     if cli.version {
         return run_verb(Verb::Version);
     }
-    match cli.command {
+    let result = match cli.command {
+        Some(Command::Login {
+            registry,
+            username,
+            password_stdin,
+            gitlab_url,
+            no_configure,
+        }) => login::run(login::LoginArgs {
+            registry: Some(registry),
+            username,
+            password_stdin,
+            gitlab_url,
+            no_configure,
+        }),
+        Some(Command::Logout { registry, revoke }) => logout::run(&registry, revoke),
+        Some(Command::ConfigureDocker {
+            registries,
+            dry_run,
+            force,
+        }) => configure_docker::run(&registries, dry_run, force),
+        Some(Command::Status { json }) => status::run(json),
         // Verbs were dispatched above; reaching here means extra flags were given.
-        Some(_) | None => fail(&usage_line()),
+        Some(_) | None => return fail(&usage_line()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // User commands report on stderr, one line with the whole cause chain.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

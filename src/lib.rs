@@ -14,7 +14,9 @@
 
 pub mod cli;
 pub mod commands;
+pub mod credentials;
 pub mod docker_config;
+pub mod gitlab;
 pub mod paths;
 pub mod protocol;
 pub mod registry;

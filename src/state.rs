@@ -47,8 +47,63 @@ pub struct Entry {
     /// Which secret store holds the secret; `get` goes straight there.
     pub store: Backend,
     pub stored_at: jiff::Timestamp,
+    /// What GitLab told `login` about the credential; absent after a plain `docker login`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab: Option<GitLabInfo>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// Non-secret facts about a credential, learnt from GitLab when it was validated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GitLabInfo {
+    /// The GitLab instance the token belongs to: the only place it is ever sent.
+    pub url: String,
+    pub kind: TokenKind,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When the token stops working (PATs: 00:00 UTC of their expiry date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<jiff::Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_name: Option<String>,
+    pub validated_at: jiff::Timestamp,
+}
+
+/// The kinds of credential GitLab's registry accepts.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Personal, project or group access token (GitLab stores all three as PATs).
+    PersonalAccessToken,
+    DeployToken,
+    OauthToken,
+    JobToken,
+    /// An account password, or a deploy token without the `gldt-` prefix.
+    Password,
+}
+
+impl TokenKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            TokenKind::PersonalAccessToken => "access token",
+            TokenKind::DeployToken => "deploy token",
+            TokenKind::OauthToken => "OAuth token",
+            TokenKind::JobToken => "CI job token",
+            TokenKind::Password => "password or deploy token",
+        }
+    }
+}
+
+impl GitLabInfo {
+    /// Whether the helper can renew this credential itself (PAT self-rotation needs the
+    /// `api` or `self_rotate` scope).
+    pub fn can_renew(&self) -> bool {
+        self.kind == TokenKind::PersonalAccessToken
+            && self.scopes.iter().any(|s| s == "api" || s == "self_rotate")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +288,7 @@ mod tests {
             username: user.into(),
             store: Backend::SecretService,
             stored_at: jiff::Timestamp::from_second(1_700_000_000).unwrap(),
+            gitlab: None,
             extra: Map::new(),
         }
     }

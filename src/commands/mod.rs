@@ -1,4 +1,8 @@
 //! One module per command. Commands parse nothing themselves (that is `cli`) and print
 //! nothing but their result, so each can be read top to bottom as the policy it implements.
 
+pub mod configure_docker;
+pub mod login;
+pub mod logout;
+pub mod status;
 pub mod verbs;

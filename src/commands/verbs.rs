@@ -7,10 +7,11 @@
 
 use std::io::{Read, Write};
 
+use crate::credentials::{self, NewCredential};
 use crate::protocol::{self, InputError, NOT_FOUND, Verb};
 use crate::registry::{InvalidHost, RegistryHost};
-use crate::state::{Entry, StateError, StateFile};
-use crate::store::{SecretStore, StoreChoice, StoreError};
+use crate::state::{StateError, StateFile};
+use crate::store::{StoreChoice, StoreError};
 
 /// A verb's failure. `Display` is the exact line printed on stdout before exit 1.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum VerbError {
     State(#[from] StateError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Credentials(#[from] credentials::Error),
     #[error("could not write the answer: {0}")]
     Output(std::io::ErrorKind),
 }
@@ -67,14 +70,8 @@ pub fn version_line() -> String {
 fn get(input: &str) -> Result<zeroize::Zeroizing<String>, VerbError> {
     let server = protocol::parse_server(input)?;
     let host = RegistryHost::parse(server)?;
-    let state = StateFile::open_default()?.load()?;
-    let entry = state
-        .entries
-        .get(host.as_str())
-        .ok_or(VerbError::NotFound)?;
-    let secret = SecretStore::open(entry.store)?
-        .get(&host)?
-        .ok_or(VerbError::NotFound)?;
+    let (entry, secret) =
+        credentials::load(&StateFile::open_default()?, &host)?.ok_or(VerbError::NotFound)?;
     Ok(protocol::render_get(server, &entry.username, &secret))
 }
 
@@ -82,53 +79,23 @@ fn store(input: &str) -> Result<(), VerbError> {
     let creds = protocol::parse_credentials(input)?;
     let host = RegistryHost::parse(&creds.server_url)?;
     let choice = StoreChoice::from_env()?;
-    let state_file = StateFile::open_default()?;
-    let guard = state_file.lock()?;
-    let mut state = guard.load()?;
-    let previous = state.entries.get(host.as_str()).cloned();
-
-    // Under `auto`, a registry stays in the store that already holds it.
-    let backend = SecretStore::write(
+    credentials::save(
+        &StateFile::open_default()?,
         choice,
-        previous.as_ref().map(|p| p.store),
-        &host,
-        &creds.secret,
-    )?;
-    if let Some(prev) = &previous
-        && prev.store != backend
-    {
-        // Best effort: the state file no longer points at the old copy either way.
-        let _ = SecretStore::open(prev.store).and_then(|old| old.delete(&host));
-    }
-    // A new secret invalidates whatever we knew about the old one (kind, scopes, expiry).
-    state.entries.insert(
-        host.as_str().to_owned(),
-        Entry {
-            server_url: creds.server_url.trim().to_owned(),
-            username: creds.username,
-            store: backend,
-            stored_at: jiff::Timestamp::now(),
-            extra: Default::default(),
+        NewCredential {
+            host: &host,
+            server_url: &creds.server_url,
+            username: &creds.username,
+            secret: &creds.secret,
+            gitlab: None,
         },
-    );
-    guard.save(&state)?;
+    )?;
     Ok(())
 }
 
 fn erase(input: &str) -> Result<(), VerbError> {
     let host = RegistryHost::parse(protocol::parse_server(input)?)?;
-    let state_file = StateFile::open_default()?;
-    // docker logout erases up to four spellings; absent ones cost one file read, no lock.
-    if !state_file.load()?.entries.contains_key(host.as_str()) {
-        return Ok(());
-    }
-    let guard = state_file.lock()?;
-    let mut state = guard.load()?;
-    if let Some(entry) = state.entries.get(host.as_str()) {
-        SecretStore::open(entry.store)?.delete(&host)?;
-        state.entries.remove(host.as_str());
-        guard.save(&state)?;
-    }
+    credentials::forget(&StateFile::open_default()?, &host)?;
     Ok(())
 }
 

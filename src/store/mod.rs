@@ -350,6 +350,9 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
+mod secret_service;
+
 /// Opening each backend, where the platform has it.
 mod platform {
     use super::*;
@@ -357,9 +360,7 @@ mod platform {
     pub(super) fn open(backend: Backend) -> Result<Arc<CredentialStore>, KeyringError> {
         match backend {
             #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
-            Backend::SecretService => {
-                Ok(zbus_secret_service_keyring_store::Store::new()? as Arc<CredentialStore>)
-            }
+            Backend::SecretService => Ok(secret_service::Store::new()? as Arc<CredentialStore>),
             #[cfg(target_os = "linux")]
             Backend::Keyutils => {
                 Ok(linux_keyutils_keyring_store::Store::new()? as Arc<CredentialStore>)

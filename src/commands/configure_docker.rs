@@ -1,0 +1,74 @@
+//! `configure-docker [REGISTRY…] [--dry-run] [--force]`: point Docker's `credHelpers` at
+//! this helper, safely (see `docker_config`).
+
+use anyhow::{Context, bail};
+
+use crate::docker_config;
+use crate::registry::RegistryHost;
+use crate::state::StateFile;
+
+pub fn run(registries: &[String], dry_run: bool, force: bool) -> anyhow::Result<()> {
+    let mut hosts = Vec::new();
+    for r in registries {
+        let host = RegistryHost::parse(r)?;
+        if host.is_docker_hub() {
+            bail!("{r} is Docker Hub, not a GitLab registry");
+        }
+        hosts.push(host.as_str().to_owned());
+    }
+    if hosts.is_empty() {
+        // Default: every registry we hold credentials for, else GitLab.com.
+        hosts = StateFile::open_default()?
+            .load()?
+            .entries
+            .into_keys()
+            .collect();
+        if hosts.is_empty() {
+            hosts.push(crate::gitlab::GITLAB_COM_REGISTRY.to_owned());
+        }
+    }
+    let path = docker_config::default_path()
+        .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
+    let plan = docker_config::configure(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run)?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    let verb = if dry_run { "would add" } else { "added" };
+    for h in &plan.added {
+        println!("{verb} credHelpers[{h:?}] = \"gitlab\"");
+    }
+    for (h, old) in &plan.replaced {
+        println!(
+            "{} credHelpers[{h:?}] = \"gitlab\" (was {old:?})",
+            if dry_run { "would set" } else { "set" }
+        );
+    }
+    for h in &plan.unchanged {
+        println!("credHelpers[{h:?}] already uses this helper");
+    }
+    if dry_run && plan.changed {
+        println!(
+            "--- {} would become:\n{}",
+            path.display(),
+            plan.new_contents
+        );
+    } else if plan.changed {
+        println!("Updated {}.", path.display());
+    }
+    if !on_path(crate::BINARY_NAME) {
+        eprintln!(
+            "warning: {} is not on PATH, so Docker cannot run it; add its directory to PATH",
+            crate::BINARY_NAME
+        );
+    }
+    Ok(())
+}
+
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            let candidate = dir.join(name);
+            candidate.is_file() || candidate.with_extension("exe").is_file()
+        })
+    })
+}

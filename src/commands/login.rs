@@ -1,0 +1,397 @@
+//! `login`: the validating replacement for `docker login`.
+//!
+//! Nothing is stored until GitLab has accepted the credential for the registry:
+//! 1. ask the registry who issues its tokens (`/v2/` challenge → GitLab's `/jwt/auth`);
+//! 2. exchange the credential there exactly as docker will (401/403 explained);
+//! 3. learn what it is (PAT introspection, OAuth token info, hints) and warn about scopes,
+//!    renewability and expiry;
+//! 4. store secret + metadata, then point Docker at the helper.
+
+use std::io::{IsTerminal, Read};
+
+use anyhow::{Context, bail};
+use reqwest::Url;
+
+use crate::credentials::{self, NewCredential};
+use crate::docker_config;
+use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf, http::Http};
+use crate::registry::RegistryHost;
+use crate::secret::{ExposeSecret, Secret, secret_from};
+use crate::state::{GitLabInfo, StateFile, TokenKind};
+use crate::store::StoreChoice;
+
+/// Tokens that expire sooner than this get a warning.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+/// The username sent with tokens whose username GitLab ignores (PATs, OAuth tokens).
+pub const DEFAULT_USERNAME: &str = "oauth2";
+
+#[derive(Debug, Clone)]
+pub struct LoginArgs {
+    pub registry: Option<String>,
+    pub username: Option<String>,
+    pub password_stdin: bool,
+    pub gitlab_url: Option<String>,
+    pub no_configure: bool,
+}
+
+pub fn run(args: LoginArgs) -> anyhow::Result<()> {
+    let host = RegistryHost::parse(
+        args.registry
+            .as_deref()
+            .unwrap_or(gitlab::GITLAB_COM_REGISTRY),
+    )?;
+    if host.is_docker_hub() {
+        bail!("{host} is Docker Hub, not a GitLab registry; use `docker login` for it");
+    }
+    let requested_gitlab = args
+        .gitlab_url
+        .as_deref()
+        .map(parse_gitlab_url)
+        .transpose()?;
+    let secret = read_token(args.password_stdin, &host)?;
+    let username = args.username.clone();
+
+    let http = Http::new()?;
+    let challenge = gitlab::discover(&http, &host)?;
+    let gitlab_url = choose_gitlab(&host, &challenge, requested_gitlab.as_ref())?;
+    let gitlab_display = gitlab_url.as_str().trim_end_matches('/').to_owned();
+    eprintln!("GitLab instance for {host}: {gitlab_display}");
+
+    let looks_like_deploy_token = secret.expose_secret().starts_with("gldt-")
+        || username
+            .as_deref()
+            .is_some_and(|u| u.starts_with("gitlab+deploy-token"));
+    if looks_like_deploy_token && username.is_none() {
+        bail!(
+            "deploy tokens only work with their own username: pass --username (e.g. gitlab+deploy-token-1, shown when the token was created)"
+        );
+    }
+    let username = username.unwrap_or_else(|| DEFAULT_USERNAME.to_owned());
+
+    match gitlab::jwt_auth(&http, &challenge, &username, &secret, None)? {
+        JwtAuth::Token(_) => {}
+        JwtAuth::Unauthorized(message) => bail!(
+            "GitLab refused the credential for {host} (401: {message}). It is wrong, expired or revoked{hint}; \
+             create a token at {gitlab_display}/-/user_settings/personal_access_tokens with read_registry and write_registry",
+            hint = if looks_like_deploy_token {
+                ", or the username is not the deploy token's own"
+            } else {
+                ""
+            },
+        ),
+        JwtAuth::Denied(message) => bail!(
+            "GitLab accepted the credential but refuses registry access (403: {message}); \
+             the token needs the read_registry scope to pull and write_registry to push"
+        ),
+    }
+
+    let info = identify(
+        &http,
+        &gitlab_url,
+        &username,
+        &secret,
+        looks_like_deploy_token,
+    )?;
+    for warning in warnings(&info) {
+        eprintln!("warning: {warning}");
+    }
+
+    let state_file = StateFile::open_default()?;
+    let backend = credentials::save(
+        &state_file,
+        StoreChoice::from_env()?,
+        NewCredential {
+            host: &host,
+            server_url: host.as_str(),
+            username: &username,
+            secret: &secret,
+            gitlab: Some(info.clone()),
+        },
+    )?;
+    println!(
+        "Stored {} for {host} in the {backend} store.",
+        describe(&info)
+    );
+
+    if !args.no_configure {
+        configure_docker_for(&host)?;
+    }
+    println!("Login Succeeded");
+    Ok(())
+}
+
+/// Adds the `credHelpers` entry for `host`, printing what changed and any warnings.
+pub fn configure_docker_for(host: &RegistryHost) -> anyhow::Result<()> {
+    let path = docker_config::default_path()
+        .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
+    let plan = docker_config::configure(
+        &path,
+        &[host.as_str().to_owned()],
+        crate::HELPER_SUFFIX,
+        false,
+        false,
+    )
+    .with_context(|| {
+        format!("the credential is stored, but Docker is not set up to use it for {host}")
+    })?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
+    if plan.changed {
+        println!(
+            "Docker now uses docker-credential-gitlab for {host} ({}).",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn parse_gitlab_url(s: &str) -> anyhow::Result<Url> {
+    let mut url = Url::parse(s.trim()).with_context(|| {
+        format!("--gitlab-url {s:?} is not a URL such as https://gitlab.example.com")
+    })?;
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    gitlab::http::check_transport(&url)?;
+    Ok(url)
+}
+
+/// Picks the GitLab instance the token will be sent to. The registry's realm decides (that
+/// is where docker will send the token anyway); a `--gitlab-url` or the built-in
+/// registry.gitlab.com → gitlab.com mapping must agree with it, otherwise the registry is
+/// pointing somewhere unexpected and we refuse.
+fn choose_gitlab(
+    host: &RegistryHost,
+    challenge: &Challenge,
+    requested: Option<&Url>,
+) -> anyhow::Result<Url> {
+    gitlab::http::check_transport(&challenge.realm)?;
+    let realm_gitlab = challenge.gitlab_url().with_context(|| {
+        format!(
+            "{host} sends clients to {} for tokens, which is not a GitLab /jwt/auth endpoint; refusing to send your token there",
+            gitlab::http::redact(&challenge.realm)
+        )
+    })?;
+    let expected = match requested {
+        Some(url) => Some(url.clone()),
+        None if host.as_str() == gitlab::GITLAB_COM_REGISTRY => {
+            Some(Url::parse(gitlab::GITLAB_COM).expect("valid"))
+        }
+        None => None,
+    };
+    if let Some(expected) = expected
+        && !same_base(&expected, &realm_gitlab)
+    {
+        bail!(
+            "{host} sends tokens to {realm_gitlab}, not to {expected}; refusing to send your token to an unexpected GitLab \
+             (check the registry name, or pass the right --gitlab-url)"
+        );
+    }
+    Ok(realm_gitlab)
+}
+
+fn same_base(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+        && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
+}
+
+/// Works out what the credential is, from GitLab's answers; prefixes are only hints.
+fn identify(
+    http: &Http,
+    gitlab_url: &Url,
+    username: &str,
+    secret: &Secret,
+    deploy_hint: bool,
+) -> anyhow::Result<GitLabInfo> {
+    let base = |kind| GitLabInfo {
+        url: gitlab_url.as_str().trim_end_matches('/').to_owned(),
+        kind,
+        scopes: Vec::new(),
+        expires_at: None,
+        token_id: None,
+        token_name: None,
+        validated_at: jiff::Timestamp::now(),
+    };
+    if let PatSelf::Pat(pat) = gitlab::personal_access_token_self(http, gitlab_url, secret)? {
+        return Ok(pat_info(base(TokenKind::PersonalAccessToken), pat));
+    }
+    if username == "gitlab-ci-token" {
+        return Ok(base(TokenKind::JobToken));
+    }
+    if deploy_hint {
+        return Ok(base(TokenKind::DeployToken));
+    }
+    if gitlab::is_oauth_token(http, gitlab_url, secret)? {
+        return Ok(base(TokenKind::OauthToken));
+    }
+    Ok(base(TokenKind::Password))
+}
+
+fn pat_info(mut info: GitLabInfo, pat: PatInfo) -> GitLabInfo {
+    info.expires_at = pat.expires_instant();
+    info.scopes = pat.scopes;
+    info.token_id = Some(pat.id);
+    info.token_name = Some(pat.name);
+    info
+}
+
+/// What the user should know before relying on this credential for pushes.
+pub fn warnings(info: &GitLabInfo) -> Vec<String> {
+    let mut out = Vec::new();
+    let has = |s: &str| info.scopes.iter().any(|x| x == s);
+    match info.kind {
+        TokenKind::PersonalAccessToken => {
+            if !(has("read_registry") || has("api") || has("read_api")) {
+                out.push("the token lacks read_registry: it cannot pull".to_owned());
+            }
+            if !(has("write_registry") || has("api")) {
+                out.push("the token lacks write_registry: it can pull but not push".to_owned());
+            }
+            if !info.can_renew() {
+                out.push(
+                    "the token cannot renew itself (no api or self_rotate scope): when it expires you must create a new one; \
+                     add the self_rotate scope to let the helper rotate it before it expires"
+                        .to_owned(),
+                );
+            }
+        }
+        TokenKind::DeployToken => out.push(
+            "deploy tokens cannot be renewed or inspected through the API; pushes need its write_registry scope".to_owned(),
+        ),
+        TokenKind::Password => out.push(
+            "this looks like an account password (or a deploy token without the gldt- prefix): GitLab refuses passwords \
+             when two-factor authentication is on; prefer an access token with read_registry, write_registry and self_rotate"
+                .to_owned(),
+        ),
+        TokenKind::JobToken => {
+            out.push("CI job tokens only work while their job runs".to_owned())
+        }
+        TokenKind::OauthToken => out.push(
+            "OAuth access tokens expire after 2 hours; use `login --oauth` (refreshable) or an access token".to_owned(),
+        ),
+    }
+    if let Some(expires) = info.expires_at {
+        let days = expires.duration_since(jiff::Timestamp::now()).as_hours() / 24;
+        if days < EXPIRY_WARNING_DAYS {
+            out.push(format!(
+                "the token expires on {} (in {days} days){}",
+                expires.strftime("%Y-%m-%d"),
+                if info.can_renew() {
+                    ""
+                } else {
+                    "; create a new one before then"
+                }
+            ));
+        }
+    }
+    out
+}
+
+fn describe(info: &GitLabInfo) -> String {
+    let mut s = info.kind.describe().to_owned();
+    if let Some(name) = &info.token_name {
+        s.push_str(&format!(" {name:?}"));
+    }
+    if !info.scopes.is_empty() {
+        s.push_str(&format!(" (scopes: {})", info.scopes.join(", ")));
+    }
+    if let Some(e) = info.expires_at {
+        s.push_str(&format!(", expires {}", e.strftime("%Y-%m-%d")));
+    }
+    s
+}
+
+/// The token comes from stdin (`--password-stdin`) or a hidden prompt; never from argv.
+fn read_token(from_stdin: bool, host: &RegistryHost) -> anyhow::Result<Secret> {
+    let token = if from_stdin {
+        let input = crate::protocol::read_input(std::io::stdin().lock().take(u64::MAX))
+            .map_err(|e| anyhow::anyhow!("--password-stdin: {e}"))?;
+        secret_from(input.trim().to_owned())
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to ask for the token on: pipe it in with --password-stdin");
+        }
+        let t = rpassword::prompt_password(format!("GitLab token for {host}: "))
+            .context("cannot read the token from the terminal")?;
+        secret_from(t.trim().to_owned())
+    };
+    if token.expose_secret().is_empty() {
+        bail!("the token is empty");
+    }
+    if token.expose_secret().chars().any(char::is_whitespace) {
+        bail!("the token contains whitespace: paste only the token");
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(kind: TokenKind, scopes: &[&str], days: Option<i64>) -> GitLabInfo {
+        GitLabInfo {
+            url: "https://gitlab.example.com".into(),
+            kind,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            expires_at: days
+                .map(|d| jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * d + 1)),
+            token_id: None,
+            token_name: None,
+            validated_at: jiff::Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn a_complete_pat_has_no_warnings() {
+        let i = info(
+            TokenKind::PersonalAccessToken,
+            &["read_registry", "write_registry", "self_rotate"],
+            Some(200),
+        );
+        assert!(warnings(&i).is_empty(), "{:?}", warnings(&i));
+        assert!(i.can_renew());
+    }
+
+    #[test]
+    fn pat_warnings() {
+        let w = warnings(&info(
+            TokenKind::PersonalAccessToken,
+            &["read_registry"],
+            Some(10),
+        ));
+        let all = w.join("\n");
+        assert!(all.contains("not push"), "{all}");
+        assert!(all.contains("cannot renew"), "{all}");
+        assert!(all.contains("in 10 days"), "{all}");
+        let w = warnings(&info(TokenKind::PersonalAccessToken, &["api"], Some(100)));
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn gitlab_choice_refuses_unexpected_realms() {
+        let host = RegistryHost::parse("registry.gitlab.com").unwrap();
+        let evil = Challenge {
+            realm: Url::parse("https://evil.example/jwt/auth").unwrap(),
+            service: "container_registry".into(),
+        };
+        assert!(choose_gitlab(&host, &evil, None).is_err());
+        let good = Challenge {
+            realm: Url::parse("https://gitlab.com/jwt/auth").unwrap(),
+            service: "container_registry".into(),
+        };
+        assert_eq!(
+            choose_gitlab(&host, &good, None).unwrap().as_str(),
+            "https://gitlab.com/"
+        );
+        let other = RegistryHost::parse("registry.example.com").unwrap();
+        let wanted = Url::parse("https://gitlab.example.com").unwrap();
+        assert!(choose_gitlab(&other, &good, Some(&wanted)).is_err());
+        let plain = Challenge {
+            realm: Url::parse("http://gitlab.example.com/jwt/auth").unwrap(),
+            service: "container_registry".into(),
+        };
+        assert!(choose_gitlab(&other, &plain, None).is_err());
+    }
+}

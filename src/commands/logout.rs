@@ -1,0 +1,46 @@
+//! `logout REGISTRY [--revoke]`: forget a credential, and optionally revoke it at GitLab.
+
+use anyhow::{Context, bail};
+use reqwest::Url;
+
+use crate::credentials;
+use crate::gitlab::{self, http::Http};
+use crate::registry::RegistryHost;
+use crate::state::{StateFile, TokenKind};
+
+pub fn run(registry: &str, revoke: bool) -> anyhow::Result<()> {
+    let host = RegistryHost::parse(registry)?;
+    let state_file = StateFile::open_default()?;
+    if revoke {
+        let Some((entry, secret)) = credentials::load(&state_file, &host)? else {
+            bail!("no credentials stored for {host}: nothing to revoke");
+        };
+        let info = entry.gitlab.with_context(|| {
+            format!(
+                "the credential for {host} was stored by `docker login`, so its GitLab instance is unknown; \
+                 revoke it in GitLab's settings, then run `logout {host}` without --revoke"
+            )
+        })?;
+        if info.kind != TokenKind::PersonalAccessToken {
+            bail!(
+                "only personal, project and group access tokens can revoke themselves; this is a {}: \
+                 revoke it in GitLab, then run `logout {host}` without --revoke",
+                info.kind.describe()
+            );
+        }
+        // The token only ever goes to the instance recorded for it at login.
+        let gitlab_url = Url::parse(&info.url).context("the recorded GitLab URL is invalid")?;
+        let http = Http::new()?;
+        if gitlab::revoke_self(&http, &gitlab_url, &secret)? {
+            println!("Revoked the token at {}.", info.url);
+        } else {
+            println!("GitLab no longer accepts the token (already revoked or expired).");
+        }
+    }
+    if credentials::forget(&state_file, &host)? {
+        println!("Removed the credentials for {host}.");
+    } else {
+        println!("No credentials were stored for {host}.");
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The policy for saving and forgetting credentials, shared by the `store`/`erase` verbs,
+//! `login` and `logout`.
+//!
+//! Order matters for crash safety: the secret is written to the store first, then the
+//! state file that points at it, both under the state write lock. A crash in between leaves
+//! an unreferenced keychain item (harmless, overwritten by the next save), never a state
+//! entry without its secret.
+
+use crate::registry::RegistryHost;
+use crate::secret::Secret;
+use crate::state::{Entry, GitLabInfo, StateError, StateFile};
+use crate::store::{Backend, SecretStore, StoreChoice, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A credential about to be saved.
+#[derive(Debug)]
+pub struct NewCredential<'a> {
+    pub host: &'a RegistryHost,
+    /// The server string as the client gave it (returned by `list`).
+    pub server_url: &'a str,
+    pub username: &'a str,
+    pub secret: &'a Secret,
+    pub gitlab: Option<GitLabInfo>,
+}
+
+/// Saves a credential and returns the backend that holds it. Under `auto`, a registry stays
+/// in the store that already holds it.
+pub fn save(
+    state_file: &StateFile,
+    choice: StoreChoice,
+    new: NewCredential<'_>,
+) -> Result<Backend, Error> {
+    let guard = state_file.lock()?;
+    let mut state = guard.load()?;
+    let previous = state.entries.get(new.host.as_str()).map(|p| p.store);
+    let backend = SecretStore::write(choice, previous, new.host, new.secret)?;
+    if let Some(old) = previous
+        && old != backend
+    {
+        // Best effort: the state file stops pointing at the old copy either way.
+        let _ = SecretStore::open(old).and_then(|s| s.delete(new.host));
+    }
+    state.entries.insert(
+        new.host.as_str().to_owned(),
+        Entry {
+            server_url: new.server_url.trim().to_owned(),
+            username: new.username.to_owned(),
+            store: backend,
+            stored_at: jiff::Timestamp::now(),
+            // A new secret invalidates whatever we knew about the old one.
+            gitlab: new.gitlab,
+            extra: Default::default(),
+        },
+    );
+    guard.save(&state)?;
+    Ok(backend)
+}
+
+/// Forgets the credential for `host`. Returns false when there was none. An absent entry
+/// costs one file read and no lock (docker logout erases up to four spellings).
+pub fn forget(state_file: &StateFile, host: &RegistryHost) -> Result<bool, Error> {
+    if !state_file.load()?.entries.contains_key(host.as_str()) {
+        return Ok(false);
+    }
+    let guard = state_file.lock()?;
+    let mut state = guard.load()?;
+    let Some(entry) = state.entries.get(host.as_str()) else {
+        return Ok(false);
+    };
+    SecretStore::open(entry.store)?.delete(host)?;
+    state.entries.remove(host.as_str());
+    guard.save(&state)?;
+    Ok(true)
+}
+
+/// The stored entry and its secret, if both exist. Takes no lock.
+pub fn load(state_file: &StateFile, host: &RegistryHost) -> Result<Option<(Entry, Secret)>, Error> {
+    let state = state_file.load()?;
+    let Some(entry) = state.entries.get(host.as_str()) else {
+        return Ok(None);
+    };
+    let secret = SecretStore::open(entry.store)?.get(host)?;
+    Ok(secret.map(|s| (entry.clone(), s)))
+}

@@ -1,0 +1,171 @@
+//! The HTTP client, built only on the network paths (`login`, `logout --revoke`, …).
+//!
+//! `get` never builds it: a TLS client loads the OS trust store (~5 ms) and an async runtime
+//! is needed to drive it. TLS is rustls with the `ring` provider (the default aws-lc-rs
+//! costs ~70 ms of entropy set-up at the first handshake). Every request has a deadline.
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode, Url};
+
+use super::GitLabError;
+
+/// No single request may take longer than this (BuildKit gives a helper 60 s in all).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+
+pub struct Http {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+}
+
+/// A response read to the end (GitLab's bodies are small).
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// How a request authenticates. The secret goes into a header reqwest marks sensitive.
+pub enum Auth<'a> {
+    None,
+    Basic {
+        username: &'a str,
+        password: &'a str,
+    },
+    Bearer(&'a str),
+}
+
+impl Http {
+    pub fn new() -> Result<Http, GitLabError> {
+        // Installing twice in one process is harmless; the first provider stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .enable_io()
+            .build()
+            .map_err(|e| GitLabError::Client(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!(
+                "docker-credential-gitlab/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(CONNECT_DEADLINE)
+            .timeout(REQUEST_DEADLINE)
+            // A token must only ever go to the URL we chose; never follow a redirect.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| GitLabError::Client(e.to_string()))?;
+        Ok(Http { runtime, client })
+    }
+
+    pub fn request(
+        &self,
+        method: Method,
+        url: Url,
+        auth: Auth<'_>,
+        query: &[(&str, &str)],
+    ) -> Result<Response, GitLabError> {
+        check_transport(&url)?;
+        let mut url = url;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut req = self.client.request(method, url.clone());
+        req = match auth {
+            Auth::None => req,
+            Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
+            Auth::Bearer(token) => req.bearer_auth(token),
+        };
+        let fut = async {
+            let resp = req.send().await?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp.text().await?;
+            Ok::<_, reqwest::Error>(Response {
+                status,
+                headers,
+                body,
+            })
+        };
+        let outcome = self
+            .runtime
+            .block_on(async { tokio::time::timeout(REQUEST_DEADLINE, fut).await });
+        match outcome {
+            Err(_) => Err(GitLabError::Timeout { url: redact(&url) }),
+            Ok(Err(e)) if e.is_timeout() => Err(GitLabError::Timeout { url: redact(&url) }),
+            Ok(Err(e)) => Err(GitLabError::Network {
+                url: redact(&url),
+                detail: describe(&e),
+            }),
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+}
+
+/// Secrets may only travel over HTTPS; plain HTTP is allowed for loopback test hosts.
+pub fn check_transport(url: &Url) -> Result<(), GitLabError> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        _ => Err(GitLabError::Insecure { url: redact(url) }),
+    }
+}
+
+pub fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// URLs in messages never carry credentials or query strings.
+pub fn redact(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.to_string()
+}
+
+/// The innermost cause is what tells the user what happened (DNS, refused, TLS …).
+fn describe(e: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    let mut last = e.to_string();
+    while let Some(s) = source {
+        last = s.to_string();
+        source = s.source();
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_only_except_loopback() {
+        for ok in [
+            "https://gitlab.com/jwt/auth",
+            "http://127.0.0.1:8080/jwt/auth",
+            "http://localhost/x",
+            "http://[::1]:1/",
+        ] {
+            check_transport(&Url::parse(ok).unwrap()).unwrap();
+        }
+        for bad in ["http://gitlab.example.com/jwt/auth", "ftp://127.0.0.1/"] {
+            assert!(check_transport(&Url::parse(bad).unwrap()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn redaction() {
+        let u = Url::parse("https://user:pw@gitlab.com/api?private_token=x").unwrap();
+        assert_eq!(redact(&u), "https://gitlab.com/api");
+    }
+}
