@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::BINARY_NAME;
-use crate::commands::{configure_docker, login, logout, status, verbs};
+use crate::commands::{configure_docker, login, logout, rotate, status, verbs};
 use crate::protocol::Verb;
 
 #[derive(Debug, Parser)]
@@ -71,6 +71,13 @@ enum Command {
         /// Also revoke the token at GitLab (personal, project and group access tokens).
         #[arg(long)]
         revoke: bool,
+    },
+    /// Renew the stored token now (refused while a push may be using it, unless --force).
+    Rotate {
+        registry: String,
+        /// Rotate even if the token was handed out less than min_validity ago.
+        #[arg(long)]
+        force: bool,
     },
     /// Point Docker's credHelpers at this helper for the given registries.
     #[command(name = "configure-docker")]
@@ -145,6 +152,7 @@ pub fn main() -> ExitCode {
             no_configure,
         }),
         Some(Command::Logout { registry, revoke }) => logout::run(&registry, revoke),
+        Some(Command::Rotate { registry, force }) => rotate::run(&registry, force),
         Some(Command::ConfigureDocker {
             registries,
             dry_run,

@@ -89,3 +89,32 @@ pub fn load(state_file: &StateFile, host: &RegistryHost) -> Result<Option<(Entry
     let secret = SecretStore::open(entry.store)?.get(host)?;
     Ok(secret.map(|s| (entry.clone(), s)))
 }
+
+/// Records a renewed token's metadata (its secret is already in `backend`). The new
+/// `stored_at` tells other processes that the token changed.
+pub fn update_after_renewal(
+    state_file: &StateFile,
+    host: &RegistryHost,
+    backend: Backend,
+    info: GitLabInfo,
+) -> Result<Entry, Error> {
+    let guard = state_file.lock()?;
+    let mut state = guard.load()?;
+    let entry = state
+        .entries
+        .entry(host.as_str().to_owned())
+        .or_insert_with(|| Entry {
+            server_url: host.as_str().to_owned(),
+            username: crate::commands::login::DEFAULT_USERNAME.to_owned(),
+            store: backend,
+            stored_at: jiff::Timestamp::now(),
+            gitlab: None,
+            extra: Default::default(),
+        });
+    entry.store = backend;
+    entry.stored_at = jiff::Timestamp::now();
+    entry.gitlab = Some(info);
+    let updated = entry.clone();
+    guard.save(&state)?;
+    Ok(updated)
+}

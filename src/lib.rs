@@ -17,10 +17,14 @@ pub mod commands;
 pub mod credentials;
 pub mod docker_config;
 pub mod gitlab;
+pub mod leases;
 pub mod paths;
+pub mod policy;
 pub mod protocol;
 pub mod registry;
+pub mod renew;
 pub mod secret;
+pub mod settings;
 pub mod state;
 pub mod store;
 

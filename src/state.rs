@@ -69,6 +69,9 @@ pub struct GitLabInfo {
     pub token_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_name: Option<String>,
+    /// Days from creation to expiry: a rotation asks for the same lifetime again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_days: Option<i64>,
     pub validated_at: jiff::Timestamp,
 }
 
@@ -144,6 +147,11 @@ impl StateFile {
 
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
+    }
+
+    /// The directory holding the state file and its sidecars (locks, leases, journal).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Reads the current state without locking. A missing file is an empty state.

@@ -212,6 +212,7 @@ fn identify(
         expires_at: None,
         token_id: None,
         token_name: None,
+        lifetime_days: None,
         validated_at: jiff::Timestamp::now(),
     };
     if let PatSelf::Pat(pat) = gitlab::personal_access_token_self(http, gitlab_url, secret)? {
@@ -231,6 +232,7 @@ fn identify(
 
 fn pat_info(mut info: GitLabInfo, pat: PatInfo) -> GitLabInfo {
     info.expires_at = pat.expires_instant();
+    info.lifetime_days = pat.lifetime_days();
     info.scopes = pat.scopes;
     info.token_id = Some(pat.id);
     info.token_name = Some(pat.name);
@@ -339,6 +341,7 @@ mod tests {
                 .map(|d| jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * d + 1)),
             token_id: None,
             token_name: None,
+            lifetime_days: None,
             validated_at: jiff::Timestamp::now(),
         }
     }

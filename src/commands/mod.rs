@@ -4,5 +4,6 @@
 pub mod configure_docker;
 pub mod login;
 pub mod logout;
+pub mod rotate;
 pub mod status;
 pub mod verbs;

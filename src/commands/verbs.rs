@@ -6,10 +6,15 @@
 //! because the state file already says we hold nothing for it.
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use crate::credentials::{self, NewCredential};
+use crate::leases;
+use crate::policy::{self, Decision};
 use crate::protocol::{self, InputError, NOT_FOUND, Verb};
 use crate::registry::{InvalidHost, RegistryHost};
+use crate::renew::{self, RenewError};
+use crate::settings::{Settings, SettingsError};
 use crate::state::{StateError, StateFile};
 use crate::store::{StoreChoice, StoreError};
 
@@ -28,6 +33,10 @@ pub enum VerbError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Credentials(#[from] credentials::Error),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Renew(#[from] RenewError),
     #[error("could not write the answer: {0}")]
     Output(std::io::ErrorKind),
 }
@@ -67,12 +76,86 @@ pub fn version_line() -> String {
     )
 }
 
+/// A whole `get`, renewal included, never takes longer than this.
+pub const GET_DEADLINE: Duration = Duration::from_secs(20);
+
 fn get(input: &str) -> Result<zeroize::Zeroizing<String>, VerbError> {
+    let started = Instant::now();
     let server = protocol::parse_server(input)?;
     let host = RegistryHost::parse(server)?;
-    let (entry, secret) =
-        credentials::load(&StateFile::open_default()?, &host)?.ok_or(VerbError::NotFound)?;
+    let state_file = StateFile::open_default()?;
+    let (mut entry, mut secret) =
+        credentials::load(&state_file, &host)?.ok_or(VerbError::NotFound)?;
+    // Credentials from `login` carry an expiry: apply the refresh policy (no network, no
+    // lock unless a renewal is due). Plain `docker login` entries are handed out as they are.
+    if let Some(info) = entry.gitlab.clone() {
+        let settings = Settings::load()?;
+        let now = jiff::Timestamp::now();
+        let dir = state_file.dir();
+        let facts = policy::Facts {
+            now,
+            expires_at: info.expires_at,
+            can_renew: info.can_renew(),
+            lifetime: info
+                .lifetime_days
+                .map(|d| jiff::SignedDuration::from_hours(24 * d)),
+            min_validity: settings.min_validity(host.as_str()),
+            early_renewal: settings.early_renewal(),
+            last_handout: leases::last_handout(dir, &host),
+        };
+        match policy::decide(&facts) {
+            Decision::HandOut => {}
+            Decision::HandOutExpiring => {
+                if leases::first_warning_today(dir, &host, now) {
+                    warn(&format!(
+                        "the token for {host} expires {}, sooner than the {} a push may need, and it cannot renew itself; \
+                         create a token with the self_rotate scope and run `docker-credential-gitlab login {host}`",
+                        describe_expiry(info.expires_at, now),
+                        friendly(facts.min_validity),
+                    ));
+                }
+            }
+            Decision::Renew { .. } => {
+                match renew::renew(&state_file, &host, &entry, started + GET_DEADLINE) {
+                    Ok(renewed) => {
+                        entry = renewed.entry;
+                        secret = renewed.secret;
+                    }
+                    // Nothing that worked before is lost: a still-valid token is served.
+                    Err(e) if info.expires_at.is_none_or(|t| t > now) => warn(&format!(
+                        "{e}; handing out the current token, which expires {}",
+                        describe_expiry(info.expires_at, now)
+                    )),
+                    Err(e) => return Err(VerbError::Renew(e)),
+                }
+            }
+        }
+        leases::record_handout(dir, &host, now);
+    }
     Ok(protocol::render_get(server, &entry.username, &secret))
+}
+
+/// Warnings go to stderr (docker shows them); stdout carries only the protocol answer.
+fn warn(message: &str) {
+    eprintln!("docker-credential-gitlab: warning: {message}");
+}
+
+fn describe_expiry(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> String {
+    match at {
+        None => "never".into(),
+        Some(t) => format!("at {t} (in {})", friendly(t.duration_since(now))),
+    }
+}
+
+fn friendly(d: jiff::SignedDuration) -> String {
+    let mins = d.as_secs() / 60;
+    if mins.abs() >= 48 * 60 {
+        format!("{} days", mins / (24 * 60))
+    } else if mins.abs() >= 120 {
+        format!("{} h", mins / 60)
+    } else {
+        format!("{mins} min")
+    }
 }
 
 fn store(input: &str) -> Result<(), VerbError> {

@@ -18,6 +18,8 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 pub struct Http {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// An overall deadline (e.g. a whole `get`): requests are cut short to meet it.
+    deadline: Option<std::time::Instant>,
 }
 
 /// A response read to the end (GitLab's bodies are small).
@@ -58,7 +60,25 @@ impl Http {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| GitLabError::Client(e.to_string()))?;
-        Ok(Http { runtime, client })
+        Ok(Http {
+            runtime,
+            client,
+            deadline: None,
+        })
+    }
+
+    /// Makes every later request finish by `deadline`.
+    pub fn with_deadline(mut self, deadline: std::time::Instant) -> Http {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Time left before the overall deadline.
+    pub fn remaining(&self) -> Duration {
+        match self.deadline {
+            Some(d) => d.saturating_duration_since(std::time::Instant::now()),
+            None => REQUEST_DEADLINE,
+        }
     }
 
     pub fn request(
@@ -90,11 +110,16 @@ impl Http {
                 body,
             })
         };
-        let outcome = self
-            .runtime
-            .block_on(async { tokio::time::timeout(REQUEST_DEADLINE, fut).await });
+        let outcome = self.runtime.block_on(async {
+            tokio::time::timeout(REQUEST_DEADLINE.min(self.remaining()), fut).await
+        });
         match outcome {
             Err(_) => Err(GitLabError::Timeout { url: redact(&url) }),
+            // Checked first: a connect failure (even a connect timeout) means nothing was sent.
+            Ok(Err(e)) if e.is_connect() => Err(GitLabError::Connect {
+                url: redact(&url),
+                detail: describe(&e),
+            }),
             Ok(Err(e)) if e.is_timeout() => Err(GitLabError::Timeout { url: redact(&url) }),
             Ok(Err(e)) => Err(GitLabError::Network {
                 url: redact(&url),

@@ -29,7 +29,9 @@ pub enum GitLabError {
     Insecure { url: String },
     #[error("{url} did not answer within {}s; check your network or proxy (HTTPS_PROXY)", http::REQUEST_DEADLINE.as_secs())]
     Timeout { url: String },
-    #[error("cannot reach {url}: {detail}")]
+    #[error("cannot connect to {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("the connection to {url} failed: {detail}")]
     Network { url: String, detail: String },
     #[error("{url} answered {status}: {detail}")]
     Unexpected {
@@ -204,6 +206,8 @@ pub struct PatInfo {
     /// A date: the token stops working at 00:00 UTC of that day.
     pub expires_at: Option<String>,
     pub user_id: Option<u64>,
+    #[serde(default)]
+    pub created_at: Option<String>,
 }
 
 impl PatInfo {
@@ -213,6 +217,86 @@ impl PatInfo {
         date.to_zoned(jiff::tz::TimeZone::UTC)
             .ok()
             .map(|z| z.timestamp())
+    }
+}
+
+impl PatInfo {
+    /// Whole days from creation to expiry: the lifetime a rotation keeps.
+    pub fn lifetime_days(&self) -> Option<i64> {
+        let created: jiff::Timestamp = self.created_at.as_deref()?.parse().ok()?;
+        let created = created.to_zoned(jiff::tz::TimeZone::UTC).date();
+        let expires: jiff::civil::Date = self.expires_at.as_deref()?.parse().ok()?;
+        Some(i64::from(created.until(expires).ok()?.get_days()))
+    }
+}
+
+/// The outcome of a self-rotation, sorted by what it means for the old token.
+#[derive(Debug)]
+pub enum Rotation {
+    /// GitLab rotated: the old token is revoked, this is the new one.
+    Rotated { token: Secret, info: PatInfo },
+    /// GitLab answered and did not rotate (4xx, 5xx, 429): the old token is unchanged.
+    NotRotated {
+        status: u16,
+        message: String,
+        retry_after: Option<u64>,
+    },
+    /// The request never left (connection refused, DNS): the old token is unchanged.
+    NotSent(GitLabError),
+    /// The request may have been processed (timeout, dropped connection): unknown.
+    Unknown(GitLabError),
+}
+
+/// `POST /personal_access_tokens/self/rotate` with an explicit `expires_at` (GitLab's
+/// default is one week).
+pub fn rotate_self(
+    http: &Http,
+    gitlab: &Url,
+    secret: &Secret,
+    expires_at: jiff::civil::Date,
+) -> Rotation {
+    let url = api_url(gitlab, "personal_access_tokens/self/rotate");
+    let date = expires_at.to_string();
+    let resp = match http.request(
+        Method::POST,
+        url.clone(),
+        Auth::Bearer(secret.expose_secret()),
+        &[("expires_at", date.as_str())],
+    ) {
+        Ok(r) => r,
+        Err(e @ (GitLabError::Connect { .. } | GitLabError::Insecure { .. })) => {
+            return Rotation::NotSent(e);
+        }
+        Err(e) => return Rotation::Unknown(e),
+    };
+    if resp.status == StatusCode::OK {
+        #[derive(Deserialize)]
+        struct Rotated {
+            token: String,
+            #[serde(flatten)]
+            info: PatInfo,
+        }
+        return match serde_json::from_str::<Rotated>(&resp.body) {
+            Ok(r) => Rotation::Rotated {
+                token: crate::secret::secret_from(r.token),
+                info: r.info,
+            },
+            // 200 but unreadable: GitLab rotated, and we cannot know the new token.
+            Err(_) => Rotation::Unknown(GitLabError::Unexpected {
+                url: redact(&url),
+                status: 200,
+                detail: "the rotation answer holds no readable token".into(),
+            }),
+        };
+    }
+    Rotation::NotRotated {
+        status: resp.status.as_u16(),
+        message: error_message(&resp.body),
+        retry_after: resp
+            .headers
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok()),
     }
 }
 
@@ -385,7 +469,9 @@ mod tests {
             revoked: false,
             expires_at: Some("2026-12-31".into()),
             user_id: None,
+            created_at: Some("2026-10-01T10:00:00.000Z".into()),
         };
+        assert_eq!(info.lifetime_days(), Some(91));
         assert_eq!(
             info.expires_instant().unwrap().to_string(),
             "2026-12-31T00:00:00Z"

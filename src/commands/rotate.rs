@@ -1,0 +1,63 @@
+//! `rotate REGISTRY [--force]`: renew the stored token now.
+//!
+//! Respects Invariant B: while a hand-out is live (a push may be using the token), rotating
+//! would revoke it under that push, so it is refused unless `--force`.
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::credentials;
+use crate::leases;
+use crate::registry::RegistryHost;
+use crate::renew;
+use crate::settings::Settings;
+use crate::state::StateFile;
+
+pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
+    let host = RegistryHost::parse(registry)?;
+    let state_file = StateFile::open_default()?;
+    let (entry, _secret) = credentials::load(&state_file, &host)?
+        .with_context(|| format!("no credentials stored for {host}"))?;
+    let info = entry.gitlab.clone().with_context(|| {
+        format!("the credential for {host} was stored by `docker login`; run `docker-credential-gitlab login {host}` first")
+    })?;
+    if !info.can_renew() {
+        bail!(
+            "the {} for {host} cannot renew itself (it needs the api or self_rotate scope)",
+            info.kind.describe()
+        );
+    }
+    let settings = Settings::load()?;
+    let min_validity = settings.min_validity(host.as_str());
+    let now = jiff::Timestamp::now();
+    if let Some(last) = leases::last_handout(state_file.dir(), &host) {
+        let since = now.duration_since(last);
+        let dies_soon = info
+            .expires_at
+            .is_some_and(|t| t.duration_since(now) < min_validity);
+        if since < min_validity && !dies_soon && !force {
+            bail!(
+                "the token was handed out {} min ago and a push may still be using it; rotating now would revoke it \
+                 under that push. Wait until {} or pass --force",
+                since.as_secs() / 60,
+                last + min_validity
+            );
+        }
+    }
+    let renewed = renew::renew(
+        &state_file,
+        &host,
+        &entry,
+        Instant::now() + std::time::Duration::from_secs(30),
+    )?;
+    let expires = renewed
+        .entry
+        .gitlab
+        .as_ref()
+        .and_then(|g| g.expires_at)
+        .map(|t| t.strftime("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| "never".into());
+    println!("Rotated the token for {host}; the new one expires {expires}.");
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! User settings: how long a credential handed out by `get` must stay valid.
+//!
+//! `min_validity` (default 60 min) is the promise behind the long-push guarantee: docker,
+//! skopeo and podman call `get` once per push and then keep re-exchanging that secret at
+//! `/jwt/auth`, so the secret must outlive the push. It is set globally or per registry in
+//! `config.json` in the user's config directory, and `DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY`
+//! overrides both:
+//!
+//! ```json
+//! { "min_validity": "90m", "early_renewal": "7d",
+//!   "registries": { "gitlab.example.com:5050": { "min_validity": "36h" } } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use jiff::SignedDuration;
+use serde::Deserialize;
+
+pub const MIN_VALIDITY_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY";
+pub const CONFIG_DIR_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR";
+pub const DEFAULT_MIN_VALIDITY: SignedDuration = SignedDuration::from_mins(60);
+/// PATs are rotated this long before they expire, when no hand-out is live.
+pub const DEFAULT_EARLY_RENEWAL: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    min_validity: SignedDuration,
+    early_renewal: SignedDuration,
+    per_registry: BTreeMap<String, SignedDuration>,
+    env_override: Option<SignedDuration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            min_validity: DEFAULT_MIN_VALIDITY,
+            early_renewal: DEFAULT_EARLY_RENEWAL,
+            per_registry: BTreeMap::new(),
+            env_override: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{source_name}: {value:?} is not a duration; use values like 90m, 36h or 2d")]
+    BadDuration { source_name: String, value: String },
+    #[error("settings file {}: {reason}; fix or remove it", path.display())]
+    BadFile { path: PathBuf, reason: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    min_validity: Option<String>,
+    early_renewal: Option<String>,
+    #[serde(default)]
+    registries: BTreeMap<String, RegistrySettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrySettings {
+    min_validity: Option<String>,
+}
+
+impl Settings {
+    /// Reads the settings file (absent = defaults) and the environment override.
+    pub fn load() -> Result<Settings, SettingsError> {
+        let mut settings = match config_path() {
+            Some(path) => Settings::from_file(&path)?,
+            None => Settings::default(),
+        };
+        if let Ok(value) = std::env::var(MIN_VALIDITY_ENV) {
+            settings.env_override =
+                Some(
+                    parse_duration(&value).ok_or_else(|| SettingsError::BadDuration {
+                        source_name: MIN_VALIDITY_ENV.into(),
+                        value,
+                    })?,
+                );
+        }
+        Ok(settings)
+    }
+
+    fn from_file(path: &std::path::Path) -> Result<Settings, SettingsError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+            Err(e) => {
+                return Err(SettingsError::BadFile {
+                    path: path.into(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let file: FileSettings =
+            serde_json::from_str(&text).map_err(|e| SettingsError::BadFile {
+                path: path.into(),
+                reason: e.to_string(),
+            })?;
+        let parse = |what: &str, v: &str| {
+            parse_duration(v).ok_or_else(|| SettingsError::BadDuration {
+                source_name: format!("{} ({what})", path.display()),
+                value: v.to_owned(),
+            })
+        };
+        let mut s = Settings::default();
+        if let Some(v) = &file.min_validity {
+            s.min_validity = parse("min_validity", v)?;
+        }
+        if let Some(v) = &file.early_renewal {
+            s.early_renewal = parse("early_renewal", v)?;
+        }
+        for (registry, r) in &file.registries {
+            if let Some(v) = &r.min_validity {
+                let host = crate::registry::RegistryHost::parse(registry).map_err(|e| {
+                    SettingsError::BadFile {
+                        path: path.into(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                s.per_registry
+                    .insert(host.as_str().to_owned(), parse(registry, v)?);
+            }
+        }
+        Ok(s)
+    }
+
+    /// How long a secret handed out for `registry` must stay valid.
+    pub fn min_validity(&self, registry: &str) -> SignedDuration {
+        self.env_override
+            .or_else(|| self.per_registry.get(registry).copied())
+            .unwrap_or(self.min_validity)
+    }
+
+    pub fn early_renewal(&self) -> SignedDuration {
+        self.early_renewal
+    }
+}
+
+fn config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    directories::ProjectDirs::from("", "", crate::BINARY_NAME)
+        .map(|p| p.config_dir().join("config.json"))
+}
+
+/// Parses `90m`, `36h`, `2d`, `1h30m`, `45s`, `1w`.
+pub fn parse_duration(s: &str) -> Option<SignedDuration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    let mut total: i64 = 0;
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().ok()?;
+        digits.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit)?)?;
+    }
+    if !digits.is_empty() {
+        return None; // a number without a unit is ambiguous
+    }
+    Some(SignedDuration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90m"), Some(SignedDuration::from_mins(90)));
+        assert_eq!(parse_duration("36h"), Some(SignedDuration::from_hours(36)));
+        assert_eq!(parse_duration("2d"), Some(SignedDuration::from_hours(48)));
+        assert_eq!(parse_duration("1h30m"), Some(SignedDuration::from_mins(90)));
+        for bad in ["", "90", "m", "1x", "-5m", "1.5h"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_and_per_registry_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"min_validity":"2h","registries":{"HTTPS://Reg.Example.com/":{"min_validity":"36h"}}}"#,
+        )
+        .unwrap();
+        let s = Settings::from_file(&path).unwrap();
+        assert_eq!(s.min_validity("other"), SignedDuration::from_hours(2));
+        assert_eq!(
+            s.min_validity("reg.example.com"),
+            SignedDuration::from_hours(36)
+        );
+        std::fs::write(&path, r#"{"min_validty":"2h"}"#).unwrap();
+        assert!(Settings::from_file(&path).is_err(), "typos are reported");
+        std::fs::write(&path, r#"{"min_validity":"soon"}"#).unwrap();
+        let e = Settings::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("90m"), "{e}");
+    }
+}
