@@ -35,6 +35,6 @@ fi
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "==> cargo test"
-cargo test --workspace --locked
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "==> cargo test (with the test-only fault-injection points, for the crash tests)"
+cargo test --workspace --all-features --locked

@@ -121,7 +121,9 @@ fn get(input: &str) -> Result<zeroize::Zeroizing<String>, VerbError> {
                         entry = renewed.entry;
                         secret = renewed.secret;
                     }
-                    // Nothing that worked before is lost: a still-valid token is served.
+                    // Nothing that worked before is lost: a still-valid token is served
+                    // (unless GitLab already revoked it in a lost rotation).
+                    Err(e @ RenewError::Lost { .. }) => return Err(VerbError::Renew(e)),
                     Err(e) if info.expires_at.is_none_or(|t| t > now) => warn(&format!(
                         "{e}; handing out the current token, which expires {}",
                         describe_expiry(info.expires_at, now)

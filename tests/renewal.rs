@@ -1,0 +1,319 @@
+//! The long-push guarantee: `get` renews a token that would not outlive `min_validity`,
+//! once across any number of concurrent processes, never under a live lease, and survives
+//! GitLab faults and crashes. Real registry in token mode + the GitLab emulator + a real
+//! gnome-keyring.
+
+mod support;
+
+use std::process::Output;
+
+use gitlab_emulator::{Config, Emulator, Fault, RealRegistry, TokenSpec};
+use support::*;
+
+const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
+
+struct World {
+    gl: Emulator,
+    _registry: RealRegistry,
+    s: Session,
+    host: String,
+    token: String,
+}
+
+/// Logs in with a PAT that expires in `days` and has `scopes`.
+fn world(days: i64, scopes: &[&str]) -> Option<World> {
+    if !have_tool("docker-registry") {
+        return None;
+    }
+    let mut s = Session::unlocked()?;
+    let gl = Emulator::start(Config::default());
+    let registry = gl.start_real_registry().expect("docker-registry");
+    let user = gl.add_user("alice", "pw", false);
+    let expires = gl.today() + jiff::Span::new().days(days);
+    let token = gl
+        .add_personal_access_token(user, TokenSpec::new("docker", scopes).expires(expires))
+        .token;
+    let host = registry.host();
+    let out = s.helper(
+        &["login", &host, "--password-stdin", "--no-configure"],
+        &token,
+    );
+    assert_success(&out, "login");
+    s.extra_env.push(("NO_PROXY".into(), "127.0.0.1".into()));
+    Some(World {
+        gl,
+        _registry: registry,
+        s,
+        host,
+        token,
+    })
+}
+
+impl World {
+    fn get(&self) -> Output {
+        self.s.helper(&["get"], &self.host)
+    }
+
+    fn secret(out: &Output) -> String {
+        assert_success(out, "get");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["Secret"].as_str().unwrap().to_owned()
+    }
+
+    fn set_min_validity(&mut self, value: &str) {
+        self.s
+            .extra_env
+            .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), value.into()));
+    }
+
+    fn lease_path(&self) -> std::path::PathBuf {
+        self.s
+            .data_dir()
+            .join("leases")
+            .join(self.host.replace(':', "_"))
+    }
+
+    fn set_lease_minutes_ago(&self, minutes: i64) {
+        let t = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes);
+        std::fs::create_dir_all(self.lease_path().parent().unwrap()).unwrap();
+        std::fs::write(self.lease_path(), t.to_string()).unwrap();
+    }
+}
+
+const RENEWABLE: &[&str] = &["read_registry", "write_registry", "self_rotate"];
+
+#[test]
+fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
+    let Some(mut w) = world(2, RENEWABLE) else {
+        return;
+    };
+    // Steady path: far enough from expiry, no GitLab traffic at all.
+    w.gl.clear_requests();
+    assert_eq!(World::secret(&w.get()), w.token);
+    assert!(w.gl.requests().is_empty(), "{:?}", w.gl.requests());
+
+    // The token dies within min_validity (3 days > its 1-2 days left): rotate first.
+    w.set_min_validity("3d");
+    let out = w.get();
+    let new = World::secret(&out);
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert_ne!(new, w.token);
+    assert_eq!(w.gl.count("POST", ROTATE), 1);
+    assert!(w.gl.token_info(&w.token).unwrap().revoked);
+    let info = w.gl.token_info(&new).unwrap();
+    assert!(info.active);
+    // The rotation kept the token's original lifetime (2 days), not GitLab's 1-week default.
+    assert_eq!(
+        info.expires_at,
+        Some(w.gl.today() + jiff::Span::new().days(2))
+    );
+    assert_eq!(
+        w.s.secret_tool_lookup(&w.host).as_deref(),
+        Some(new.as_str())
+    );
+
+    // The new token is what the registry accepts, and it is not rotated again.
+    w.s.extra_env
+        .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
+    assert_eq!(World::secret(&w.get()), new);
+    assert_eq!(w.gl.count("POST", ROTATE), 1);
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(
+        status[0]["expires_at"].as_str().unwrap()[..10],
+        (w.gl.today() + jiff::Span::new().days(2)).to_string()
+    );
+}
+
+#[test]
+fn concurrent_gets_cause_exactly_one_rotation() {
+    let Some(mut w) = world(2, RENEWABLE) else {
+        return;
+    };
+    w.set_min_validity("3d");
+    w.gl.clear_requests();
+    let w = &w;
+    let secrets: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..32).map(|_| scope.spawn(|| w.get())).collect();
+        handles
+            .into_iter()
+            .map(|h| World::secret(&h.join().unwrap()))
+            .collect()
+    });
+    assert_eq!(w.gl.count("POST", ROTATE), 1, "{:?}", w.gl.requests());
+    let first = &secrets[0];
+    assert_ne!(first, &w.token);
+    assert!(secrets.iter().all(|s| s == first), "{secrets:?}");
+    assert!(w.gl.token_info(first).unwrap().active);
+}
+
+#[test]
+fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
+    // A 3-day token has a 36 h early window (half its life). With min_validity 36 h and
+    // 2-3 days left it is in the early window, outside the hard window.
+    let Some(mut w) = world(3, RENEWABLE) else {
+        return;
+    };
+    w.set_min_validity("36h");
+    w.gl.clear_requests();
+
+    w.set_lease_minutes_ago(5);
+    assert_eq!(
+        World::secret(&w.get()),
+        w.token,
+        "a live lease blocks early rotation"
+    );
+    assert_eq!(w.gl.count("POST", ROTATE), 0);
+
+    // `rotate` refuses too, unless forced.
+    w.set_lease_minutes_ago(5);
+    let out = w.s.helper(&["rotate", &w.host], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(w.gl.count("POST", ROTATE), 0);
+
+    // A lease lasts min_validity (36 h here).
+    w.set_lease_minutes_ago(37 * 60);
+    let rotated = World::secret(&w.get());
+    assert_ne!(rotated, w.token, "an expired lease allows early rotation");
+    assert_eq!(w.gl.count("POST", ROTATE), 1);
+
+    // Hard window: the token dies within min_validity anyway, so a live lease does not
+    // protect it.
+    w.set_lease_minutes_ago(1);
+    w.set_min_validity("5d");
+    let again = World::secret(&w.get());
+    assert_ne!(again, rotated);
+    assert_eq!(w.gl.count("POST", ROTATE), 2);
+
+    // rotate --force rotates now.
+    w.s.extra_env
+        .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
+    w.set_lease_minutes_ago(1);
+    let out = w.s.helper(&["rotate", &w.host, "--force"], "");
+    assert_success(&out, "rotate --force");
+    assert_eq!(w.gl.count("POST", ROTATE), 3);
+    assert!(w.gl.token_info(&again).unwrap().revoked);
+}
+
+#[test]
+fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
+    let Some(mut w) = world(2, RENEWABLE) else {
+        return;
+    };
+    w.set_min_validity("3d");
+
+    for fault in [
+        Fault::Status(500),
+        Fault::Status(503),
+        Fault::DropConnection,
+    ] {
+        w.gl.clear_faults();
+        w.gl.inject_fault(ROTATE, fault, 1);
+        let start = std::time::Instant::now();
+        let out = w.get();
+        assert_eq!(World::secret(&out), w.token);
+        assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    }
+    // After a dropped connection the outcome was unknown: the next run asks GitLab whether
+    // the token is still active (it is: the emulator dropped the request unhandled) and
+    // then rotates normally. The old token is never presented twice after a rotation.
+    w.gl.clear_faults();
+    let new = World::secret(&w.get());
+    assert_ne!(new, w.token);
+    assert!(w.gl.token_info(&new).unwrap().active);
+
+    // 429 with Retry-After inside the deadline: waited out, then rotated.
+    w.gl.inject_fault(
+        ROTATE,
+        Fault::RateLimit {
+            retry_after_secs: 1,
+        },
+        1,
+    );
+    let newer = World::secret(&w.get());
+    assert_ne!(newer, new);
+    assert!(w.gl.token_info(&newer).unwrap().active);
+}
+
+#[test]
+fn a_token_that_cannot_renew_is_served_with_a_daily_warning() {
+    let Some(mut w) = world(2, &["read_registry", "write_registry"]) else {
+        return;
+    };
+    w.set_min_validity("3d");
+    let out = w.get();
+    assert_eq!(World::secret(&out), w.token);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot renew itself") && err.contains("self_rotate"),
+        "{err}"
+    );
+    assert_eq!(w.gl.count("POST", ROTATE), 0);
+    let out = w.get();
+    assert!(
+        out.stderr.is_empty(),
+        "warned twice the same day: {}",
+        stderr(&out)
+    );
+}
+
+/// Kill -9 the helper at every step of a rotation: afterwards either a usable secret is
+/// stored, or the next run prints the recovery command; the old token is never re-sent to
+/// the rotate endpoint.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn crash_at_every_step_of_a_rotation() {
+    for step in [
+        "after-journal",
+        "after-rotate-response",
+        "after-store-secret",
+        "after-state",
+    ] {
+        let Some(mut w) = world(2, RENEWABLE) else {
+            return;
+        };
+        w.set_min_validity("3d");
+        w.s.extra_env
+            .push(("DOCKER_CREDENTIAL_GITLAB_FAULT".into(), step.into()));
+        let out = w.get();
+        assert!(
+            !out.status.success(),
+            "{step}: the fault point did not fire"
+        );
+        w.s.extra_env
+            .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_FAULT");
+
+        let rotations_before = w.gl.count("POST", ROTATE);
+        let out = w.get();
+        let old_reused =
+            w.gl.requests()
+                .iter()
+                .filter(|r| r.method == "POST" && r.path == ROTATE && r.status == 401)
+                .count();
+        assert_eq!(
+            old_reused, 0,
+            "{step}: a revoked token was sent to the rotate endpoint"
+        );
+        if out.status.success() {
+            let secret = World::secret(&out);
+            assert!(
+                w.gl.token_info(&secret).unwrap().active,
+                "{step}: the stored secret is not usable"
+            );
+        } else {
+            let line = stdout(&out);
+            assert!(
+                line.contains("docker-credential-gitlab login"),
+                "{step}: no recovery command: {line}"
+            );
+            assert_eq!(step, "after-rotate-response");
+            assert_eq!(
+                w.gl.count("POST", ROTATE),
+                rotations_before,
+                "{step}: retried"
+            );
+        }
+    }
+}
