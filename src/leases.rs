@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::registry::RegistryHost;
+use crate::state::write_private;
 
 fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
     // ':' is not allowed in Windows file names.
@@ -20,11 +21,11 @@ fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
 /// Records a hand-out at `now`. The first write creates the directory.
 pub fn record_handout(dir: &Path, host: &RegistryHost, now: Timestamp) {
     let path = file(dir, "leases", host);
-    if std::fs::write(&path, now.to_string()).is_err()
+    if write_private(&path, &now.to_string()).is_err()
         && let Some(parent) = path.parent()
         && std::fs::create_dir_all(parent).is_ok()
     {
-        let _ = std::fs::write(&path, now.to_string());
+        let _ = write_private(&path, &now.to_string());
     }
 }
 
@@ -45,7 +46,7 @@ pub fn first_warning_today(dir: &Path, host: &RegistryHost, now: Timestamp) -> b
     if let Some(parent) = path.parent() {
         let _ = std::fs::create_dir_all(parent);
     }
-    let _ = std::fs::write(&path, today);
+    let _ = write_private(&path, &today);
     true
 }
 

@@ -16,7 +16,7 @@
 //! 3. **Store first.** The new secret goes to the keychain immediately after GitLab answers,
 //!    then the metadata.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -255,12 +255,7 @@ fn lock_registry(
     let path = dir.join("locks").join(format!("{}.lock", file_name(host)));
     let io = |e: std::io::Error| RenewError::Cannot(format!("cannot lock {}: {e}", path.display()));
     std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io)?;
+    let file = crate::state::open_private(&path, false).map_err(io)?;
     let start = Instant::now();
     loop {
         match file.try_lock() {

@@ -274,7 +274,13 @@ fn create_private_dir(dir: &Path) -> Result<(), StateError> {
     })
 }
 
-fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
+/// Writes a small sidecar file (lease, stamp) with mode 0600, like everything we keep.
+pub fn write_private(path: &Path, contents: &str) -> io::Result<()> {
+    open_private(path, true)?.write_all(contents.as_bytes())
+}
+
+/// Opens (creating with mode 0600) a file for reading and writing.
+pub fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options
         .read(true)

@@ -98,6 +98,8 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
     let new = World::secret(&out);
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     assert_ne!(new, w.token);
+    // A renewal costs exactly one GitLab round trip: the rotation itself.
+    assert_eq!(w.gl.requests().len(), 1, "{:?}", w.gl.requests());
     assert_eq!(w.gl.count("POST", ROTATE), 1);
     assert!(w.gl.token_info(&w.token).unwrap().revoked);
     let info = w.gl.token_info(&new).unwrap();
