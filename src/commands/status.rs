@@ -1,7 +1,11 @@
 //! `status [--json]`: one row per stored registry. Reads only the state file: no secret is
 //! loaded, so none can be printed.
 
+use std::path::Path;
+
 use serde::Serialize;
+
+use crate::registry::RegistryHost;
 
 use crate::state::{Entry, StateFile};
 
@@ -17,9 +21,11 @@ struct Row<'a> {
     can_renew: Option<bool>,
     store: &'a str,
     stored_at: String,
+    /// A renewal was cut short; `get` sorts it out, or says to log in again.
+    renewal_interrupted: bool,
 }
 
-fn row<'a>(registry: &'a str, e: &'a Entry, now: jiff::Timestamp) -> Row<'a> {
+fn row<'a>(registry: &'a str, e: &'a Entry, now: jiff::Timestamp, dir: &Path) -> Row<'a> {
     let g = e.gitlab.as_ref();
     Row {
         registry,
@@ -34,16 +40,19 @@ fn row<'a>(registry: &'a str, e: &'a Entry, now: jiff::Timestamp) -> Row<'a> {
         can_renew: g.map(|g| g.can_renew()),
         store: e.store.name(),
         stored_at: e.stored_at.to_string(),
+        renewal_interrupted: RegistryHost::parse(registry)
+            .is_ok_and(|h| crate::renew::interrupted(dir, &h)),
     }
 }
 
 pub fn run(json: bool) -> anyhow::Result<()> {
-    let state = StateFile::open_default()?.load()?;
+    let state_file = StateFile::open_default()?;
+    let state = state_file.load()?;
     let now = jiff::Timestamp::now();
     let rows: Vec<Row> = state
         .entries
         .iter()
-        .map(|(registry, e)| row(registry, e, now))
+        .map(|(registry, e)| row(registry, e, now, state_file.dir()))
         .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -74,6 +83,7 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                     _ => "never/unknown".into(),
                 },
                 match r.can_renew {
+                    _ if r.renewal_interrupted => "interrupted: run get or doctor".into(),
                     Some(true) => "yes".into(),
                     Some(false) => "no".into(),
                     None => dash(),
