@@ -126,7 +126,7 @@ pub fn renew(
 
     write_journal(&journal, &info, &entry)?;
     fault_point("after-journal");
-    let mut outcome = gitlab::rotate_self(&http, &gitlab_url, &secret, expires_at);
+    let mut outcome = gitlab::rotate_self(&http, &gitlab_url, &secret, info.resource, expires_at);
     // 429 means "not rotated": waiting and asking once more is safe, if the wait fits.
     if let Rotation::NotRotated {
         status: 429,
@@ -136,7 +136,7 @@ pub fn renew(
         && Duration::from_secs(secs) + Duration::from_secs(1) < http.remaining()
     {
         std::thread::sleep(Duration::from_secs(secs));
-        outcome = gitlab::rotate_self(&http, &gitlab_url, &secret, expires_at);
+        outcome = gitlab::rotate_self(&http, &gitlab_url, &secret, info.resource, expires_at);
     }
     match outcome {
         Rotation::Rotated { token, info: pat } => {

@@ -69,10 +69,47 @@ pub struct GitLabInfo {
     pub token_id: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_name: Option<String>,
+    /// For project/group access tokens: the resource whose `access_tokens/self/rotate`
+    /// endpoint renews them (learnt from the bot user's name at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
     /// Days from creation to expiry: a rotation asks for the same lifetime again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_days: Option<i64>,
     pub validated_at: jiff::Timestamp,
+}
+
+/// The project or group a bot (project/group access) token belongs to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", content = "id", rename_all = "snake_case")]
+pub enum Resource {
+    Project(u64),
+    Group(u64),
+}
+
+impl Resource {
+    /// GitLab names bot users `project_<id>_bot_<hash>` / `group_<id>_bot_<hash>`.
+    pub fn from_bot_username(username: &str) -> Option<Resource> {
+        let (kind, rest) = username.split_once('_')?;
+        let (id, rest) = rest.split_once('_')?;
+        if !rest.starts_with("bot") {
+            return None;
+        }
+        let id = id.parse().ok()?;
+        match kind {
+            "project" => Some(Resource::Project(id)),
+            "group" => Some(Resource::Group(id)),
+            _ => None,
+        }
+    }
+
+    /// The API path that rotates this resource's token with the token itself.
+    pub fn rotate_path(self) -> String {
+        match self {
+            Resource::Project(id) => format!("projects/{id}/access_tokens/self/rotate"),
+            Resource::Group(id) => format!("groups/{id}/access_tokens/self/rotate"),
+        }
+    }
 }
 
 /// The kinds of credential GitLab's registry accepts.
@@ -305,6 +342,25 @@ mod tests {
             gitlab: None,
             extra: Map::new(),
         }
+    }
+
+    #[test]
+    fn bot_usernames() {
+        assert_eq!(
+            Resource::from_bot_username("project_42_bot_1a2b3c"),
+            Some(Resource::Project(42))
+        );
+        assert_eq!(
+            Resource::from_bot_username("group_7_bot"),
+            Some(Resource::Group(7))
+        );
+        for not in ["alice", "project_x_bot", "project_42_human", "team_1_bot_x"] {
+            assert_eq!(Resource::from_bot_username(not), None, "{not}");
+        }
+        assert_eq!(
+            Resource::Group(7).rotate_path(),
+            "groups/7/access_tokens/self/rotate"
+        );
     }
 
     #[test]

@@ -22,17 +22,26 @@ struct World {
 
 /// Logs in with a PAT that expires in `days` and has `scopes`.
 fn world(days: i64, scopes: &[&str]) -> Option<World> {
+    world_with(days, scopes, |gl, spec| {
+        let user = gl.add_user("alice", "pw", false);
+        gl.add_personal_access_token(user, spec).token
+    })
+}
+
+/// Logs in with a token made by `make` from a spec expiring in `days`.
+fn world_with(
+    days: i64,
+    scopes: &[&str],
+    make: impl FnOnce(&Emulator, TokenSpec) -> String,
+) -> Option<World> {
     if !have_tool("docker-registry") {
         return None;
     }
     let mut s = Session::unlocked()?;
     let gl = Emulator::start(Config::default());
     let registry = gl.start_real_registry().expect("docker-registry");
-    let user = gl.add_user("alice", "pw", false);
     let expires = gl.today() + jiff::Span::new().days(days);
-    let token = gl
-        .add_personal_access_token(user, TokenSpec::new("docker", scopes).expires(expires))
-        .token;
+    let token = make(&gl, TokenSpec::new("docker", scopes).expires(expires));
     let host = registry.host();
     let out = s.helper(
         &["login", &host, "--password-stdin", "--no-configure"],
@@ -125,6 +134,36 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
         status[0]["expires_at"].as_str().unwrap()[..10],
         (w.gl.today() + jiff::Span::new().days(2)).to_string()
     );
+}
+
+#[test]
+fn project_and_group_tokens_rotate_through_their_resource() {
+    for kind in ["projects", "groups"] {
+        let mut resource = 0;
+        let Some(mut w) = world_with(2, RENEWABLE, |gl, spec| {
+            if kind == "projects" {
+                resource = gl.add_project("group/project");
+                gl.add_project_access_token(resource, spec).token
+            } else {
+                resource = gl.add_group("group");
+                gl.add_group_access_token(resource, spec).token
+            }
+        }) else {
+            return;
+        };
+        w.set_min_validity("3d");
+        let new = World::secret(&w.get());
+        assert_ne!(new, w.token, "{kind}");
+        let endpoint = format!("/api/v4/{kind}/{resource}/access_tokens/self/rotate");
+        assert_eq!(
+            w.gl.count("POST", &endpoint),
+            1,
+            "{kind}: {:?}",
+            w.gl.requests()
+        );
+        assert_eq!(w.gl.count("POST", ROTATE), 0, "{kind}");
+        assert!(w.gl.token_info(&new).unwrap().active, "{kind}");
+    }
 }
 
 #[test]

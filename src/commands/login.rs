@@ -17,7 +17,7 @@ use crate::docker_config;
 use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf, http::Http};
 use crate::registry::RegistryHost;
 use crate::secret::{ExposeSecret, Secret, secret_from};
-use crate::state::{GitLabInfo, StateFile, TokenKind};
+use crate::state::{GitLabInfo, Resource, StateFile, TokenKind};
 use crate::store::StoreChoice;
 
 /// Tokens that expire sooner than this get a warning.
@@ -68,8 +68,8 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
     }
     let username = username.unwrap_or_else(|| DEFAULT_USERNAME.to_owned());
 
-    match gitlab::jwt_auth(&http, &challenge, &username, &secret, None)? {
-        JwtAuth::Token(_) => {}
+    let registry_token = match gitlab::jwt_auth(&http, &challenge, &username, &secret, None)? {
+        JwtAuth::Token(token) => token,
         JwtAuth::Unauthorized(message) => bail!(
             "GitLab refused the credential for {host} (401: {message}). It is wrong, expired or revoked{hint}; \
              create a token at {gitlab_display}/-/user_settings/personal_access_tokens with read_registry and write_registry",
@@ -83,15 +83,21 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
             "GitLab accepted the credential but refuses registry access (403: {message}); \
              the token needs the read_registry scope to pull and write_registry to push"
         ),
-    }
+    };
 
-    let info = identify(
+    let mut info = identify(
         &http,
         &gitlab_url,
         &username,
         &secret,
         looks_like_deploy_token,
     )?;
+    if info.kind == TokenKind::PersonalAccessToken {
+        // Project/group tokens belong to bot users; they rotate through their resource.
+        info.resource = gitlab::jwt::subject(&registry_token)
+            .as_deref()
+            .and_then(Resource::from_bot_username);
+    }
     for warning in warnings(&info) {
         eprintln!("warning: {warning}");
     }
@@ -212,6 +218,7 @@ fn identify(
         expires_at: None,
         token_id: None,
         token_name: None,
+        resource: None,
         lifetime_days: None,
         validated_at: jiff::Timestamp::now(),
     };
@@ -341,6 +348,7 @@ mod tests {
                 .map(|d| jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * d + 1)),
             token_id: None,
             token_name: None,
+            resource: None,
             lifetime_days: None,
             validated_at: jiff::Timestamp::now(),
         }

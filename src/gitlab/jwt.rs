@@ -77,6 +77,19 @@ fn base64url_decode(input: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The `sub` claim: the GitLab user the token was issued to (absent for deploy tokens).
+/// `login` uses it to recognise project/group bot users, whose tokens rotate through their
+/// resource's endpoint.
+pub fn subject(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Subject {
+        sub: Option<String>,
+    }
+    let payload = token.trim().split('.').nth(1)?;
+    let bytes = base64url_decode(payload)?;
+    serde_json::from_slice::<Subject>(&bytes).ok()?.sub
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,8 +114,14 @@ mod tests {
             );
         }
         assert_eq!(base64url_decode("-_8").unwrap(), vec![0xfb, 0xff]);
-        assert!(base64url_decode("Zm9vY").is_none(), "5 chars cannot be base64");
-        assert!(base64url_decode("Zm+v").is_none(), "standard alphabet is not base64url");
+        assert!(
+            base64url_decode("Zm9vY").is_none(),
+            "5 chars cannot be base64"
+        );
+        assert!(
+            base64url_decode("Zm+v").is_none(),
+            "standard alphabet is not base64url"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! scopes and expiry; deploy, job and OAuth tokens cannot use it.
 
 pub mod http;
+pub mod jwt;
 
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
@@ -247,15 +248,21 @@ pub enum Rotation {
     Unknown(GitLabError),
 }
 
-/// `POST /personal_access_tokens/self/rotate` with an explicit `expires_at` (GitLab's
-/// default is one week).
+/// Rotates a token with itself, with an explicit `expires_at` (GitLab's default is one
+/// week): `POST /personal_access_tokens/self/rotate` for personal access tokens,
+/// `POST /{projects,groups}/:id/access_tokens/self/rotate` for project/group tokens.
 pub fn rotate_self(
     http: &Http,
     gitlab: &Url,
     secret: &Secret,
+    resource: Option<crate::state::Resource>,
     expires_at: jiff::civil::Date,
 ) -> Rotation {
-    let url = api_url(gitlab, "personal_access_tokens/self/rotate");
+    let path = resource.map_or_else(
+        || "personal_access_tokens/self/rotate".to_owned(),
+        |r| r.rotate_path(),
+    );
+    let url = api_url(gitlab, &path);
     let date = expires_at.to_string();
     let resp = match http.request(
         Method::POST,
