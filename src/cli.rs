@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::BINARY_NAME;
-use crate::commands::{configure_docker, login, logout, rotate, status, verbs};
+use crate::commands::{configure_docker, doctor, login, logout, rotate, status, verbs};
 use crate::protocol::Verb;
 
 #[derive(Debug, Parser)]
@@ -97,6 +97,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check PATH, Docker's config, the secret store, the token at GitLab and the registry
+    /// token window; PASS/WARN/FAIL per check, exit 1 on any FAIL. Never prints secrets.
+    Doctor {
+        /// The registry to check (default: every stored registry).
+        registry: Option<String>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The usage line docker-credential-helpers prints for a malformed invocation.
@@ -159,6 +168,7 @@ pub fn main() -> ExitCode {
             force,
         }) => configure_docker::run(&registries, dry_run, force),
         Some(Command::Status { json }) => status::run(json),
+        Some(Command::Doctor { registry, json }) => doctor::run(registry.as_deref(), json),
         // Verbs were dispatched above; reaching here means extra flags were given.
         Some(_) | None => return fail(&usage_line()),
     };

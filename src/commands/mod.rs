@@ -2,6 +2,7 @@
 //! nothing but their result, so each can be read top to bottom as the policy it implements.
 
 pub mod configure_docker;
+pub mod doctor;
 pub mod login;
 pub mod logout;
 pub mod rotate;
