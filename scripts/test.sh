@@ -14,8 +14,8 @@ packages=(
   docker-registry apache2-utils skopeo                   # the real registry, htpasswd, a real client
   golang-docker-credential-helpers pass gnupg            # the Go reference helpers (benchmark)
   hyperfine time jq openssl ca-certificates              # benchmark tools, JSON, keys
+  docker.io    # dockerd for tests/dockerd.rs; its /usr/bin/docker stays behind /usr/local/bin's
 )
-command -v docker >/dev/null 2>&1 || packages+=(docker.io) # the docker CLI, if not preinstalled
 
 missing=()
 for p in "${packages[@]}"; do
