@@ -1,0 +1,345 @@
+//! A long push, side by side: the real registry in token mode behind a bandwidth-limiting
+//! TCP proxy, a skopeo push slowed to outlast the personal access token it starts with
+//! (the token dies at +20 s, the push takes ~80 s).
+//!
+//! skopeo asks the credential helper once per image, then re-exchanges that same Basic
+//! credential at GitLab's `/jwt/auth` after 60 s (GitLab sends no `expires_in`), lazily at
+//! the next request, and never retries a 401. So:
+//!
+//! * with `docker-credential-secretservice` holding the token, the re-exchange after the
+//!   token died is refused and the push fails;
+//! * with our helper and `min_validity` above the token's remaining life, `get` rotates the
+//!   token before handing it out, exactly once, and the push succeeds.
+//!
+//! The emulator cannot make a PAT's `expires_at` earlier than a date, so the token's death at
+//! +20 s is injected with `kill_token_at`, and our helper is told to renew anything expiring
+//! within 3 days (the token expires in 2): that is what "remaining life below min_validity"
+//! looks like to the helper.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gitlab_emulator::{Config, Emulator, RequestRecord, TokenSpec};
+use jiff::SignedDuration;
+use support::*;
+
+const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
+const JWT_AUTH: &str = "/jwt/auth";
+const SCOPES: &[&str] = &["read_registry", "write_registry", "self_rotate"];
+
+/// Upload speed client → registry through the proxy.
+const BYTES_PER_SEC: usize = 64 * 1024;
+/// Layer size: ~80 s through the proxy, well past skopeo's 60 s token re-exchange.
+const LAYER_BYTES: usize = 5 * 1024 * 1024;
+/// The PAT dies this long after the push starts.
+const TOKEN_LIFE: SignedDuration = SignedDuration::from_secs(20);
+
+/// A TCP proxy on a free loopback port that forwards to `upstream`, copying
+/// registry → client at full speed and client → registry at `BYTES_PER_SEC` per connection.
+struct SlowProxy {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowProxy {
+    fn start(upstream: u16) -> SlowProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pump(client, server, Some(BYTES_PER_SEC)));
+                std::thread::spawn(move || pump(s2, c2, None));
+            }
+        });
+        SlowProxy {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies `from` → `to` until EOF or an error, then half-closes `to`. With a rate, sleeps
+/// after every chunk for as long as that chunk may take (no credit for idle time, so a
+/// kept-alive connection cannot burst).
+fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<usize>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        if let Some(rate) = rate {
+            std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+fn push(s: &Session, layout: &Path, image: &str) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = s.run(
+        Command::new("skopeo").args([
+            "copy",
+            "--retry-times=0",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{image}"),
+        ]),
+        "",
+    );
+    (out, start.elapsed())
+}
+
+fn is_jwt_auth(r: &RequestRecord) -> bool {
+    r.path == JWT_AUTH
+}
+
+fn asks_push(r: &RequestRecord) -> bool {
+    is_jwt_auth(r) && r.query.contains("push")
+}
+
+fn log_lines(requests: &[RequestRecord]) -> String {
+    requests
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}?{} -> {}\n",
+                r.at, r.method, r.path, r.query, r.status
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_ours() {
+    if !(have_tool("docker-registry")
+        && have_tool("skopeo")
+        && have_tool("docker-credential-secretservice"))
+    {
+        return;
+    }
+    let Some(mut s) = Session::unlocked() else {
+        return;
+    };
+    s.extra_env
+        .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
+    let gl = Emulator::start(Config::default());
+    let registry = gl
+        .start_real_registry()
+        .expect("start docker-registry in token mode");
+    let proxy = SlowProxy::start(registry.port());
+    let host = proxy.host();
+    let user = gl.add_user("alice", "alice-password", false);
+    let pat = || {
+        let expires = gl.today() + jiff::Span::new().days(2);
+        gl.add_personal_access_token(user, TokenSpec::new("docker", SCOPES).expires(expires))
+            .token
+    };
+    // Two different images (the layer content depends on its size), so run B can neither
+    // reuse nor mount anything run A uploaded.
+    let dir_a = s.dir.path().join("image-a");
+    let dir_b = s.dir.path().join("image-b");
+    let layout_a = write_oci_image(&dir_a, LAYER_BYTES);
+    let layout_b = write_oci_image(&dir_b, LAYER_BYTES + 4096);
+    let total = Instant::now();
+
+    // ---- Run A: docker-credential-secretservice holds the token -------------------------
+    let token_a = pat();
+    let out = s.run(
+        Command::new("docker-credential-secretservice").arg("store"),
+        format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),
+    );
+    assert_success(&out, "docker-credential-secretservice store");
+    let out = s.run(
+        Command::new("docker-credential-secretservice").arg("get"),
+        &host,
+    );
+    assert_success(&out, "docker-credential-secretservice get");
+    assert!(
+        stdout(&out).contains(&token_a),
+        "reference helper lost the token"
+    );
+    std::fs::create_dir_all(s.docker_config_dir()).unwrap();
+    std::fs::write(
+        s.docker_config_dir().join("config.json"),
+        serde_json::json!({ "credHelpers": { &host: "secretservice" } }).to_string(),
+    )
+    .unwrap();
+
+    gl.clear_requests();
+    let kill_a = gl.now() + TOKEN_LIFE;
+    gl.kill_token_at(&token_a, kill_a);
+    let (out, took_a) = push(&s, &layout_a, &format!("{host}/group/reference:v1"));
+    let log_a = gl.requests();
+    eprintln!(
+        "run A (docker-credential-secretservice): push {} after {took_a:.1?}, token dead \
+         from {kill_a}\n{}skopeo: {}",
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        log_lines(&log_a),
+        stderr(&out)
+    );
+    assert!(
+        !out.status.success(),
+        "the push with the reference helper outlived its token and still succeeded \
+         ({took_a:?}); the scenario no longer tests anything\nemulator log:\n{}",
+        log_lines(&log_a)
+    );
+    let err = stderr(&out).to_lowercase();
+    assert!(
+        [
+            "unauthorized",
+            "authentication required",
+            "401",
+            "access denied"
+        ]
+        .iter()
+        .any(|m| err.contains(m)),
+        "run A failed, but not with an auth error: {err}"
+    );
+    // It failed for the right reason: the first exchange worked, and the re-exchange of the
+    // same (now dead) credential after 60 s was refused. No rotation ever happened.
+    let auths_a: Vec<&RequestRecord> = log_a.iter().filter(|r| is_jwt_auth(r)).collect();
+    assert!(
+        auths_a
+            .first()
+            .is_some_and(|r| r.status == 200 && r.at < kill_a),
+        "run A: the first token exchange should have succeeded\n{}",
+        log_lines(&log_a)
+    );
+    assert!(
+        auths_a.iter().any(|r| r.status == 401 && r.at >= kill_a),
+        "run A: expected a refused re-exchange after the token died\n{}",
+        log_lines(&log_a)
+    );
+    assert_eq!(gl.count("POST", ROTATE), 0, "{}", log_lines(&log_a));
+
+    // ---- Run B: our helper, min_validity above the token's remaining life ---------------
+    let token_b = pat();
+    let out = s.helper(
+        &["login", &host, "--password-stdin", "--no-configure"],
+        format!("{token_b}\n"),
+    );
+    assert_success(&out, "login");
+    s.configure_docker(&[&host]);
+    s.extra_env
+        .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3d".into()));
+
+    gl.clear_requests();
+    let kill_b = gl.now() + TOKEN_LIFE;
+    gl.kill_token_at(&token_b, kill_b);
+    let (out, took_b) = push(&s, &layout_b, &format!("{host}/group/ours:v1"));
+    let log_b = gl.requests();
+    eprintln!(
+        "run B (docker-credential-gitlab): push {} after {took_b:.1?}, original token dead \
+         from {kill_b}; both runs {:.1?}\n{}",
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        total.elapsed(),
+        log_lines(&log_b)
+    );
+    assert!(
+        out.status.success(),
+        "the push through our helper failed after {took_b:?}\nstdout: {}\nstderr: {}\n\
+         emulator log:\n{}\nregistry log:\n{}",
+        stdout(&out),
+        stderr(&out),
+        log_lines(&log_b),
+        registry.log()
+    );
+
+    // Exactly one rotation, successful, before skopeo's first push-scoped token exchange.
+    let rotations: Vec<(usize, &RequestRecord)> = log_b
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.method == "POST" && r.path == ROTATE)
+        .collect();
+    assert_eq!(rotations.len(), 1, "{}", log_lines(&log_b));
+    let (rot_index, rot) = rotations[0];
+    assert_eq!(rot.status, 200, "{}", log_lines(&log_b));
+    let (first_push_index, first_push) = log_b
+        .iter()
+        .enumerate()
+        .find(|(_, r)| asks_push(r))
+        .unwrap_or_else(|| panic!("no push-scoped /jwt/auth\n{}", log_lines(&log_b)));
+    assert!(
+        rot_index < first_push_index && rot.at <= first_push.at,
+        "the rotation did not happen before the push began\n{}",
+        log_lines(&log_b)
+    );
+    assert!(
+        !log_b[..rot_index].iter().any(is_jwt_auth),
+        "a token exchange happened before the rotation\n{}",
+        log_lines(&log_b)
+    );
+
+    // skopeo re-exchanged the credential during the push, after the original token died,
+    // and every exchange (with the rotated token) succeeded.
+    let auths_b: Vec<&RequestRecord> = log_b.iter().filter(|r| is_jwt_auth(r)).collect();
+    assert!(auths_b.len() > 1, "{}", log_lines(&log_b));
+    assert!(
+        auths_b.iter().all(|r| r.status == 200),
+        "{}",
+        log_lines(&log_b)
+    );
+    assert!(
+        auths_b.iter().any(|r| r.at >= kill_b),
+        "no token exchange after the original token died; the push was too short \
+         ({took_b:?}) to prove anything\n{}",
+        log_lines(&log_b)
+    );
+
+    // The old token is dead for good, the rotated one is alive and in the keychain.
+    assert!(gl.token_info(&token_b).unwrap().revoked);
+    let stored = s
+        .secret_tool_lookup(&host)
+        .expect("rotated token in the keyring");
+    assert_ne!(stored, token_b);
+    assert!(gl.token_info(&stored).unwrap().active);
+}
