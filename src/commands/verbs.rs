@@ -37,6 +37,10 @@ pub enum VerbError {
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Renew(#[from] RenewError),
+    #[error(
+        "the token for {host} expired at {at} and cannot renew itself; create a new token and run: docker-credential-gitlab login {host}"
+    )]
+    Expired { host: String, at: String },
     #[error("could not write the answer: {0}")]
     Output(std::io::ErrorKind),
 }
@@ -106,6 +110,12 @@ fn get(input: &str) -> Result<zeroize::Zeroizing<String>, VerbError> {
         match policy::decide(&facts) {
             Decision::HandOut => {}
             Decision::HandOutExpiring => {
+                if info.expires_at.is_some_and(|t| t <= now) {
+                    return Err(VerbError::Expired {
+                        host: host.to_string(),
+                        at: info.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+                    });
+                }
                 if leases::first_warning_today(dir, &host, now) {
                     warn(&format!(
                         "the token for {host} expires {}, sooner than the {} a push may need, and it cannot renew itself; \
