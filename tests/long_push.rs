@@ -15,12 +15,17 @@
 //! +20 s is injected with `kill_token_at`, and our helper is told to renew anything expiring
 //! within 3 days (the token expires in 2): that is what "remaining life below min_validity"
 //! looks like to the helper.
+//!
+//! The second test does the same with `docker push` through a real dockerd
+//! ([`support::dockerd::Dockerd`]): a `docker import`ed image with one ~5 MiB random
+//! (incompressible, since dockerd gzips layers) file. The CLI asks the helper once; the daemon
+//! re-exchanges that credential after 60 s just as skopeo does.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use gitlab_emulator::{Config, Emulator, RequestRecord, TokenSpec};
 use jiff::SignedDuration;
+use support::dockerd::Dockerd;
 use support::*;
 
 const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
@@ -222,40 +228,7 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
         log_lines(&log_a),
         stderr(&out)
     );
-    assert!(
-        !out.status.success(),
-        "the push with the reference helper outlived its token and still succeeded \
-         ({took_a:?}); the scenario no longer tests anything\nemulator log:\n{}",
-        log_lines(&log_a)
-    );
-    let err = stderr(&out).to_lowercase();
-    assert!(
-        [
-            "unauthorized",
-            "authentication required",
-            "401",
-            "access denied"
-        ]
-        .iter()
-        .any(|m| err.contains(m)),
-        "run A failed, but not with an auth error: {err}"
-    );
-    // It failed for the right reason: the first exchange worked, and the re-exchange of the
-    // same (now dead) credential after 60 s was refused. No rotation ever happened.
-    let auths_a: Vec<&RequestRecord> = log_a.iter().filter(|r| is_jwt_auth(r)).collect();
-    assert!(
-        auths_a
-            .first()
-            .is_some_and(|r| r.status == 200 && r.at < kill_a),
-        "run A: the first token exchange should have succeeded\n{}",
-        log_lines(&log_a)
-    );
-    assert!(
-        auths_a.iter().any(|r| r.status == 401 && r.at >= kill_a),
-        "run A: expected a refused re-exchange after the token died\n{}",
-        log_lines(&log_a)
-    );
-    assert_eq!(gl.count("POST", ROTATE), 0, "{}", log_lines(&log_a));
+    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &gl);
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
     let token_b = pat();
@@ -284,14 +257,237 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
         total.elapsed(),
         log_lines(&log_b)
     );
+    assert_rotated_once_and_succeeded(
+        &out,
+        took_b,
+        &log_b,
+        kill_b,
+        &gl,
+        &registry.log(),
+        &s,
+        &host,
+        &token_b,
+    );
+}
+
+/// Writes a tar (made by `tar`) holding one file of `bytes` pseudo-random, incompressible
+/// bytes (dockerd gzips layers on push, so the upload must not shrink), seeded by `seed`.
+fn random_tar(dir: &Path, bytes: usize, seed: u64) -> PathBuf {
+    let src = dir.join(format!("rootfs-{seed}"));
+    std::fs::create_dir_all(&src).unwrap();
+    let mut content = vec![0u8; bytes];
+    let mut x: u64 = 0x9e3779b97f4a7c15 ^ seed;
+    for chunk in content.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let n = chunk.len();
+        chunk.copy_from_slice(&x.to_le_bytes()[..n]);
+    }
+    std::fs::write(src.join("payload.bin"), &content).unwrap();
+    let tar = dir.join(format!("rootfs-{seed}.tar"));
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("payload.bin")
+        .output()
+        .expect("run tar");
+    assert_success(&out, "tar");
+    tar
+}
+
+fn docker(s: &Session, args: &[&str], stdin: impl AsRef<[u8]>) -> Output {
+    s.run(Command::new("docker").args(args), stdin)
+}
+
+fn docker_push(s: &Session, image: &str) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = docker(s, &["push", image], "");
+    (out, start.elapsed())
+}
+
+/// The same side-by-side long push, with `docker push` and a real dockerd in place of
+/// skopeo. The CLI asks the credential helper once and hands the credential to the daemon,
+/// which, like skopeo, re-exchanges that same Basic credential at `/jwt/auth` after 60 s (at
+/// the request after the long blob upload). Run B (ours) goes first: it is the one that must
+/// hold; run A (the reference helper) must then fail.
+#[test]
+fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_reference_helper() {
+    if !(have_tool("docker-registry")
+        && have_tool("tar")
+        && have_tool("docker-credential-secretservice"))
+    {
+        return;
+    }
+    let Some(daemon) = Dockerd::start() else {
+        return;
+    };
+    let Some(mut s) = Session::unlocked() else {
+        return;
+    };
+    s.extra_env
+        .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
+    s.extra_env
+        .push(("DOCKER_HOST".into(), daemon.docker_host()));
+    let gl = Emulator::start(Config::default());
+    let registry = gl
+        .start_real_registry()
+        .expect("start docker-registry in token mode");
+    // 127.0.0.0/8 is an insecure registry by default for dockerd: plain HTTP to the proxy.
+    let proxy = SlowProxy::start(registry.port());
+    let host = proxy.host();
+    let user = gl.add_user("alice", "alice-password", false);
+    let pat = || {
+        let expires = gl.today() + jiff::Span::new().days(2);
+        gl.add_personal_access_token(user, TokenSpec::new("docker", SCOPES).expires(expires))
+            .token
+    };
+    // Two images with different random layers, so neither run can reuse or mount the other's.
+    let image_b = format!("{host}/group/daemon:v1");
+    let image_a = format!("{host}/group/daemon-reference:v1");
+    for (image, seed) in [(&image_b, 1), (&image_a, 2)] {
+        let tar = random_tar(s.dir.path(), LAYER_BYTES, seed);
+        let out = docker(&s, &["import", "-", image], std::fs::read(&tar).unwrap());
+        assert_success(&out, "docker import");
+    }
+    let total = Instant::now();
+
+    // ---- Run B: our helper, min_validity above the token's remaining life ---------------
+    let token_b = pat();
+    let out = s.helper(
+        &["login", &host, "--password-stdin", "--no-configure"],
+        format!("{token_b}\n"),
+    );
+    assert_success(&out, "login");
+    s.configure_docker(&[&host]);
+    s.extra_env
+        .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3d".into()));
+
+    gl.clear_requests();
+    let kill_b = gl.now() + TOKEN_LIFE;
+    gl.kill_token_at(&token_b, kill_b);
+    let (out, took_b) = docker_push(&s, &image_b);
+    let log_b = gl.requests();
+    eprintln!(
+        "daemon run B (docker-credential-gitlab): push {} after {took_b:.1?}, original token \
+         dead from {kill_b}\n{}",
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        log_lines(&log_b)
+    );
+    let logs = format!("{}\ndockerd log:\n{}", registry.log(), daemon.log());
+    assert_rotated_once_and_succeeded(
+        &out, took_b, &log_b, kill_b, &gl, &logs, &s, &host, &token_b,
+    );
+
+    // ---- Run A: docker-credential-secretservice holds the token -------------------------
+    let token_a = pat();
+    let out = s.run(
+        Command::new("docker-credential-secretservice").arg("store"),
+        format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),
+    );
+    assert_success(&out, "docker-credential-secretservice store");
+    std::fs::write(
+        s.docker_config_dir().join("config.json"),
+        serde_json::json!({ "credHelpers": { &host: "secretservice" } }).to_string(),
+    )
+    .unwrap();
+
+    gl.clear_requests();
+    let kill_a = gl.now() + TOKEN_LIFE;
+    gl.kill_token_at(&token_a, kill_a);
+    let (out, took_a) = docker_push(&s, &image_a);
+    let log_a = gl.requests();
+    eprintln!(
+        "daemon run A (docker-credential-secretservice): push {} after {took_a:.1?}, token \
+         dead from {kill_a}; both runs {:.1?}\n{}docker: {}{}",
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        total.elapsed(),
+        log_lines(&log_a),
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &gl);
+}
+
+/// Run A's outcome: the push failed with an auth error, because the first token exchange
+/// worked and the re-exchange of the same (by then dead) credential was refused; no rotation.
+fn assert_refused_after_the_token_died(
+    out: &Output,
+    took_a: Duration,
+    log_a: &[RequestRecord],
+    kill_a: jiff::Timestamp,
+    gl: &Emulator,
+) {
+    assert!(
+        !out.status.success(),
+        "the push with the reference helper outlived its token and still succeeded \
+         ({took_a:?}); the scenario no longer tests anything\nemulator log:\n{}",
+        log_lines(log_a)
+    );
+    let err = format!("{}{}", stdout(out), stderr(out)).to_lowercase();
+    assert!(
+        [
+            "unauthorized",
+            "authentication required",
+            "401",
+            "access denied",
+            "denied"
+        ]
+        .iter()
+        .any(|m| err.contains(m)),
+        "run A failed, but not with an auth error: {err}"
+    );
+    // It failed for the right reason: the first exchange worked, and the re-exchange of the
+    // same (now dead) credential after 60 s was refused. No rotation ever happened.
+    let auths_a: Vec<&RequestRecord> = log_a.iter().filter(|r| is_jwt_auth(r)).collect();
+    assert!(
+        auths_a
+            .first()
+            .is_some_and(|r| r.status == 200 && r.at < kill_a),
+        "run A: the first token exchange should have succeeded\n{}",
+        log_lines(log_a)
+    );
+    assert!(
+        auths_a.iter().any(|r| r.status == 401 && r.at >= kill_a),
+        "run A: expected a refused re-exchange after the token died\n{}",
+        log_lines(log_a)
+    );
+    assert_eq!(gl.count("POST", ROTATE), 0, "{}", log_lines(log_a));
+}
+
+/// Run B's outcome: the push succeeded; exactly one successful rotation before the first
+/// push-scoped token exchange; a re-exchange after the original token died; every exchange
+/// 200; the old token revoked and the rotated one alive in the keyring.
+#[allow(clippy::too_many_arguments)]
+fn assert_rotated_once_and_succeeded(
+    out: &Output,
+    took_b: Duration,
+    log_b: &[RequestRecord],
+    kill_b: jiff::Timestamp,
+    gl: &Emulator,
+    registry_log: &str,
+    s: &Session,
+    host: &str,
+    token_b: &str,
+) {
     assert!(
         out.status.success(),
         "the push through our helper failed after {took_b:?}\nstdout: {}\nstderr: {}\n\
          emulator log:\n{}\nregistry log:\n{}",
-        stdout(&out),
-        stderr(&out),
-        log_lines(&log_b),
-        registry.log()
+        stdout(out),
+        stderr(out),
+        log_lines(log_b),
+        registry_log
     );
 
     // Exactly one rotation, successful, before skopeo's first push-scoped token exchange.
@@ -300,45 +496,45 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
         .enumerate()
         .filter(|(_, r)| r.method == "POST" && r.path == ROTATE)
         .collect();
-    assert_eq!(rotations.len(), 1, "{}", log_lines(&log_b));
+    assert_eq!(rotations.len(), 1, "{}", log_lines(log_b));
     let (rot_index, rot) = rotations[0];
-    assert_eq!(rot.status, 200, "{}", log_lines(&log_b));
+    assert_eq!(rot.status, 200, "{}", log_lines(log_b));
     let (first_push_index, first_push) = log_b
         .iter()
         .enumerate()
         .find(|(_, r)| asks_push(r))
-        .unwrap_or_else(|| panic!("no push-scoped /jwt/auth\n{}", log_lines(&log_b)));
+        .unwrap_or_else(|| panic!("no push-scoped /jwt/auth\n{}", log_lines(log_b)));
     assert!(
         rot_index < first_push_index && rot.at <= first_push.at,
         "the rotation did not happen before the push began\n{}",
-        log_lines(&log_b)
+        log_lines(log_b)
     );
     assert!(
         !log_b[..rot_index].iter().any(is_jwt_auth),
         "a token exchange happened before the rotation\n{}",
-        log_lines(&log_b)
+        log_lines(log_b)
     );
 
     // skopeo re-exchanged the credential during the push, after the original token died,
     // and every exchange (with the rotated token) succeeded.
     let auths_b: Vec<&RequestRecord> = log_b.iter().filter(|r| is_jwt_auth(r)).collect();
-    assert!(auths_b.len() > 1, "{}", log_lines(&log_b));
+    assert!(auths_b.len() > 1, "{}", log_lines(log_b));
     assert!(
         auths_b.iter().all(|r| r.status == 200),
         "{}",
-        log_lines(&log_b)
+        log_lines(log_b)
     );
     assert!(
         auths_b.iter().any(|r| r.at >= kill_b),
         "no token exchange after the original token died; the push was too short \
          ({took_b:?}) to prove anything\n{}",
-        log_lines(&log_b)
+        log_lines(log_b)
     );
 
     // The old token is dead for good, the rotated one is alive and in the keychain.
-    assert!(gl.token_info(&token_b).unwrap().revoked);
+    assert!(gl.token_info(token_b).unwrap().revoked);
     let stored = s
-        .secret_tool_lookup(&host)
+        .secret_tool_lookup(host)
         .expect("rotated token in the keyring");
     assert_ne!(stored, token_b);
     assert!(gl.token_info(&stored).unwrap().active);
