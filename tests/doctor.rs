@@ -11,47 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gitlab_emulator::{Config, Emulator, Fault, RealRegistry, TokenSpec};
+use gitlab_emulator::{Config, Emulator, Fault};
 use serde_json::Value;
+use support::gitlab::GitLabWorld;
 use support::*;
 
 const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 
-struct World {
-    gl: Emulator,
-    registry: RealRegistry,
-    s: Session,
-    user: u64,
-}
+type World = GitLabWorld;
 
 fn world(config: Config) -> Option<World> {
-    if !have_tool("docker-registry") {
-        return None;
-    }
-    let mut s = Session::unlocked()?;
-    let gl = Emulator::start(config);
-    let registry = gl
-        .start_real_registry()
-        .expect("start docker-registry in token mode");
-    s.extra_env
-        .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-    let user = gl.add_user("alice", "alice-password", false);
-    Some(World {
-        gl,
-        registry,
-        s,
-        user,
-    })
+    GitLabWorld::start(config)
 }
 
 impl World {
-    fn pat(&self, scopes: &[&str], days: i64) -> String {
-        let expires = self.gl.today() + jiff::Span::new().days(days);
-        self.gl
-            .add_personal_access_token(self.user, TokenSpec::new("docker", scopes).expires(expires))
-            .token
-    }
-
     /// Points Docker at the helper (and puts the binary on PATH), then logs in.
     fn login(&mut self, host: &str, token: &str) {
         self.s.configure_docker(&[host]);

@@ -6,46 +6,22 @@ mod support;
 
 use std::process::Command;
 
-use gitlab_emulator::{Config, Emulator, RealRegistry, TokenSpec};
+use gitlab_emulator::Config;
+use support::gitlab::GitLabWorld;
 use support::*;
 
 const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 
-struct World {
-    gl: Emulator,
-    registry: RealRegistry,
-    s: Session,
-    user: u64,
-}
+type World = GitLabWorld;
 
 fn world() -> Option<World> {
-    if !(have_tool("docker-registry") && have_tool("skopeo")) {
+    if !have_tool("skopeo") {
         return None;
     }
-    let mut s = Session::unlocked()?;
-    let gl = Emulator::start(Config::default());
-    let registry = gl
-        .start_real_registry()
-        .expect("start docker-registry in token mode");
-    s.extra_env
-        .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-    let user = gl.add_user("alice", "alice-password", false);
-    Some(World {
-        gl,
-        registry,
-        s,
-        user,
-    })
+    GitLabWorld::start(Config::default())
 }
 
 impl World {
-    fn pat(&self, scopes: &[&str], days: i64) -> String {
-        let expires = self.gl.today() + jiff::Span::new().days(days);
-        self.gl
-            .add_personal_access_token(self.user, TokenSpec::new("docker", scopes).expires(expires))
-            .token
-    }
-
     fn login(&self, extra: &[&str], token: &str) -> std::process::Output {
         let host = self.registry.host();
         let mut args = vec!["login", host.as_str(), "--password-stdin"];

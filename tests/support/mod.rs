@@ -468,3 +468,4 @@ pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
     Some(buf)
 }
 pub mod dockerd;
+pub mod gitlab;

@@ -1,0 +1,44 @@
+//! The GitLab side of the end-to-end tests: the emulator, the real registry in token mode
+//! trusting its tokens, a keyring session, and a GitLab user who can mint tokens.
+
+use gitlab_emulator::{Config, Emulator, RealRegistry, TokenSpec};
+
+use super::{Session, have_tool};
+
+pub struct GitLabWorld {
+    pub gl: Emulator,
+    pub registry: RealRegistry,
+    pub s: Session,
+    pub user: u64,
+}
+
+impl GitLabWorld {
+    /// `None` (skip) when a tool is missing outside CI; inside CI that panics.
+    pub fn start(config: Config) -> Option<GitLabWorld> {
+        if !have_tool("docker-registry") {
+            return None;
+        }
+        let mut s = Session::unlocked()?;
+        let gl = Emulator::start(config);
+        let registry = gl
+            .start_real_registry()
+            .expect("start docker-registry in token mode");
+        s.extra_env
+            .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
+        let user = gl.add_user("alice", "alice-password", false);
+        Some(GitLabWorld {
+            gl,
+            registry,
+            s,
+            user,
+        })
+    }
+
+    /// A personal access token of `alice` with `scopes`, expiring in `days`.
+    pub fn pat(&self, scopes: &[&str], days: i64) -> String {
+        let expires = self.gl.today() + jiff::Span::new().days(days);
+        self.gl
+            .add_personal_access_token(self.user, TokenSpec::new("docker", scopes).expires(expires))
+            .token
+    }
+}
