@@ -243,6 +243,15 @@ impl SecretStore {
 
     /// The secret for `host`, or `None` when this store has no item for it.
     pub fn get(&self, host: &RegistryHost) -> Result<Option<Secret>, StoreError> {
+        match self.get_once(host) {
+            // A read is idempotent: when the keychain daemon dropped the call (seen with
+            // gnome-keyring while an item is being replaced under heavy load), ask once more.
+            Err(StoreError::Failed { detail, .. }) if is_transient(&detail) => self.get_once(host),
+            other => other,
+        }
+    }
+
+    fn get_once(&self, host: &RegistryHost) -> Result<Option<Secret>, StoreError> {
         let entry = self.entry(host)?;
         match self.call(move || entry.get_password())? {
             Ok(s) => Ok(Some(secret_from(s))),
@@ -343,6 +352,13 @@ fn with_deadline<T: Send + 'static>(
         })?;
     rx.recv_timeout(CALL_DEADLINE)
         .map_err(|_| StoreError::Timeout { backend })
+}
+
+/// D-Bus errors that mean "the call was lost", not "the answer is no".
+fn is_transient(detail: &str) -> bool {
+    ["NoReply", "disconnected", "UnknownObject", "ServiceUnknown"]
+        .iter()
+        .any(|m| detail.contains(m))
 }
 
 /// Platform error texts can span lines; protocol errors must be one line.
