@@ -34,7 +34,7 @@ fi
 # --- inside the private D-Bus session ---------------------------------------------------
 eval "$(printf 'bench-password' | gnome-keyring-daemon --unlock --components=secrets)"
 host="registry.gitlab.example"
-payload="{\"ServerURL\":\"$host\",\"Username\":\"bench\",\"Secret\":\"glpat-benchmark-0123456789\"}"
+payload="{\"ServerURL\":\"$host\",\"Username\":\"bench\",\"Secret\":\"bench-secret-not-a-token\"}"
 printf '%s' "$host" > "$TMPDIR/host"
 
 # pass needs a GnuPG key; a throwaway one without passphrase.
@@ -59,7 +59,7 @@ printf '%s' "$payload" | docker-credential-secretservice store
 printf '%s' "$payload" | docker-credential-pass store
 for helper in "$bin" docker-credential-secretservice docker-credential-pass; do
   got=$("$helper" get < "$TMPDIR/host")
-  [[ "$got" == *glpat-benchmark-0123456789* ]] || { echo "$helper get returned: $got" >&2; exit 1; }
+  [[ "$got" == *bench-secret-not-a-token* ]] || { echo "$helper get returned: $got" >&2; exit 1; }
 done
 
 echo "== get latency, $runs runs each (hyperfine, shell start-up subtracted)"

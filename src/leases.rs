@@ -14,8 +14,7 @@ use crate::registry::RegistryHost;
 use crate::state::write_private;
 
 fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
-    // ':' is not allowed in Windows file names.
-    dir.join(kind).join(host.as_str().replace(':', "_"))
+    dir.join(kind).join(host.file_name())
 }
 
 /// Records a hand-out at `now`. The first write creates the directory.

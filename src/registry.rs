@@ -63,6 +63,12 @@ impl RegistryHost {
         &self.0
     }
 
+    /// The host as a file name for per-registry sidecar files (`:` is not allowed in
+    /// Windows file names).
+    pub fn file_name(&self) -> String {
+        self.0.replace(':', "_")
+    }
+
     pub fn is_docker_hub(&self) -> bool {
         self.0 == DOCKER_HUB
     }

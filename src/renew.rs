@@ -16,7 +16,7 @@
 //! 3. **Store first.** The new secret goes to the keychain immediately after GitLab answers,
 //!    then the metadata.
 
-use std::fs::{File, TryLockError};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -196,13 +196,9 @@ fn failed(host: &RegistryHost, e: impl std::fmt::Display) -> RenewError {
     }
 }
 
-fn file_name(host: &RegistryHost) -> String {
-    host.as_str().replace(':', "_")
-}
-
 fn journal_path(dir: &Path, host: &RegistryHost) -> PathBuf {
     dir.join("journal")
-        .join(format!("{}.json", file_name(host)))
+        .join(format!("{}.json", host.file_name()))
 }
 
 /// Whether an interrupted renewal is recorded for `host` (for `status`/`doctor`).
@@ -252,26 +248,17 @@ fn lock_registry(
     host: &RegistryHost,
     deadline: Instant,
 ) -> Result<RegistryLock, RenewError> {
-    let path = dir.join("locks").join(format!("{}.lock", file_name(host)));
+    let path = dir.join("locks").join(format!("{}.lock", host.file_name()));
     let io = |e: std::io::Error| RenewError::Cannot(format!("cannot lock {}: {e}", path.display()));
     std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
     let file = crate::state::open_private(&path, false).map_err(io)?;
-    let start = Instant::now();
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(RegistryLock(file)),
-            Err(TryLockError::WouldBlock)
-                if start.elapsed() < WAIT_DEADLINE && Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Err(TryLockError::WouldBlock) => {
-                return Err(RenewError::Busy {
-                    host: host.to_string(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
-        }
+    let until = deadline.min(Instant::now() + WAIT_DEADLINE);
+    match crate::state::lock_until(&file, until) {
+        Ok(true) => Ok(RegistryLock(file)),
+        Ok(false) => Err(RenewError::Busy {
+            host: host.to_string(),
+        }),
+        Err(e) => Err(io(e)),
     }
 }
 

@@ -229,18 +229,27 @@ impl StateFile {
             path: path.clone(),
             source,
         })?;
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(2);
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(WriteGuard { file, owner: self }),
-                Err(TryLockError::WouldBlock) if start.elapsed() < deadline => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(TryLockError::WouldBlock) => return Err(StateError::LockTimeout { path }),
-                Err(TryLockError::Error(source)) => return Err(StateError::Io { path, source }),
+        match lock_until(&file, Instant::now() + deadline) {
+            Ok(true) => Ok(WriteGuard { file, owner: self }),
+            Ok(false) => Err(StateError::LockTimeout { path }),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+}
+
+/// Takes an exclusive lock on `file`, waiting until `until` at most: std's lock has no
+/// timeout, so poll `try_lock` with a short backoff. `Ok(false)` means the wait ran out.
+pub fn lock_until(file: &File, until: Instant) -> io::Result<bool> {
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(true),
+            Err(TryLockError::WouldBlock) if Instant::now() < until => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
             }
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(e),
         }
     }
 }
