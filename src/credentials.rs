@@ -8,7 +8,7 @@
 
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
-use crate::state::{Entry, GitLabInfo, StateError, StateFile};
+use crate::state::{Entry, GitLabInfo, StateError, StateFile, WriteGuard};
 use crate::store::{Backend, SecretStore, StoreChoice, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +40,12 @@ pub fn save(
     let guard = state_file.lock()?;
     let mut state = guard.load()?;
     let previous = state.entries.get(new.host.as_str()).map(|p| p.store);
-    let backend = SecretStore::write(choice, previous, new.host, new.secret)?;
+    let backend = SecretStore::write(&guard, choice, previous, new.host, new.secret)?;
     if let Some(old) = previous
         && old != backend
     {
         // Best effort: the state file stops pointing at the old copy either way.
-        let _ = SecretStore::open(old).and_then(|s| s.delete(new.host));
+        let _ = SecretStore::open(old, guard.dir()).and_then(|s| s.delete(&guard, new.host));
     }
     state.entries.insert(
         new.host.as_str().to_owned(),
@@ -74,7 +74,7 @@ pub fn forget(state_file: &StateFile, host: &RegistryHost) -> Result<bool, Error
     let Some(entry) = state.entries.get(host.as_str()) else {
         return Ok(false);
     };
-    SecretStore::open(entry.store)?.delete(host)?;
+    SecretStore::open(entry.store, guard.dir())?.delete(&guard, host)?;
     state.entries.remove(host.as_str());
     guard.save(&state)?;
     Ok(true)
@@ -86,26 +86,25 @@ pub fn load(state_file: &StateFile, host: &RegistryHost) -> Result<Option<(Entry
     let Some(entry) = state.entries.get(host.as_str()) else {
         return Ok(None);
     };
-    let secret = SecretStore::open(entry.store)?.get(host)?;
+    let secret = SecretStore::open(entry.store, state_file.dir())?.get(host)?;
     Ok(secret.map(|s| (entry.clone(), s)))
 }
 
-/// Records a renewed token's metadata (its secret is already in `backend`). The new
-/// `stored_at` tells other processes that the token changed.
+/// Records a renewed token's metadata, under the lock its secret was just written with.
+/// The new `stored_at` tells other processes that the token changed.
 pub fn update_after_renewal(
-    state_file: &StateFile,
+    guard: &WriteGuard<'_>,
     host: &RegistryHost,
     backend: Backend,
     info: GitLabInfo,
 ) -> Result<Entry, Error> {
-    let guard = state_file.lock()?;
     let mut state = guard.load()?;
     let entry = state
         .entries
         .entry(host.as_str().to_owned())
         .or_insert_with(|| Entry {
             server_url: host.as_str().to_owned(),
-            username: crate::commands::login::DEFAULT_USERNAME.to_owned(),
+            username: crate::gitlab::DEFAULT_USERNAME.to_owned(),
             store: backend,
             stored_at: jiff::Timestamp::now(),
             gitlab: None,

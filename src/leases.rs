@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
+use crate::private_file::write as write_private;
 use crate::registry::RegistryHost;
-use crate::state::write_private;
 
 fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
     dir.join(kind).join(host.file_name())

@@ -16,15 +16,18 @@ pub mod cli;
 pub mod commands;
 pub mod credentials;
 pub mod docker_config;
+pub mod environment;
 pub mod gitlab;
 pub mod leases;
 pub mod paths;
 pub mod policy;
+pub mod private_file;
 pub mod protocol;
 pub mod registry;
 pub mod renew;
 pub mod secret;
 pub mod settings;
+pub mod sources;
 pub mod state;
 pub mod store;
 

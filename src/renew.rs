@@ -141,19 +141,20 @@ pub fn renew(
     match outcome {
         Rotation::Rotated { token, info: pat } => {
             fault_point("after-rotate-response");
-            // The new secret first: from here on the old one is revoked at GitLab.
-            let store = SecretStore::open(entry.store).map_err(crate::credentials::Error::from)?;
-            store
-                .set(host, &token)
-                .map_err(crate::credentials::Error::from)?;
-            fault_point("after-store-secret");
             let mut new_info = info.clone();
             new_info.expires_at = pat.expires_instant();
             new_info.scopes = pat.scopes.clone();
             new_info.token_id = Some(pat.id);
             new_info.validated_at = jiff::Timestamp::now();
+            // The new secret first: from here on the old one is revoked at GitLab.
+            let guard = state_file.lock().map_err(crate::credentials::Error::from)?;
+            SecretStore::open(entry.store, dir)
+                .and_then(|store| store.set(&guard, host, &token))
+                .map_err(crate::credentials::Error::from)?;
+            fault_point("after-store-secret");
             let new_entry =
-                crate::credentials::update_after_renewal(state_file, host, entry.store, new_info)?;
+                crate::credentials::update_after_renewal(&guard, host, entry.store, new_info)?;
+            drop(guard);
             fault_point("after-state");
             remove(&journal);
             Ok(Renewed {
@@ -251,7 +252,7 @@ fn lock_registry(
     let path = dir.join("locks").join(format!("{}.lock", host.file_name()));
     let io = |e: std::io::Error| RenewError::Cannot(format!("cannot lock {}: {e}", path.display()));
     std::fs::create_dir_all(path.parent().expect("lock has a parent")).map_err(io)?;
-    let file = crate::state::open_private(&path, false).map_err(io)?;
+    let file = crate::private_file::open(&path, false).map_err(io)?;
     let until = deadline.min(Instant::now() + WAIT_DEADLINE);
     match crate::state::lock_until(&file, until) {
         Ok(true) => Ok(RegistryLock(file)),

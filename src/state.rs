@@ -11,14 +11,15 @@
 //! way to save, so the lock cannot be forgotten.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Write};
+use std::fs::{self, File, TryLockError};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::private_file;
 use crate::store::Backend;
 
 /// Bumped when a change would make older binaries misread the file.
@@ -223,9 +224,12 @@ impl StateFile {
     }
 
     pub fn lock_with_deadline(&self, deadline: Duration) -> Result<WriteGuard<'_>, StateError> {
-        create_private_dir(&self.dir)?;
+        private_file::create_dir(&self.dir).map_err(|source| StateError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
         let path = self.dir.join(LOCK_NAME);
-        let file = open_private(&path, false).map_err(|source| StateError::Io {
+        let file = private_file::open(&path, false).map_err(|source| StateError::Io {
             path: path.clone(),
             source,
         })?;
@@ -267,14 +271,10 @@ impl WriteGuard<'_> {
         self.owner.load()
     }
 
-    /// Atomically replaces the state file: temp file (0600) in the same directory, fsync,
-    /// rename. Readers see either the old or the new file, never a torn one.
+    /// Atomically replaces the state file (see [`crate::private_file::replace`]): readers
+    /// see either the old or the new file, never a torn one.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let path = self.owner.path();
-        let io_err = |source| StateError::Io {
-            path: path.clone(),
-            source,
-        };
         let mut json = serde_json::to_vec_pretty(&StateOut {
             version: STATE_VERSION,
             entries: &state.entries,
@@ -282,16 +282,12 @@ impl WriteGuard<'_> {
         })
         .expect("state serialises");
         json.push(b'\n');
-        // tempfile creates the file with mode 0600 on Unix.
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".state.")
-            .suffix(".tmp")
-            .tempfile_in(&self.owner.dir)
-            .map_err(io_err)?;
-        tmp.write_all(&json).map_err(io_err)?;
-        tmp.as_file().sync_all().map_err(io_err)?;
-        tmp.persist(&path).map_err(|e| io_err(e.error))?;
-        Ok(())
+        private_file::replace(&path, &json).map_err(|source| StateError::Io { path, source })
+    }
+
+    /// The directory this lock guards (state file, `file` secret store).
+    pub fn dir(&self) -> &Path {
+        self.owner.dir()
     }
 }
 
@@ -307,35 +303,6 @@ struct StateOut<'a> {
     entries: &'a BTreeMap<String, Entry>,
     #[serde(flatten)]
     extra: &'a Map<String, Value>,
-}
-
-fn create_private_dir(dir: &Path) -> Result<(), StateError> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|source| StateError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// Writes a small sidecar file (lease, stamp) with mode 0600, like everything we keep.
-pub fn write_private(path: &Path, contents: &str) -> io::Result<()> {
-    open_private(path, true)?.write_all(contents.as_bytes())
-}
-
-/// Opens (creating with mode 0600) a file for reading and writing.
-pub fn open_private(path: &Path, truncate: bool) -> io::Result<File> {
-    let mut options = OpenOptions::new();
-    options
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
 }
 
 #[cfg(test)]

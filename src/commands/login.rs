@@ -22,8 +22,7 @@ use crate::store::StoreChoice;
 
 /// Tokens that expire sooner than this get a warning.
 const EXPIRY_WARNING_DAYS: i64 = 30;
-/// The username sent with tokens whose username GitLab ignores (PATs, OAuth tokens).
-pub const DEFAULT_USERNAME: &str = "oauth2";
+pub use crate::gitlab::DEFAULT_USERNAME;
 
 #[derive(Debug, Clone)]
 pub struct LoginArgs {

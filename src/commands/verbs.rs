@@ -1,7 +1,9 @@
 //! The protocol verbs docker and other clients call: `store`, `get`, `erase`, `list`,
 //! `version`.
 //!
-//! The steady `get` path is: read stdin, read the state file, one keychain call, print.
+//! `get` and `list` ask the credential sources in order ([`crate::sources`]): stored, then
+//! the GitLab CI job, then the generic environment. The steady `get` path is: read stdin,
+//! read the state file, one keychain call (none for an environment credential), print.
 //! No lock, no network, no async runtime. An unknown registry costs no keychain call at all,
 //! because the state file already says we hold nothing for it.
 
@@ -9,12 +11,10 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::credentials::{self, NewCredential};
-use crate::leases;
-use crate::policy::{self, Decision};
+use crate::environment::Environment;
 use crate::protocol::{self, InputError, NOT_FOUND, Verb};
 use crate::registry::{InvalidHost, RegistryHost};
-use crate::renew::{self, RenewError};
-use crate::settings::{Settings, SettingsError};
+use crate::sources::{self, stored};
 use crate::state::{StateError, StateFile};
 use crate::store::{StoreChoice, StoreError};
 
@@ -34,13 +34,9 @@ pub enum VerbError {
     #[error(transparent)]
     Credentials(#[from] credentials::Error),
     #[error(transparent)]
-    Settings(#[from] SettingsError),
+    Stored(#[from] stored::Error),
     #[error(transparent)]
-    Renew(#[from] RenewError),
-    #[error(
-        "the token for {host} expired at {at} and cannot renew itself; create a new token and run: docker-credential-gitlab login {host}"
-    )]
-    Expired { host: String, at: String },
+    Environment(#[from] sources::EnvError),
     #[error("could not write the answer: {0}")]
     Output(std::io::ErrorKind),
 }
@@ -84,90 +80,24 @@ pub fn version_line() -> String {
 pub const GET_DEADLINE: Duration = Duration::from_secs(20);
 
 fn get(input: &str) -> Result<zeroize::Zeroizing<String>, VerbError> {
-    let started = Instant::now();
+    let deadline = Instant::now() + GET_DEADLINE;
     let server = protocol::parse_server(input)?;
     let host = RegistryHost::parse(server)?;
-    let state_file = StateFile::open_default()?;
-    let (mut entry, mut secret) =
-        credentials::load(&state_file, &host)?.ok_or(VerbError::NotFound)?;
-    // Credentials from `login` carry an expiry: apply the refresh policy (no network, no
-    // lock unless a renewal is due). Plain `docker login` entries are handed out as they are.
-    if let Some(info) = entry.gitlab.clone() {
-        let settings = Settings::load()?;
-        let now = jiff::Timestamp::now();
-        let dir = state_file.dir();
-        let facts = policy::Facts {
-            now,
-            expires_at: info.expires_at,
-            can_renew: info.can_renew(),
-            lifetime: info
-                .lifetime_days
-                .map(|d| jiff::SignedDuration::from_hours(24 * d)),
-            min_validity: settings.min_validity(host.as_str()),
-            early_renewal: settings.early_renewal(),
-            last_handout: leases::last_handout(dir, &host),
-        };
-        match policy::decide(&facts) {
-            Decision::HandOut => {}
-            Decision::HandOutExpiring => {
-                if info.expires_at.is_some_and(|t| t <= now) {
-                    return Err(VerbError::Expired {
-                        host: host.to_string(),
-                        at: info.expires_at.map(|t| t.to_string()).unwrap_or_default(),
-                    });
-                }
-                if leases::first_warning_today(dir, &host, now) {
-                    warn(&format!(
-                        "the token for {host} expires {}, sooner than the {} a push may need, and it cannot renew itself; \
-                         create a token with the self_rotate scope and run `docker-credential-gitlab login {host}`",
-                        describe_expiry(info.expires_at, now),
-                        friendly(facts.min_validity),
-                    ));
-                }
-            }
-            Decision::Renew { .. } => {
-                match renew::renew(&state_file, &host, &entry, started + GET_DEADLINE) {
-                    Ok(renewed) => {
-                        entry = renewed.entry;
-                        secret = renewed.secret;
-                    }
-                    // Nothing that worked before is lost: a still-valid token is served
-                    // (unless GitLab already revoked it in a lost rotation).
-                    Err(e @ RenewError::Lost { .. }) => return Err(VerbError::Renew(e)),
-                    Err(e) if info.expires_at.is_none_or(|t| t > now) => warn(&format!(
-                        "{e}; handing out the current token, which expires {}",
-                        describe_expiry(info.expires_at, now)
-                    )),
-                    Err(e) => return Err(VerbError::Renew(e)),
-                }
+    // 1. Stored (what the user did explicitly wins). Without a home directory nothing can
+    //    be stored, but a CI job's environment may still serve.
+    match StateFile::open_default() {
+        Ok(state_file) => {
+            if let Some((username, secret)) = stored::get(&state_file, &host, deadline)? {
+                return Ok(protocol::render_get(server, &username, &secret));
             }
         }
-        leases::record_handout(dir, &host, now);
+        Err(StateError::NoDataDir(_)) => {}
+        Err(e) => return Err(e.into()),
     }
-    Ok(protocol::render_get(server, &entry.username, &secret))
-}
-
-/// Warnings go to stderr (docker shows them); stdout carries only the protocol answer.
-fn warn(message: &str) {
-    eprintln!("docker-credential-gitlab: warning: {message}");
-}
-
-fn describe_expiry(at: Option<jiff::Timestamp>, now: jiff::Timestamp) -> String {
-    match at {
-        None => "never".into(),
-        Some(t) => format!("at {t} (in {})", friendly(t.duration_since(now))),
-    }
-}
-
-fn friendly(d: jiff::SignedDuration) -> String {
-    let mins = d.as_secs() / 60;
-    if mins.abs() >= 48 * 60 {
-        format!("{} days", mins / (24 * 60))
-    } else if mins.abs() >= 120 {
-        format!("{} h", mins / 60)
-    } else {
-        format!("{mins} min")
-    }
+    // 2.–3. The GitLab CI job, then the generic environment; read-only, never leased.
+    let found = sources::from_environment(&Environment::from_process(), &host)?;
+    let c = found.ok_or(VerbError::NotFound)?;
+    Ok(protocol::render_get(server, &c.username, &c.secret))
 }
 
 fn store(input: &str) -> Result<(), VerbError> {
@@ -195,12 +125,22 @@ fn erase(input: &str) -> Result<(), VerbError> {
 }
 
 fn list() -> Result<String, VerbError> {
-    let state = StateFile::open_default()?.load()?;
+    let stored = match StateFile::open_default() {
+        Ok(file) => file.load()?.entries,
+        Err(StateError::NoDataDir(_)) => Default::default(),
+        Err(e) => return Err(e.into()),
+    };
+    let from_env = sources::environment(&Environment::from_process())?;
+    let env_hosts: Vec<(String, &str)> = from_env
+        .iter()
+        .filter(|c| !stored.contains_key(c.host.as_str()))
+        .map(|c| (c.host.as_str().to_owned(), c.username.as_str()))
+        .collect();
     Ok(protocol::render_list(
-        state
-            .entries
+        stored
             .values()
-            .map(|e| (e.server_url.as_str(), e.username.as_str())),
+            .map(|e| (e.server_url.as_str(), e.username.as_str()))
+            .chain(env_hosts.iter().map(|(h, u)| (h.as_str(), *u))),
     ))
 }
 

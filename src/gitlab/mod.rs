@@ -18,6 +18,8 @@ use http::{Auth, Http, redact};
 
 /// `registry.gitlab.com` belongs to `https://gitlab.com`; no discovery needed to know that.
 pub const GITLAB_COM_REGISTRY: &str = "registry.gitlab.com";
+/// The username sent with tokens whose username GitLab ignores (PATs, OAuth tokens).
+pub const DEFAULT_USERNAME: &str = "oauth2";
 pub const GITLAB_COM: &str = "https://gitlab.com";
 
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,13 @@
 //! Secret stores: the OS keychains, behind one small type.
 //!
-//! Secrets only ever live here. The backends come from the keyring-rs family
-//! (`keyring-core` plus one store crate per platform): the Secret Service over pure-Rust
-//! D-Bus on Linux/BSD (no libdbus), the kernel keyring (keyutils) as the headless Linux
-//! fallback, the macOS Keychain and the Windows Credential Manager.
+//! Secrets only ever live here. The backends are one table ([`backend`]): the keychains come
+//! from the keyring-rs family (`keyring-core` plus one store crate per platform): the Secret
+//! Service over pure-Rust D-Bus on Linux/BSD (no libdbus), the kernel keyring (keyutils), the
+//! macOS Keychain and the Windows Credential Manager; and the plain [`file`] store for
+//! machines without any (explicit, or `auto`'s fallback inside CI jobs).
+//!
+//! Every write takes the state file's [`WriteGuard`]: a secret can only change under the
+//! lock that also guards the metadata pointing at it.
 //!
 //! Two properties matter more than anything else here:
 //! - **Bounded time.** Every keychain call runs on a worker thread with a deadline, because
@@ -13,169 +17,180 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use keyring_core::{CredentialStore, Error as KeyringError};
-use serde::{Deserialize, Serialize};
 
 use crate::registry::RegistryHost;
 use crate::secret::{ExposeSecret, Secret, secret_from};
+use crate::state::WriteGuard;
 
-/// Chooses the backend: `auto` (default) or one of [`Backend::NAMES`].
+mod backend;
+pub mod file;
+
+pub use backend::{Auto, Backend, BackendInfo};
+use file::FileStore;
+
+/// Chooses the backend: `auto` (default) or one of [`Backend::names`].
 pub const STORE_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_STORE";
 /// The keychain "service" our items are filed under.
 pub const SERVICE: &str = "docker-credential-gitlab";
 /// No keychain call may take longer than this.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(5);
 
-/// A secret store implementation. Recorded per entry in the state file, so `get` goes
-/// straight to the store that holds the secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Backend {
-    /// freedesktop Secret Service (GNOME Keyring, KWallet, KeePassXC) over D-Bus.
-    SecretService,
-    /// The Linux kernel keyring: works headless, but is lost at reboot.
-    Keyutils,
-    /// The macOS login Keychain.
-    Keychain,
-    /// The Windows Credential Manager.
-    Wincred,
-}
-
-impl Backend {
-    pub const NAMES: &'static str = "auto, secret-service, keyutils, keychain, wincred";
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::SecretService => "secret-service",
-            Backend::Keyutils => "keyutils",
-            Backend::Keychain => "keychain",
-            Backend::Wincred => "wincred",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Backend> {
-        [
-            Backend::SecretService,
-            Backend::Keyutils,
-            Backend::Keychain,
-            Backend::Wincred,
-        ]
-        .into_iter()
-        .find(|b| b.name() == s)
-    }
-
-    /// Whether secrets survive a reboot (shown by `status`).
-    pub fn survives_reboot(self) -> bool {
-        self != Backend::Keyutils
-    }
-
-    /// What to do when this backend cannot be used.
-    fn fix(self) -> String {
-        match self {
-            Backend::SecretService => format!(
-                "run a Secret Service provider (GNOME Keyring, KWallet, KeePassXC) in your session, \
-                 or set {STORE_ENV}=keyutils for a headless machine"
-            ),
-            Backend::Keyutils => format!(
-                "the kernel keyring is not usable here (containers often block it); set {STORE_ENV} to another store"
-            ),
-            Backend::Keychain => {
-                "unlock the login keychain (`security unlock-keychain`), e.g. when working over SSH"
-                    .to_string()
-            }
-            Backend::Wincred => {
-                "check that the Windows Credential Manager service is running".into()
-            }
-        }
-    }
-
-    fn lock_fix(self) -> String {
-        match self {
-            Backend::SecretService => format!(
-                "unlock it (log in to the desktop, or `gnome-keyring-daemon --unlock` in a headless session), \
-                 or set {STORE_ENV}=keyutils"
-            ),
-            other => other.fix(),
-        }
-    }
-
-    /// The backends `auto` tries, in order, on this platform.
-    fn auto_order() -> &'static [Backend] {
-        if cfg!(target_os = "macos") {
-            &[Backend::Keychain]
-        } else if cfg!(windows) {
-            &[Backend::Wincred]
-        } else if cfg!(target_os = "linux") {
-            &[Backend::SecretService, Backend::Keyutils]
-        } else {
-            &[Backend::SecretService]
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Why a store could not do what was asked. `Display` is one line: what failed, in which
 /// backend, and how to fix it. Never contains a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("{0}: {STORE_ENV} must be one of {names}", names = Backend::NAMES)]
+    #[error("{0}: {STORE_ENV} must be one of {names}", names = Backend::names())]
     UnknownBackend(String),
-    #[error("{backend} store is not available on this platform; use one of: auto, {native}", native = Backend::auto_order().iter().map(|b| b.name()).collect::<Vec<_>>().join(", "))]
+    #[error("{backend} store is not available on this platform; use one of: auto, {here}", here = Backend::ALL.iter().filter(|b| b.info().here).map(|b| b.name()).collect::<Vec<_>>().join(", "))]
     Unsupported { backend: Backend },
-    #[error("{backend} store is unavailable ({detail}); {fix}", fix = backend.fix())]
+    #[error("{backend} store is unavailable ({detail}); {fix}", fix = backend.info().fix)]
     Unavailable { backend: Backend, detail: String },
-    #[error("{backend} store is locked ({detail}); {fix}", fix = backend.lock_fix())]
+    #[error("{backend} store is locked ({detail}); {fix}", fix = backend.info().lock_fix)]
     Locked { backend: Backend, detail: String },
     #[error(
         "{backend} store did not answer within {}s (is it waiting for a password prompt?); {fix}",
-        CALL_DEADLINE.as_secs(), fix = backend.lock_fix()
+        CALL_DEADLINE.as_secs(), fix = backend.info().lock_fix
     )]
     Timeout { backend: Backend },
     #[error("{backend} store failed: {detail}")]
     Failed { backend: Backend, detail: String },
     #[error("no secret store could be used: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" | "))]
     NoneAvailable(Vec<StoreError>),
+    /// `auto` outside CI with no usable keychain: never a silent plaintext file.
+    #[error(
+        "no keychain is usable here ({}); on a machine without one set {STORE_ENV}=file \
+         (secrets in a 0600 file, as plain as Docker's own config.json), or {STORE_ENV}=keyutils \
+         where the kernel keyring is allowed (lost at reboot)",
+        .0.iter().map(StoreError::short).collect::<Vec<_>>().join("; ")
+    )]
+    NoKeychain(Vec<StoreError>),
+}
+
+impl StoreError {
+    /// `backend: what happened`, without the fix (for summaries).
+    fn short(&self) -> String {
+        match self {
+            StoreError::Unavailable { backend, detail }
+            | StoreError::Failed { backend, detail }
+            | StoreError::Locked { backend, detail } => {
+                format!(
+                    "{backend}: {}",
+                    detail.trim_start_matches("Platform failure: ")
+                )
+            }
+            StoreError::Timeout { backend } => format!("{backend}: no answer"),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// Which backend(s) to use, from [`STORE_ENV`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreChoice {
-    Auto,
+    /// The platform's keychains in table order; in a CI job, the `file` store after them.
+    Auto {
+        in_ci: bool,
+    },
     Only(Backend),
 }
 
 impl StoreChoice {
     pub fn from_env() -> Result<StoreChoice, StoreError> {
-        match std::env::var(STORE_ENV) {
-            Err(_) => Ok(StoreChoice::Auto),
-            Ok(v) => StoreChoice::parse(&v),
-        }
+        let in_ci = crate::environment::Environment::from_process().is_ci();
+        StoreChoice::parse(&std::env::var(STORE_ENV).unwrap_or_default(), in_ci)
     }
 
-    pub fn parse(value: &str) -> Result<StoreChoice, StoreError> {
+    pub fn parse(value: &str, in_ci: bool) -> Result<StoreChoice, StoreError> {
         let v = value.trim().to_ascii_lowercase();
         if v.is_empty() || v == "auto" {
-            return Ok(StoreChoice::Auto);
+            return Ok(StoreChoice::Auto { in_ci });
         }
         Backend::parse(&v)
             .map(StoreChoice::Only)
             .ok_or_else(|| StoreError::UnknownBackend(value.to_owned()))
     }
+
+    /// The backends to try, in order; `preferred` (the one already holding the registry)
+    /// first under `auto`.
+    fn order(self, preferred: Option<Backend>) -> Vec<Backend> {
+        let in_ci = match self {
+            StoreChoice::Only(b) => return vec![b],
+            StoreChoice::Auto { in_ci } => in_ci,
+        };
+        let fallback = in_ci.then(Backend::ci_fallback).into_iter().flatten();
+        let mut order = Vec::new();
+        for b in preferred
+            .into_iter()
+            .chain(Backend::native())
+            .chain(fallback)
+        {
+            if !order.contains(&b) {
+                order.push(b);
+            }
+        }
+        order
+    }
+}
+
+/// Which store a new secret would go to now, and why (for `status`/`doctor`).
+#[derive(Debug)]
+pub struct Current {
+    pub backend: Result<Backend, StoreError>,
+    pub why: String,
+}
+
+/// Probes the stores `choice` would use, with a read of an item that does not exist.
+pub fn current(choice: StoreChoice, dir: &Path) -> Current {
+    let probe = RegistryHost::parse("probe.invalid").expect("valid host");
+    let mut errors = Vec::new();
+    for backend in choice.order(None) {
+        match SecretStore::open(backend, dir).and_then(|s| s.get(&probe)) {
+            Err(e) => errors.push(e),
+            Ok(_) => {
+                let skipped = errors.iter().map(StoreError::short).collect::<Vec<_>>();
+                let why = match choice {
+                    StoreChoice::Only(_) => format!("{STORE_ENV}={backend}"),
+                    _ if backend.info().auto == Auto::CiFallback => format!(
+                        "auto: this is a CI job and no keychain is usable ({})",
+                        skipped.join("; ")
+                    ),
+                    _ if skipped.is_empty() => format!("auto: the {backend} store answers"),
+                    _ => format!("auto: {}", skipped.join("; ")),
+                };
+                return Current {
+                    backend: Ok(backend),
+                    why,
+                };
+            }
+        }
+    }
+    let why = match choice {
+        StoreChoice::Only(b) => format!("{STORE_ENV}={b}"),
+        StoreChoice::Auto { .. } => "auto".to_owned(),
+    };
+    let backend = Err(match choice {
+        StoreChoice::Auto { in_ci: false } => StoreError::NoKeychain(errors),
+        _ if errors.len() == 1 => errors.remove(0),
+        _ => StoreError::NoneAvailable(errors),
+    });
+    Current { backend, why }
 }
 
 /// An open connection to one backend.
 pub struct SecretStore {
     backend: Backend,
-    inner: Arc<CredentialStore>,
+    inner: Inner,
+}
+
+enum Inner {
+    Keyring(Arc<CredentialStore>),
+    File(FileStore),
 }
 
 impl fmt::Debug for SecretStore {
@@ -187,10 +202,16 @@ impl fmt::Debug for SecretStore {
 }
 
 impl SecretStore {
-    /// Connects to `backend`, within [`CALL_DEADLINE`].
-    pub fn open(backend: Backend) -> Result<SecretStore, StoreError> {
-        let inner = with_deadline(backend, move || platform::open(backend))?
-            .map_err(|e| open_error(backend, e))?;
+    /// Connects to `backend`, within [`CALL_DEADLINE`]. `dir` is the data directory (where
+    /// the `file` store keeps its file).
+    pub fn open(backend: Backend, dir: &Path) -> Result<SecretStore, StoreError> {
+        let inner = match backend {
+            Backend::File => Inner::File(FileStore::in_dir(dir)),
+            _ => Inner::Keyring(
+                with_deadline(backend, move || platform::open(backend))?
+                    .map_err(|e| open_error(backend, e))?,
+            ),
+        };
         Ok(SecretStore { backend, inner })
     }
 
@@ -200,26 +221,16 @@ impl SecretStore {
     /// *not*: the user has a keyring and should unlock it rather than have secrets land
     /// somewhere else.
     pub fn write(
+        guard: &WriteGuard<'_>,
         choice: StoreChoice,
         preferred: Option<Backend>,
         host: &RegistryHost,
         secret: &Secret,
     ) -> Result<Backend, StoreError> {
-        let order: Vec<Backend> = match choice {
-            StoreChoice::Only(backend) => vec![backend],
-            StoreChoice::Auto => preferred
-                .into_iter()
-                .chain(Backend::auto_order().iter().copied())
-                .fold(Vec::new(), |mut v, b| {
-                    if !v.contains(&b) {
-                        v.push(b);
-                    }
-                    v
-                }),
-        };
         let mut errors = Vec::new();
-        for backend in order {
-            let result = SecretStore::open(backend).and_then(|s| s.set(host, secret));
+        for backend in choice.order(preferred) {
+            let result =
+                SecretStore::open(backend, guard.dir()).and_then(|s| s.set(guard, host, secret));
             match result {
                 Ok(()) => return Ok(backend),
                 Err(e @ (StoreError::Locked { .. } | StoreError::Timeout { .. }))
@@ -230,10 +241,10 @@ impl SecretStore {
                 Err(e) => errors.push(e),
             }
         }
-        Err(if errors.len() == 1 {
-            errors.remove(0)
-        } else {
-            StoreError::NoneAvailable(errors)
+        Err(match choice {
+            StoreChoice::Auto { in_ci: false } => StoreError::NoKeychain(errors),
+            _ if errors.len() == 1 => errors.remove(0),
+            _ => StoreError::NoneAvailable(errors),
         })
     }
 
@@ -252,6 +263,9 @@ impl SecretStore {
     }
 
     fn get_once(&self, host: &RegistryHost) -> Result<Option<Secret>, StoreError> {
+        if let Inner::File(file) = &self.inner {
+            return file.get(host);
+        }
         let entry = self.entry(host)?;
         match self.call(move || entry.get_password())? {
             Ok(s) => Ok(Some(secret_from(s))),
@@ -260,8 +274,16 @@ impl SecretStore {
         }
     }
 
-    /// Creates or replaces the item for `host`.
-    pub fn set(&self, host: &RegistryHost, secret: &Secret) -> Result<(), StoreError> {
+    /// Creates or replaces the item for `host`, under the state write lock.
+    pub fn set(
+        &self,
+        guard: &WriteGuard<'_>,
+        host: &RegistryHost,
+        secret: &Secret,
+    ) -> Result<(), StoreError> {
+        if let Inner::File(file) = &self.inner {
+            return file.set(guard, host, secret);
+        }
         let entry = self.entry(host)?;
         // The worker thread needs its own copy; it is wiped when dropped.
         let secret = secret_from(secret.expose_secret().to_owned());
@@ -269,8 +291,12 @@ impl SecretStore {
             .map_err(|e| self.op_error(e))
     }
 
-    /// Deletes the item for `host`; deleting an absent item succeeds.
-    pub fn delete(&self, host: &RegistryHost) -> Result<(), StoreError> {
+    /// Deletes the item for `host`, under the state write lock; deleting an absent item
+    /// succeeds.
+    pub fn delete(&self, guard: &WriteGuard<'_>, host: &RegistryHost) -> Result<(), StoreError> {
+        if let Inner::File(file) = &self.inner {
+            return file.delete(guard, host);
+        }
         let entry = self.entry(host)?;
         match self.call(move || entry.delete_credential())? {
             Ok(()) | Err(KeyringError::NoEntry) => Ok(()),
@@ -279,14 +305,21 @@ impl SecretStore {
     }
 
     fn entry(&self, host: &RegistryHost) -> Result<keyring_core::Entry, StoreError> {
+        let Inner::Keyring(store) = &self.inner else {
+            unreachable!("the file store has no keyring entries")
+        };
         let label = format!("Registry credentials for {host} (docker-credential-gitlab)");
         let modifiers: HashMap<&str, &str> = match self.backend {
             Backend::SecretService => HashMap::from([("label", label.as_str())]),
             Backend::Wincred => HashMap::from([("persistence", "Local")]),
             _ => HashMap::new(),
         };
-        self.inner
-            .build(SERVICE, host.as_str(), Some(&modifiers))
+        store
+            .build(
+                SERVICE,
+                host.as_str(),
+                Some(&modifiers).filter(|m| !m.is_empty()),
+            )
             .map_err(|e| self.op_error(e))
     }
 
@@ -389,10 +422,21 @@ mod platform {
             Backend::Wincred => {
                 Ok(windows_native_keyring_store::Store::new()? as Arc<CredentialStore>)
             }
+            #[cfg(test)]
+            Backend::Memory => Ok(memory() as Arc<CredentialStore>),
             #[allow(unreachable_patterns)]
             other => Err(KeyringError::NotSupportedByStore(other.name().to_owned())),
         }
     }
+}
+
+/// The unit tests' in-memory store: keyring-core's mock, one per test process.
+#[cfg(test)]
+pub fn memory() -> Arc<keyring_core::mock::Store> {
+    static STORE: std::sync::OnceLock<Arc<keyring_core::mock::Store>> = std::sync::OnceLock::new();
+    STORE
+        .get_or_init(|| keyring_core::mock::Store::new().expect("mock store"))
+        .clone()
 }
 
 #[cfg(test)]
@@ -401,31 +445,84 @@ mod tests {
 
     #[test]
     fn choice_parsing() {
-        assert_eq!(StoreChoice::parse("").unwrap(), StoreChoice::Auto);
-        assert_eq!(StoreChoice::parse("AUTO").unwrap(), StoreChoice::Auto);
         assert_eq!(
-            StoreChoice::parse("secret-service").unwrap(),
+            StoreChoice::parse("", false).unwrap(),
+            StoreChoice::Auto { in_ci: false }
+        );
+        assert_eq!(
+            StoreChoice::parse("AUTO", true).unwrap(),
+            StoreChoice::Auto { in_ci: true }
+        );
+        assert_eq!(
+            StoreChoice::parse("secret-service", false).unwrap(),
             StoreChoice::Only(Backend::SecretService)
         );
-        let err = StoreChoice::parse("plaintext").unwrap_err().to_string();
+        assert_eq!(
+            StoreChoice::parse(" File ", false).unwrap(),
+            StoreChoice::Only(Backend::File)
+        );
+        let err = StoreChoice::parse("plaintext", false)
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("plaintext") && err.contains("keyutils"),
+            err.contains("plaintext") && err.contains("keyutils") && err.contains("file"),
             "{err}"
         );
     }
 
     #[test]
-    fn backend_names_round_trip_through_serde() {
-        for b in [
-            Backend::SecretService,
-            Backend::Keyutils,
-            Backend::Keychain,
-            Backend::Wincred,
-        ] {
-            let json = serde_json::to_string(&b).unwrap();
-            assert_eq!(json, format!("\"{}\"", b.name()));
-            assert_eq!(serde_json::from_str::<Backend>(&json).unwrap(), b);
-        }
+    fn auto_falls_back_to_the_file_only_in_ci() {
+        let outside = StoreChoice::Auto { in_ci: false }.order(None);
+        assert!(!outside.contains(&Backend::File), "{outside:?}");
+        let inside = StoreChoice::Auto { in_ci: true }.order(None);
+        assert_eq!(inside.last(), Some(&Backend::File), "{inside:?}");
+        // The store that already holds a registry is tried first, once.
+        let kept = StoreChoice::Auto { in_ci: false }.order(Some(Backend::File));
+        assert_eq!(kept[0], Backend::File);
+        assert_eq!(kept.iter().filter(|b| **b == Backend::File).count(), 1);
+        assert_eq!(
+            StoreChoice::Only(Backend::Keyutils).order(Some(Backend::File)),
+            [Backend::Keyutils]
+        );
+    }
+
+    #[test]
+    fn no_keychain_names_both_ways_out() {
+        let e = StoreError::NoKeychain(vec![StoreError::Unavailable {
+            backend: Backend::SecretService,
+            detail: "no bus".into(),
+        }])
+        .to_string();
+        assert!(!e.contains('\n'));
+        assert!(e.contains("secret-service: no bus"), "{e}");
+        assert!(
+            e.contains("DOCKER_CREDENTIAL_GITLAB_STORE=file")
+                && e.contains("DOCKER_CREDENTIAL_GITLAB_STORE=keyutils"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn memory_store_round_trip_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let sf = crate::state::StateFile::in_dir(dir.path());
+        let guard = sf.lock().unwrap();
+        let host = RegistryHost::parse("memory-round-trip.example").unwrap();
+        let store = SecretStore::open(Backend::Memory, sf.dir()).unwrap();
+        assert!(store.get(&host).unwrap().is_none());
+        let backend = SecretStore::write(
+            &guard,
+            StoreChoice::Only(Backend::Memory),
+            None,
+            &host,
+            &secret_from("s1".into()),
+        )
+        .unwrap();
+        assert_eq!(backend, Backend::Memory);
+        assert_eq!(store.get(&host).unwrap().unwrap().expose_secret(), "s1");
+        store.delete(&guard, &host).unwrap();
+        store.delete(&guard, &host).unwrap();
+        assert!(store.get(&host).unwrap().is_none());
     }
 
     #[test]
@@ -443,7 +540,7 @@ mod tests {
     #[cfg(not(target_os = "macos"))]
     #[test]
     fn unsupported_backend_is_reported() {
-        let e = SecretStore::open(Backend::Keychain).unwrap_err();
+        let e = SecretStore::open(Backend::Keychain, Path::new(".")).unwrap_err();
         assert!(matches!(e, StoreError::Unsupported { .. }), "{e}");
     }
 }
