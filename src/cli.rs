@@ -23,8 +23,12 @@ use crate::protocol::Verb;
         `credHelpers` in ~/.docker/config.json points a registry at \"gitlab\".",
     disable_version_flag = true,
     after_help = "Environment:\n  \
-        DOCKER_CREDENTIAL_GITLAB_STORE     secret store: auto (default), secret-service, keyutils, keychain, wincred\n  \
-        DOCKER_CREDENTIAL_GITLAB_DATA_DIR  directory for the non-secret state file"
+        DOCKER_CREDENTIAL_GITLAB_STORE     secret store: auto (default), keychain, wincred, secret-service, keyutils, file\n  \
+        DOCKER_CREDENTIAL_GITLAB_DATA_DIR  directory for the state file (and the file store)\n  \
+        DOCKER_CREDENTIAL_GITLAB_TOKEN     a token from the environment (other CI systems); with\n  \
+        DOCKER_CREDENTIAL_GITLAB_USERNAME  its username (default oauth2) and\n  \
+        DOCKER_CREDENTIAL_GITLAB_REGISTRY  the hosts it serves, comma-separated (default registry.gitlab.com)\n  \
+        GITLAB_CI=true                     serve CI_REGISTRY_* / CI_JOB_TOKEN / CI_DEPENDENCY_PROXY_* (GitLab CI jobs)"
 )]
 struct Cli {
     /// Print the version and exit.

@@ -1,17 +1,27 @@
-//! `status [--json]`: one row per stored registry. Reads only the state file: no secret is
-//! loaded, so none can be printed.
+//! `status [--json]`: one row per registry the helper serves: the stored ones (from the
+//! state file, no secret loaded) and those the environment serves (a GitLab CI job, or
+//! `DOCKER_CREDENTIAL_GITLAB_TOKEN`; named by variable, never by value). The text form also
+//! says which secret store a new secret would go to and why, what a `keyutils` store
+//! cannot keep, and which entries live in a store other than that one.
 
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::environment::Environment;
 use crate::registry::RegistryHost;
-
+use crate::sources::{self, EnvCredential, Source};
 use crate::state::{Entry, StateFile};
+use crate::store::{self, Backend, StoreChoice};
 
 #[derive(Debug, Serialize)]
 struct Row<'a> {
     registry: &'a str,
+    /// `stored`, `GitLab CI job` or `environment (…)`.
+    source: &'a str,
+    /// For environment credentials: the variable that holds the secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_variable: Option<&'a str>,
     gitlab_url: Option<&'a str>,
     username: &'a str,
     kind: Option<&'a str>,
@@ -29,6 +39,8 @@ fn row<'a>(registry: &'a str, e: &'a Entry, now: jiff::Timestamp, dir: &Path) ->
     let g = e.gitlab.as_ref();
     Row {
         registry,
+        source: Source::Stored.describe(),
+        secret_variable: None,
         gitlab_url: g.map(|g| g.url.as_str()),
         username: &e.username,
         kind: g.map(|g| g.kind.describe()),
@@ -45,24 +57,60 @@ fn row<'a>(registry: &'a str, e: &'a Entry, now: jiff::Timestamp, dir: &Path) ->
     }
 }
 
+fn env_row(c: &EnvCredential) -> Row<'_> {
+    Row {
+        registry: c.host.as_str(),
+        source: c.source.describe(),
+        secret_variable: Some(c.secret_var),
+        gitlab_url: None,
+        username: &c.username,
+        kind: Some(match c.secret_var {
+            "CI_JOB_TOKEN" => "CI job token",
+            _ if c.source == Source::GitLabCi => "CI job credential",
+            _ => "token from the environment",
+        }),
+        scopes: None,
+        expires_at: None,
+        expires_in_days: None,
+        can_renew: Some(false),
+        store: "environment",
+        stored_at: String::new(),
+        renewal_interrupted: false,
+    }
+}
+
 pub fn run(json: bool) -> anyhow::Result<()> {
     let state_file = StateFile::open_default()?;
     let state = state_file.load()?;
+    let env = Environment::from_process();
+    let from_env = sources::environment(&env)?;
     let now = jiff::Timestamp::now();
-    let rows: Vec<Row> = state
+    let mut rows: Vec<Row> = state
         .entries
         .iter()
         .map(|(registry, e)| row(registry, e, now, state_file.dir()))
         .collect();
+    rows.extend(
+        from_env
+            .iter()
+            .filter(|c| !state.entries.contains_key(c.host.as_str()))
+            .map(env_row),
+    );
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    let choice = StoreChoice::from_env()?;
+    let current = store::current(&state_file.lock()?, choice);
+    let notes = store_notes(&current, &state.entries);
     if rows.is_empty() {
         println!("No credentials stored. Log in with: docker-credential-gitlab login REGISTRY");
+        for note in notes {
+            println!("{note}");
+        }
         return Ok(());
     }
-    let table: Vec<[String; 8]> = rows
+    let table: Vec<[String; 9]> = rows
         .iter()
         .map(|r| {
             let dash = || "-".to_owned();
@@ -88,7 +136,11 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                     Some(false) => "no".into(),
                     None => dash(),
                 },
-                r.store.to_owned(),
+                match r.secret_variable {
+                    Some(var) => format!("env {var}"),
+                    None => r.store.to_owned(),
+                },
+                r.source.to_owned(),
             ]
         })
         .collect();
@@ -101,6 +153,7 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         "EXPIRES",
         "CAN RENEW",
         "STORE",
+        "SOURCE",
     ];
     let mut widths = header.map(str::len);
     for r in &table {
@@ -120,5 +173,55 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     for r in &table {
         print(r.iter().map(String::as_str).collect());
     }
+    println!();
+    for note in notes {
+        println!("{note}");
+    }
     Ok(())
+}
+
+/// The store a new secret goes to and why; what keyutils cannot keep; entries that live
+/// in another store (still served from there, never silently lost).
+fn store_notes(
+    current: &store::Current,
+    entries: &std::collections::BTreeMap<String, Entry>,
+) -> Vec<String> {
+    let mut notes = vec![match &current.backend {
+        Ok(b) => format!("Secret store: {b} ({})", current.why),
+        Err(e) => format!("Secret store: none usable ({}): {e}", current.why),
+    }];
+    let uses_keyutils = current.backend.as_ref().ok() == Some(&Backend::Keyutils)
+        || entries.values().any(|e| e.store == Backend::Keyutils);
+    if uses_keyutils {
+        notes.push(keyutils_limits());
+    }
+    if let Ok(now) = &current.backend {
+        let elsewhere: Vec<String> = entries
+            .iter()
+            .filter(|(_, e)| e.store != *now)
+            .map(|(host, e)| format!("{host} ({})", e.store))
+            .collect();
+        if !elsewhere.is_empty() {
+            notes.push(format!(
+                "In another store than {now}: {}; they are still read from there. To move one, \
+                 log in to it again (its secret then goes to {now}).",
+                elsewhere.join(", ")
+            ));
+        }
+    }
+    notes
+}
+
+/// What the kernel keyring keeps, and for how long.
+pub fn keyutils_limits() -> String {
+    const EXPIRY: &str = "/proc/sys/kernel/keys/persistent_keyring_expiry";
+    let expiry = std::fs::read_to_string(EXPIRY)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|secs| format!("{} days ({secs} s)", secs / 86_400))
+        .unwrap_or_else(|| "a kernel-defined time".into());
+    format!(
+        "keyutils: secrets are lost at reboot, and the persistent keyring expires after {expiry} unused \
+         ({EXPIRY}); use the Secret Service or DOCKER_CREDENTIAL_GITLAB_STORE=file to keep them"
+    )
 }

@@ -18,6 +18,9 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 pub struct Http {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// For loopback hosts: never through a proxy (a plain-HTTP token would reach the proxy
+    /// in clear). Built on first use.
+    direct: std::sync::OnceLock<Result<reqwest::Client, String>>,
     /// An overall deadline (e.g. a whole `get`): requests are cut short to meet it.
     deadline: Option<std::time::Instant>,
 }
@@ -49,22 +52,34 @@ impl Http {
             .enable_io()
             .build()
             .map_err(|e| GitLabError::Client(e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "docker-credential-gitlab/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .connect_timeout(CONNECT_DEADLINE)
-            .timeout(REQUEST_DEADLINE)
-            // A token must only ever go to the URL we chose; never follow a redirect.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| GitLabError::Client(e.to_string()))?;
+        // The TLS set-up loads the OS's CA certificates; without any it fails with a bare
+        // "builder error", so say what is missing instead.
+        let client = client_builder().build().map_err(|e| {
+            check_ca_certificates()
+                .err()
+                .unwrap_or_else(|| GitLabError::Client(describe(&e)))
+        })?;
         Ok(Http {
             runtime,
             client,
+            direct: std::sync::OnceLock::new(),
             deadline: None,
         })
+    }
+
+    fn client_for(&self, url: &Url) -> Result<&reqwest::Client, GitLabError> {
+        if !is_loopback(url) {
+            return Ok(&self.client);
+        }
+        self.direct
+            .get_or_init(|| {
+                client_builder()
+                    .no_proxy()
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| GitLabError::Client(e.clone()))
     }
 
     /// Makes every later request finish by `deadline`.
@@ -89,11 +104,14 @@ impl Http {
         query: &[(&str, &str)],
     ) -> Result<Response, GitLabError> {
         check_transport(&url)?;
+        if url.scheme() == "https" {
+            check_ca_certificates()?;
+        }
         let mut url = url;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let mut req = self.client.request(method, url.clone());
+        let mut req = self.client_for(&url)?.request(method, url.clone());
         req = match auth {
             Auth::None => req,
             Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
@@ -128,6 +146,51 @@ impl Http {
             Ok(Ok(r)) => Ok(r),
         }
     }
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!(
+            "docker-credential-gitlab/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .connect_timeout(CONNECT_DEADLINE)
+        .timeout(REQUEST_DEADLINE)
+        // A token must only ever go to the URL we chose; never follow a redirect.
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// HTTPS needs the OS's CA certificates; a `FROM scratch` image has none. Say so before
+/// anything is sent, rather than fail later with an opaque TLS error.
+#[cfg(target_os = "linux")]
+fn check_ca_certificates() -> Result<(), GitLabError> {
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty())
+        && !std::path::Path::new(&file).is_file()
+    {
+        return Err(GitLabError::Client(format!(
+            "SSL_CERT_FILE={} does not exist; point it at a PEM bundle of CA certificates",
+            std::path::Path::new(&file).display()
+        )));
+    }
+    let found = openssl_probe::probe();
+    let has_certs = found.cert_file.is_some()
+        || found.cert_dir.iter().any(|d| {
+            std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some())
+        });
+    if has_certs {
+        Ok(())
+    } else {
+        Err(GitLabError::Client(
+            "no CA certificates found for HTTPS (e.g. a FROM scratch image): install the \
+             ca-certificates package, or set SSL_CERT_FILE to a PEM bundle of CA certificates"
+                .into(),
+        ))
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn check_ca_certificates() -> Result<(), GitLabError> {
+    Ok(())
 }
 
 /// Secrets may only travel over HTTPS; plain HTTP is allowed for loopback test hosts.

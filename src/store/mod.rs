@@ -145,19 +145,20 @@ pub struct Current {
     pub why: String,
 }
 
-/// Probes the stores `choice` would use, with a read of an item that does not exist.
-pub fn current(choice: StoreChoice, dir: &Path) -> Current {
-    let probe = RegistryHost::parse("probe.invalid").expect("valid host");
+/// Finds the store a new secret would go to now: the same order as [`SecretStore::write`],
+/// each backend probed with a write and delete of a throw-away item (a read alone is not
+/// enough: a container's kernel keyring answers reads and refuses writes).
+pub fn current(guard: &WriteGuard<'_>, choice: StoreChoice) -> Current {
     let mut errors = Vec::new();
     for backend in choice.order(None) {
-        match SecretStore::open(backend, dir).and_then(|s| s.get(&probe)) {
+        match SecretStore::open(backend, guard.dir()).and_then(|s| s.probe(guard)) {
             Err(e) => errors.push(e),
-            Ok(_) => {
+            Ok(()) => {
                 let skipped = errors.iter().map(StoreError::short).collect::<Vec<_>>();
                 let why = match choice {
                     StoreChoice::Only(_) => format!("{STORE_ENV}={backend}"),
                     _ if backend.info().auto == Auto::CiFallback => format!(
-                        "auto: this is a CI job and no keychain is usable ({})",
+                        "auto: this is a CI job and no keychain is usable: {}",
                         skipped.join("; ")
                     ),
                     _ if skipped.is_empty() => format!("auto: the {backend} store answers"),
@@ -246,6 +247,20 @@ impl SecretStore {
             _ if errors.len() == 1 => errors.remove(0),
             _ => StoreError::NoneAvailable(errors),
         })
+    }
+
+    /// Whether a write would succeed here: a throw-away item is written and deleted (the
+    /// file store only needs its directory).
+    fn probe(&self, guard: &WriteGuard<'_>) -> Result<(), StoreError> {
+        if let Inner::File(_) = &self.inner {
+            return crate::private_file::create_dir(guard.dir()).map_err(|e| StoreError::Failed {
+                backend: self.backend,
+                detail: format!("cannot create {}: {e}", guard.dir().display()),
+            });
+        }
+        let probe = RegistryHost::parse("probe.docker-credential-gitlab.invalid").expect("valid");
+        self.set(guard, &probe, &secret_from("probe".to_owned()))?;
+        self.delete(guard, &probe)
     }
 
     pub fn backend(&self) -> Backend {

@@ -28,10 +28,15 @@ use crate::credentials;
 use crate::docker_config;
 use crate::gitlab::http::{Auth, Http, check_transport, redact};
 use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, PatInfo, PatSelf, jwt};
+use crate::environment::Environment;
 use crate::registry::RegistryHost;
+use crate::sources;
+use crate::store::{self, Backend, StoreChoice};
 use crate::secret::Secret;
-use crate::state::{GitLabInfo, StateFile, TokenKind};
+use crate::state::{GitLabInfo, State, StateFile, TokenKind};
 use crate::{BINARY_NAME, HELPER_SUFFIX};
+
+mod environment;
 
 /// Tokens that expire sooner than this get a warning.
 const EXPIRY_WARNING_DAYS: i64 = 30;
@@ -155,6 +160,14 @@ pub fn run(registry: Option<&str>, json: bool) -> anyhow::Result<()> {
 
 fn diagnose(registry: Option<&str>) -> Report {
     let mut global = vec![binary_finding()];
+    let env = Environment::from_process();
+    let from_env = match sources::environment(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            global.push(Finding::fail("environment", e.to_string()));
+            Vec::new()
+        }
+    };
     let state_file = StateFile::open_default();
     let state = state_file
         .as_ref()
@@ -167,16 +180,29 @@ fn diagnose(registry: Option<&str>) -> Report {
             Vec::new()
         }
     };
+    if let (Ok(file), Ok(state)) = (&state_file, &state) {
+        global.extend(store_findings(file, state));
+    }
+    let served: Vec<String> = stored
+        .iter()
+        .cloned()
+        .chain(
+            from_env
+                .iter()
+                .map(|c| c.host.as_str().to_owned())
+                .filter(|h| !stored.contains(h)),
+        )
+        .collect();
     let hosts: Vec<Result<RegistryHost, String>> = match registry {
         Some(r) => vec![RegistryHost::parse(r).map_err(|e| e.to_string())],
-        None if stored.is_empty() && state.is_ok() => {
+        None if served.is_empty() && state.is_ok() => {
             global.push(
                 Finding::fail("credentials", "no registry is stored")
                     .fix(format!("log in with {BINARY_NAME} login REGISTRY")),
             );
             Vec::new()
         }
-        None => stored
+        None => served
             .iter()
             .map(|r| RegistryHost::parse(r).map_err(|e| e.to_string()))
             .collect(),
@@ -190,10 +216,16 @@ fn diagnose(registry: Option<&str>) -> Report {
                 vec![Finding::fail("registry", e)],
             )),
             Ok(host) => {
-                let findings = match (&state_file, &state) {
-                    (Ok(file), Ok(state)) => {
-                        check_registry(&host, file, state.entries.get(host.as_str()), &mut net)
+                let entry = state.as_ref().ok().and_then(|s| s.entries.get(host.as_str()));
+                let env_credential = from_env.iter().find(|c| c.host == host);
+                let findings = match (&state_file, &state, entry, env_credential) {
+                    // Stored wins, as it does for `get`.
+                    (Ok(_), Ok(_), None, Some(c)) => {
+                        let mut out = docker_config_findings(&host);
+                        out.extend(environment::check(&host, c, &env, &mut net));
+                        out
                     }
+                    (Ok(file), Ok(_), entry, _) => check_registry(&host, file, entry, &mut net),
                     // Without the state file only Docker's side can be checked.
                     _ => docker_config_findings(&host),
                 };
@@ -202,6 +234,32 @@ fn diagnose(registry: Option<&str>) -> Report {
         }
     }
     report
+}
+
+/// Where new secrets go (and why), and what a keyutils store cannot keep.
+fn store_findings(file: &StateFile, state: &State) -> Vec<Finding> {
+    const CHECK: &str = "secret store";
+    let mut out = Vec::new();
+    let current = match (StoreChoice::from_env(), file.lock()) {
+        (Ok(choice), Ok(guard)) => store::current(&guard, choice),
+        (Err(e), _) => return vec![Finding::fail(CHECK, e.to_string())],
+        (_, Err(e)) => return vec![Finding::fail(CHECK, e.to_string())],
+    };
+    match &current.backend {
+        Ok(b) => out.push(Finding::pass(
+            CHECK,
+            format!("new secrets go to {b} ({})", current.why),
+        )),
+        // Environment-only set-ups never write: then it is only a warning.
+        Err(e) if state.entries.is_empty() => out.push(Finding::warn(CHECK, e.to_string())),
+        Err(e) => out.push(Finding::fail(CHECK, e.to_string())),
+    }
+    let keyutils = current.backend.as_ref().ok() == Some(&Backend::Keyutils)
+        || state.entries.values().any(|e| e.store == Backend::Keyutils);
+    if keyutils {
+        out.push(Finding::warn("keyutils", super::status::keyutils_limits()));
+    }
+    out
 }
 
 /// The HTTP client, built on first use (and only once).
