@@ -117,3 +117,91 @@ pub fn update_after_renewal(
     guard.save(&state)?;
     Ok(updated)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::{ExposeSecret, secret_from};
+
+    fn host(s: &str) -> RegistryHost {
+        RegistryHost::parse(s).unwrap()
+    }
+
+    fn save_memory(
+        sf: &StateFile,
+        host: &RegistryHost,
+        user: &str,
+        secret: &str,
+    ) -> Result<Backend, Error> {
+        save(
+            sf,
+            StoreChoice::Only(Backend::Memory),
+            NewCredential {
+                host,
+                server_url: host.as_str(),
+                username: user,
+                secret: &secret_from(secret.to_owned()),
+                gitlab: None,
+            },
+        )
+    }
+
+    /// Makes the memory store's next call for `host` fail.
+    fn fail_next_call(host: &RegistryHost) {
+        use keyring_core::api::CredentialStoreApi;
+        let entry = crate::store::memory()
+            .build(crate::store::SERVICE, host.as_str(), None)
+            .unwrap();
+        let cred: &keyring_core::mock::Cred = entry.as_any().downcast_ref().unwrap();
+        cred.set_error(keyring_core::Error::PlatformFailure("injected".into()));
+    }
+
+    #[test]
+    fn secret_then_metadata_and_a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sf = StateFile::in_dir(dir.path());
+        let h = host("order.memory.example");
+        save_memory(&sf, &h, "alice", "first").unwrap();
+        let (entry, secret) = load(&sf, &h).unwrap().unwrap();
+        assert_eq!(
+            (entry.username.as_str(), secret.expose_secret()),
+            ("alice", "first")
+        );
+        let before = std::fs::read(sf.path()).unwrap();
+
+        fail_next_call(&h);
+        let err = save_memory(&sf, &h, "bob", "second")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("injected"), "{err}");
+        assert_eq!(std::fs::read(sf.path()).unwrap(), before, "state changed");
+        let (entry, secret) = load(&sf, &h).unwrap().unwrap();
+        assert_eq!(
+            (entry.username.as_str(), secret.expose_secret()),
+            ("alice", "first")
+        );
+
+        // A failed delete keeps the entry (and its secret) too.
+        fail_next_call(&h);
+        assert!(forget(&sf, &h).is_err());
+        assert!(load(&sf, &h).unwrap().is_some());
+        assert!(forget(&sf, &h).unwrap());
+        assert!(load(&sf, &h).unwrap().is_none());
+        assert!(!forget(&sf, &h).unwrap());
+    }
+
+    #[test]
+    fn an_entry_whose_secret_is_gone_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let sf = StateFile::in_dir(dir.path());
+        let h = host("gone.memory.example");
+        save_memory(&sf, &h, "alice", "s").unwrap();
+        let guard = sf.lock().unwrap();
+        SecretStore::open(Backend::Memory, sf.dir())
+            .unwrap()
+            .delete(&guard, &h)
+            .unwrap();
+        drop(guard);
+        assert!(load(&sf, &h).unwrap().is_none());
+    }
+}

@@ -174,9 +174,10 @@ fn check_ca_certificates() -> Result<(), GitLabError> {
     }
     let found = openssl_probe::probe();
     let has_certs = found.cert_file.is_some()
-        || found.cert_dir.iter().any(|d| {
-            std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some())
-        });
+        || found
+            .cert_dir
+            .iter()
+            .any(|d| std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some()));
     if has_certs {
         Ok(())
     } else {

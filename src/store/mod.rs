@@ -102,8 +102,8 @@ pub enum StoreChoice {
 
 impl StoreChoice {
     pub fn from_env() -> Result<StoreChoice, StoreError> {
-        let in_ci = crate::environment::Environment::from_process().is_ci();
-        StoreChoice::parse(&std::env::var(STORE_ENV).unwrap_or_default(), in_ci)
+        let env = crate::environment::Environment::from_process();
+        StoreChoice::parse(env.var(STORE_ENV).unwrap_or_default(), env.is_ci())
     }
 
     pub fn parse(value: &str, in_ci: bool) -> Result<StoreChoice, StoreError> {
@@ -124,6 +124,9 @@ impl StoreChoice {
             StoreChoice::Auto { in_ci } => in_ci,
         };
         let fallback = in_ci.then(Backend::ci_fallback).into_iter().flatten();
+        // A keychain that holds the registry keeps it; a plain file never does once a
+        // keychain answers (it is only ever a fallback).
+        let preferred = preferred.filter(|b| b.info().auto == Auto::Native);
         let mut order = Vec::new();
         for b in preferred
             .into_iter()
@@ -217,7 +220,7 @@ impl SecretStore {
     }
 
     /// Stores `secret` for `host` and returns the backend that took it. `preferred` (the
-    /// backend already holding this registry) is tried first under `auto`. Under `auto` a
+    /// keychain already holding this registry) is tried first under `auto`. Under `auto` a
     /// backend that cannot be reached is skipped, but one that is reachable and locked is
     /// *not*: the user has a keyring and should unlock it rather than have secrets land
     /// somewhere else.
@@ -491,10 +494,14 @@ mod tests {
         assert!(!outside.contains(&Backend::File), "{outside:?}");
         let inside = StoreChoice::Auto { in_ci: true }.order(None);
         assert_eq!(inside.last(), Some(&Backend::File), "{inside:?}");
-        // The store that already holds a registry is tried first, once.
-        let kept = StoreChoice::Auto { in_ci: false }.order(Some(Backend::File));
-        assert_eq!(kept[0], Backend::File);
-        assert_eq!(kept.iter().filter(|b| **b == Backend::File).count(), 1);
+        // The keychain that already holds a registry is tried first, once; the file store
+        // is never preferred over a keychain.
+        let kept = StoreChoice::Auto { in_ci: false }.order(Some(Backend::Keyutils));
+        assert_eq!(kept[0], Backend::Keyutils);
+        assert_eq!(kept.iter().filter(|b| **b == Backend::Keyutils).count(), 1);
+        let left = StoreChoice::Auto { in_ci: true }.order(Some(Backend::File));
+        assert_eq!(left.last(), Some(&Backend::File));
+        assert_eq!(left.iter().filter(|b| **b == Backend::File).count(), 1);
         assert_eq!(
             StoreChoice::Only(Backend::Keyutils).order(Some(Backend::File)),
             [Backend::Keyutils]

@@ -26,14 +26,14 @@ use serde_json::Value;
 
 use crate::credentials;
 use crate::docker_config;
+use crate::environment::Environment;
 use crate::gitlab::http::{Auth, Http, check_transport, redact};
 use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, PatInfo, PatSelf, jwt};
-use crate::environment::Environment;
 use crate::registry::RegistryHost;
-use crate::sources;
-use crate::store::{self, Backend, StoreChoice};
 use crate::secret::Secret;
+use crate::sources;
 use crate::state::{GitLabInfo, State, StateFile, TokenKind};
+use crate::store::{self, Backend, StoreChoice};
 use crate::{BINARY_NAME, HELPER_SUFFIX};
 
 mod environment;
@@ -216,7 +216,10 @@ fn diagnose(registry: Option<&str>) -> Report {
                 vec![Finding::fail("registry", e)],
             )),
             Ok(host) => {
-                let entry = state.as_ref().ok().and_then(|s| s.entries.get(host.as_str()));
+                let entry = state
+                    .as_ref()
+                    .ok()
+                    .and_then(|s| s.entries.get(host.as_str()));
                 let env_credential = from_env.iter().find(|c| c.host == host);
                 let findings = match (&state_file, &state, entry, env_credential) {
                     // Stored wins, as it does for `get`.
