@@ -2,7 +2,8 @@
 # Runs every test of docker-credential-gitlab, as CI does.
 #
 # The end-to-end tests use real parts: gnome-keyring in a private D-Bus session, the CNCF
-# registry (`docker-registry`), the docker CLI and skopeo. On Debian, as root, this script
+# registry (`docker-registry`), the docker CLI, dockerd and skopeo, and the static musl
+# binary in an empty chroot. On Debian, as root, this script
 # installs whatever is missing; elsewhere it names the packages to install. With CI set, a
 # missing tool fails the tests instead of skipping them.
 set -euo pipefail
@@ -15,6 +16,7 @@ packages=(
   golang-docker-credential-helpers pass gnupg            # the Go reference helpers (benchmark)
   hyperfine time jq openssl ca-certificates              # benchmark tools, JSON, keys
   docker.io    # dockerd for tests/dockerd.rs; its /usr/bin/docker stays behind /usr/local/bin's
+  musl-tools   # musl-gcc: ring's C code in the static build (tests/static_binary.rs)
 )
 
 missing=()
@@ -36,5 +38,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+echo "==> static musl build (tests/static_binary.rs runs it in an empty chroot)"
+DOCKER_CREDENTIAL_GITLAB_STATIC_BIN="$(./scripts/build-static.sh | tail -1)"
+export DOCKER_CREDENTIAL_GITLAB_STATIC_BIN
 echo "==> cargo test (with the test-only fault-injection points, for the crash tests)"
 cargo test --workspace --all-features --locked

@@ -17,13 +17,12 @@ use std::process::{Command, Output, Stdio};
 
 const NOT_FOUND: &str = "credentials not found in native keychain\n";
 
-/// Skips (returns false) outside CI; panics in CI, where nothing may skip silently.
-fn skip(why: &str) -> bool {
+/// Skips outside CI; panics in CI, where nothing may skip silently.
+fn skip(why: &str, fix: &str) {
     if std::env::var_os("CI").is_some() {
-        panic!("{why}: run scripts/build-static.sh, or ./scripts/test.sh which does it");
+        panic!("{why}: {fix}");
     }
     eprintln!("SKIPPED: {why} (CI would fail here)");
-    false
 }
 
 /// An otherwise empty root directory holding the static binary at `/docker-credential-gitlab`.
@@ -32,12 +31,18 @@ struct Root(tempfile::TempDir);
 impl Root {
     fn new() -> Option<Root> {
         let Some(bin) = std::env::var_os("DOCKER_CREDENTIAL_GITLAB_STATIC_BIN") else {
-            skip("DOCKER_CREDENTIAL_GITLAB_STATIC_BIN is not set");
+            skip(
+                "DOCKER_CREDENTIAL_GITLAB_STATIC_BIN is not set",
+                "set it to the path scripts/build-static.sh prints, or run ./scripts/test.sh",
+            );
             return None;
         };
         let uid = Command::new("id").arg("-u").output().unwrap().stdout;
         if uid != b"0\n" {
-            skip("chroot needs root");
+            skip(
+                "chroot needs root",
+                "run the tests as root, as ./scripts/test.sh does in CI",
+            );
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
