@@ -17,6 +17,13 @@ pub enum Fault {
     Delay(Duration),
     /// Close the connection without sending any response.
     DropConnection,
+    /// Do the work (e.g. rotate the token), then answer this status instead of the real
+    /// answer: a proxy or GitLab failing after the commit.
+    StatusAfterWork(u16),
+    /// Do the work, then wait this long before answering (past the client's deadline).
+    DelayAfterWork(Duration),
+    /// Do the work, then close the connection without an answer.
+    DropAfterWork,
     /// Answer 429 `Retry later` with `Retry-After` and `RateLimit-*` headers, like
     /// GitLab's Rack::Attack throttles.
     RateLimit {

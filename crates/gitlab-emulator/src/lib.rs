@@ -188,6 +188,8 @@ pub struct TokenInfo {
     /// Usable right now (not revoked, not expired, not killed).
     pub active: bool,
     pub revoked: bool,
+    /// When a PAT was revoked (by rotation, reuse detection or revocation).
+    pub revoked_at: Option<Timestamp>,
     /// PAT expiry date (dead from 00:00 UTC that day).
     pub expires_at: Option<Date>,
     /// The exact instant the token dies (date, kill instant or OAuth lifetime), if any.
@@ -400,6 +402,7 @@ impl Emulator {
             expires_at: spec.expires_at,
             kill_at: None,
             revoked: false,
+            revoked_at: None,
             created_at,
             last_used_at: None,
             secret: secret.clone(),
@@ -541,10 +544,14 @@ impl Emulator {
     /// Revoke any kind of token (PAT, bot, deploy, job, OAuth access or refresh).
     pub fn revoke_token(&self, token: &str) {
         self.with(|st| {
+            let now = st.now();
             st.pats
                 .iter_mut()
                 .filter(|p| p.secret == token)
-                .for_each(|p| p.revoked = true);
+                .for_each(|p| {
+                    p.revoked_at.get_or_insert(now);
+                    p.revoked = true;
+                });
             st.deploy_tokens
                 .iter_mut()
                 .filter(|p| p.secret == token)

@@ -271,6 +271,20 @@ async fn handle(
             tokio::time::sleep(d).await;
             routes::dispatch(&shared, &req)
         }
+        Some(Fault::StatusAfterWork(code)) => {
+            let _done = routes::dispatch(&shared, &req);
+            faults::status_response(code)
+        }
+        Some(Fault::DelayAfterWork(d)) => {
+            let done = routes::dispatch(&shared, &req);
+            tokio::time::sleep(d).await;
+            done
+        }
+        Some(Fault::DropAfterWork) => {
+            let _done = routes::dispatch(&shared, &req);
+            shared.lock().requests.push(record(0));
+            return Err(DropConnection);
+        }
         None => routes::dispatch(&shared, &req),
     };
     shared.lock().requests.push(record(resp.status));

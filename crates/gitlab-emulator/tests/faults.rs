@@ -111,3 +111,49 @@ fn raw_socket_sees_eof_on_drop() {
     let _ = s.read_to_end(&mut buf);
     assert!(buf.is_empty(), "got {:?}", String::from_utf8_lossy(&buf));
 }
+
+fn rotate(gl: &Emulator, pat: &str) -> reqwest::Result<reqwest::blocking::Response> {
+    client()
+        .post(format!(
+            "{}/api/v4/personal_access_tokens/self/rotate?expires_at={}",
+            gl.url(),
+            gl.today() + jiff::Span::new().days(30)
+        ))
+        .header("PRIVATE-TOKEN", pat)
+        .send()
+}
+
+/// The work happens, then the answer is lost or wrong: the old token is revoked, its
+/// successor exists, and the revocation time is recorded.
+#[test]
+fn after_work_faults_rotate_then_misanswer() {
+    for fault in [
+        Fault::StatusAfterWork(502),
+        Fault::DropAfterWork,
+        Fault::DelayAfterWork(Duration::from_millis(300)),
+    ] {
+        let (gl, pat) = setup();
+        let before = gl.token_info(&pat).unwrap();
+        assert_eq!(before.revoked_at, None);
+        gl.inject_fault(
+            "/api/v4/personal_access_tokens/self/rotate",
+            fault.clone(),
+            1,
+        );
+        let started = Instant::now();
+        let answer = rotate(&gl, &pat);
+        match &fault {
+            Fault::StatusAfterWork(code) => assert_eq!(answer.unwrap().status(), *code),
+            Fault::DropAfterWork => assert!(answer.is_err()),
+            _ => {
+                assert_eq!(answer.unwrap().status(), 200);
+                assert!(started.elapsed() >= Duration::from_millis(300));
+            }
+        }
+        let after = gl.token_info(&pat).unwrap();
+        assert!(after.revoked, "{fault:?}: not rotated");
+        assert!(after.revoked_at.is_some(), "{fault:?}");
+        let successor = gl.active_family_member(after.family.unwrap()).unwrap();
+        assert_ne!(successor.token, pat);
+    }
+}

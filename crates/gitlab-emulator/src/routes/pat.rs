@@ -59,8 +59,10 @@ pub(crate) fn delete_self(shared: &Shared, req: &Req) -> Resp {
     let mut st = shared.lock();
     match pat_principal(&mut st, req) {
         Ok(p) => {
+            let now = st.now();
             if let Some(x) = st.pats.iter_mut().find(|x| x.id == p.id) {
                 x.revoked = true;
+                x.revoked_at.get_or_insert(now);
             }
             Resp::empty(204)
         }
@@ -76,7 +78,11 @@ pub(crate) fn rotation_principal(st: &mut State, req: &Req) -> Result<Pat, Resp>
         Some(Found::Pat(p)) => {
             if p.revoked {
                 if p.rotated_to.is_some() {
+                    let now = st.now();
                     for x in st.pats.iter_mut().filter(|x| x.family == p.family) {
+                        if !x.revoked {
+                            x.revoked_at = Some(now);
+                        }
                         x.revoked = true;
                     }
                 }
@@ -133,6 +139,7 @@ pub(crate) fn rotate(st: &mut State, old: &Pat, req: &Req) -> Result<Pat, Resp> 
         expires_at: Some(expires_at),
         kill_at: None,
         revoked: false,
+        revoked_at: None,
         created_at: now,
         last_used_at: None,
         previous_id: Some(old.id),
@@ -148,6 +155,7 @@ pub(crate) fn rotate(st: &mut State, old: &Pat, req: &Req) -> Result<Pat, Resp> 
         return Err(bad_request("Token already revoked"));
     }
     stored.revoked = true;
+    stored.revoked_at = Some(now);
     stored.rotated_to = Some(id);
     st.pats.push(new.clone());
     Ok(new)
