@@ -7,7 +7,7 @@
 //! entry without its secret.
 
 use crate::registry::RegistryHost;
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret, Secret};
 use crate::state::{Entry, GitLabInfo, StateError, StateFile, WriteGuard};
 use crate::store::{Backend, SecretStore, StoreChoice, StoreError};
 
@@ -40,6 +40,19 @@ pub fn save(
     let guard = state_file.lock()?;
     let mut state = guard.load()?;
     let previous = state.entries.get(new.host.as_str()).map(|p| p.store);
+    // `docker login HOST` with a stored credential calls `get`, then `store` with the same
+    // secret: that must not forget what `login` learnt (and so turn renewal off).
+    let kept_info = match (&new.gitlab, state.entries.get(new.host.as_str())) {
+        (None, Some(old)) if old.gitlab.is_some() && old.username == new.username => {
+            SecretStore::open(old.store, guard.dir())
+                .and_then(|s| s.get(new.host))
+                .ok()
+                .flatten()
+                .filter(|current| current.expose_secret() == new.secret.expose_secret())
+                .and(old.gitlab.clone())
+        }
+        _ => None,
+    };
     let backend = SecretStore::write(&guard, choice, previous, new.host, new.secret)?;
     if let Some(old) = previous
         && old != backend
@@ -55,7 +68,7 @@ pub fn save(
             store: backend,
             stored_at: jiff::Timestamp::now(),
             // A new secret invalidates whatever we knew about the old one.
-            gitlab: new.gitlab,
+            gitlab: new.gitlab.or(kept_info),
             extra: Default::default(),
         },
     );
@@ -63,15 +76,21 @@ pub fn save(
     Ok(backend)
 }
 
-/// Forgets the credential for `host`. Returns false when there was none. An absent entry
-/// costs one file read and no lock (docker logout erases up to four spellings).
+/// Forgets the credential for `host`. Returns false when the state file had none; even
+/// then an item left in the store (a crash between secret and metadata, a corrupt state
+/// file set aside) is removed, so `docker logout` always means "gone".
 pub fn forget(state_file: &StateFile, host: &RegistryHost) -> Result<bool, Error> {
-    if !state_file.load()?.entries.contains_key(host.as_str()) {
-        return Ok(false);
-    }
     let guard = state_file.lock()?;
     let mut state = guard.load()?;
+    crate::renew::kept::remove(state_file.dir(), host);
     let Some(entry) = state.entries.get(host.as_str()) else {
+        // Best effort, in the stores `auto` would use: nothing recorded, nothing promised.
+        if let Ok(choice) = StoreChoice::from_env() {
+            for backend in choice.candidates() {
+                let _ =
+                    SecretStore::open(backend, guard.dir()).and_then(|s| s.delete(&guard, host));
+            }
+        }
         return Ok(false);
     };
     SecretStore::open(entry.store, guard.dir())?.delete(&guard, host)?;
@@ -90,38 +109,107 @@ pub fn load(state_file: &StateFile, host: &RegistryHost) -> Result<Option<(Entry
     Ok(secret.map(|s| (entry.clone(), s)))
 }
 
-/// Records a renewed token's metadata, under the lock its secret was just written with.
-/// The new `stored_at` tells other processes that the token changed.
-pub fn update_after_renewal(
+/// The registry keys whose entry holds the same token as `entry` (same GitLab, same token
+/// id), `host` included: one credential, renewed once for all of them. Takes no lock.
+pub fn sharing_token(state_file: &StateFile, host: &RegistryHost, entry: &Entry) -> Vec<String> {
+    let mut keys = vec![host.as_str().to_owned()];
+    if let Ok(state) = state_file.load() {
+        keys.extend(
+            state
+                .entries
+                .iter()
+                .filter(|(k, e)| k.as_str() != host.as_str() && same_token(e, entry))
+                .map(|(k, _)| k.clone()),
+        );
+    }
+    keys
+}
+
+fn same_token(a: &Entry, b: &Entry) -> bool {
+    match (&a.gitlab, &b.gitlab) {
+        (Some(x), Some(y)) => x.token_id.is_some() && x.token_id == y.token_id && x.url == y.url,
+        _ => false,
+    }
+}
+
+/// Records a renewed token under the lock: first its secret for `host` and every entry that
+/// held the old token, then their metadata (the new `stored_at` tells other processes that
+/// the token changed). `None` when `host` was erased meanwhile: it is not brought back.
+pub fn record_renewal(
     guard: &WriteGuard<'_>,
     host: &RegistryHost,
-    backend: Backend,
+    old: &Entry,
+    token: &Secret,
+    info: GitLabInfo,
+) -> Result<Option<Entry>, Error> {
+    let mut state = guard.load()?;
+    if !state.entries.contains_key(host.as_str()) {
+        return Ok(None);
+    }
+    let mut keys = vec![host.as_str().to_owned()];
+    keys.extend(
+        state
+            .entries
+            .iter()
+            .filter(|(k, e)| k.as_str() != host.as_str() && same_token(e, old))
+            .map(|(k, _)| k.clone()),
+    );
+    for key in &keys {
+        let entry = &state.entries[key];
+        let key_host = RegistryHost::parse(key).map_err(|_| StoreError::Failed {
+            backend: entry.store,
+            detail: format!("invalid registry key {key:?} in the state file"),
+        })?;
+        SecretStore::open(entry.store, guard.dir())?.set(guard, &key_host, token)?;
+    }
+    crate::renew::fault_point("after-store-secret");
+    let now = jiff::Timestamp::now();
+    for key in &keys {
+        let entry = state.entries.get_mut(key).expect("listed above");
+        entry.stored_at = now;
+        entry.gitlab = Some(info.clone());
+    }
+    let updated = state.entries[host.as_str()].clone();
+    guard.save(&state)?;
+    crate::renew::fault_point("after-state");
+    Ok(Some(updated))
+}
+
+/// Moves a kept token (see [`crate::renew::kept`]) into the store, as a renewal would.
+pub fn adopt(
+    guard: &WriteGuard<'_>,
+    host: &RegistryHost,
+    username: &str,
+    token: &Secret,
     info: GitLabInfo,
 ) -> Result<Entry, Error> {
     let mut state = guard.load()?;
-    let entry = state
+    let previous = state.entries.get(host.as_str()).map(|e| e.store);
+    let choice = StoreChoice::from_env()?;
+    let backend = SecretStore::write(guard, choice, previous, host, token)?;
+    let entry = Entry {
+        server_url: state
+            .entries
+            .get(host.as_str())
+            .map(|e| e.server_url.clone())
+            .unwrap_or_else(|| host.as_str().to_owned()),
+        username: username.to_owned(),
+        store: backend,
+        stored_at: jiff::Timestamp::now(),
+        gitlab: Some(info),
+        extra: Default::default(),
+    };
+    state
         .entries
-        .entry(host.as_str().to_owned())
-        .or_insert_with(|| Entry {
-            server_url: host.as_str().to_owned(),
-            username: crate::gitlab::DEFAULT_USERNAME.to_owned(),
-            store: backend,
-            stored_at: jiff::Timestamp::now(),
-            gitlab: None,
-            extra: Default::default(),
-        });
-    entry.store = backend;
-    entry.stored_at = jiff::Timestamp::now();
-    entry.gitlab = Some(info);
-    let updated = entry.clone();
+        .insert(host.as_str().to_owned(), entry.clone());
     guard.save(&state)?;
-    Ok(updated)
+    Ok(entry)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::{ExposeSecret, secret_from};
+    use crate::secret::secret_from;
 
     fn host(s: &str) -> RegistryHost {
         RegistryHost::parse(s).unwrap()

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::private_file::write as write_private;
 use crate::registry::RegistryHost;
@@ -17,27 +17,46 @@ fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
     dir.join(kind).join(host.file_name())
 }
 
-/// Records a hand-out at `now`. The first write creates the directory.
-pub fn record_handout(dir: &Path, host: &RegistryHost, now: Timestamp) {
+/// Records a hand-out at `now` promised valid for `promise`: the lease lasts until
+/// `now + promise`, or longer if an earlier hand-out promised more. The first write creates
+/// the directory.
+pub fn record_handout(dir: &Path, host: &RegistryHost, now: Timestamp, promise: SignedDuration) {
     let path = file(dir, "leases", host);
-    if write_private(&path, &now.to_string()).is_err()
+    let until = (now + promise).max(lease_until(dir, host).unwrap_or(now));
+    let text = format!("{now} {until}");
+    if write_private(&path, &text).is_err()
         && let Some(parent) = path.parent()
         && std::fs::create_dir_all(parent).is_ok()
     {
-        let _ = write_private(&path, &now.to_string());
+        let _ = write_private(&path, &text);
     }
 }
 
-/// When the secret for `host` was last handed out.
-pub fn last_handout(dir: &Path, host: &RegistryHost) -> Option<Timestamp> {
+/// Until when the latest promise for `host` runs. The file holds `<handed out> <until>`;
+/// a file of older versions holds only the hand-out (their promise: the default 60 min);
+/// an unreadable one counts as "just handed out", the safe reading.
+pub fn lease_until(dir: &Path, host: &RegistryHost) -> Option<Timestamp> {
     let text = std::fs::read_to_string(file(dir, "leases", host)).ok()?;
-    Some(text.trim().parse().unwrap_or_else(|_| Timestamp::now()))
+    let mut parts = text.split_whitespace().map(|t| t.parse::<Timestamp>());
+    let default = crate::settings::DEFAULT_MIN_VALIDITY;
+    Some(match (parts.next(), parts.next()) {
+        (Some(Ok(_)), Some(Ok(until))) => until,
+        (Some(Ok(at)), None) => at + default,
+        _ => Timestamp::now() + default,
+    })
+}
+
+/// Whether a hand-out's promise for `host` is still running at `now`.
+pub fn live(dir: &Path, host: &RegistryHost, now: Timestamp) -> bool {
+    lease_until(dir, host).is_some_and(|t| now < t)
 }
 
 /// True once per UTC day per registry and topic: for warnings that must not repeat on
 /// every docker command.
-pub fn first_warning_today(dir: &Path, host: &RegistryHost, now: Timestamp) -> bool {
-    let path = file(dir, "warned", host);
+pub fn first_warning_today(dir: &Path, host: &RegistryHost, topic: &str, now: Timestamp) -> bool {
+    let path = dir
+        .join("warned")
+        .join(format!("{}.{topic}", host.file_name()));
     let today = now.strftime("%Y-%m-%d").to_string();
     if std::fs::read_to_string(&path).is_ok_and(|d| d.trim() == today) {
         return false;
@@ -54,13 +73,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn handouts_round_trip() {
+    fn leases_keep_the_longest_promise() {
         let dir = tempfile::tempdir().unwrap();
         let host = RegistryHost::parse("gitlab.example.com:5050").unwrap();
-        assert_eq!(last_handout(dir.path(), &host), None);
+        assert_eq!(lease_until(dir.path(), &host), None);
         let t = Timestamp::from_second(1_800_000_000).unwrap();
-        record_handout(dir.path(), &host, t);
-        assert_eq!(last_handout(dir.path(), &host), Some(t));
+        let h = SignedDuration::from_hours;
+        record_handout(dir.path(), &host, t, h(36));
+        assert_eq!(lease_until(dir.path(), &host), Some(t + h(36)));
+        // A later hand-out with a shorter promise does not shorten the earlier one.
+        record_handout(dir.path(), &host, t + h(1), h(1));
+        assert_eq!(lease_until(dir.path(), &host), Some(t + h(36)));
+        assert!(live(dir.path(), &host, t + h(35)));
+        assert!(!live(dir.path(), &host, t + h(36)));
+        record_handout(dir.path(), &host, t + h(40), h(1));
+        assert_eq!(lease_until(dir.path(), &host), Some(t + h(41)));
+        // An older version's file (hand-out only) promised the default 60 min.
+        std::fs::write(
+            dir.path().join("leases").join(host.file_name()),
+            t.to_string(),
+        )
+        .unwrap();
+        assert_eq!(
+            lease_until(dir.path(), &host),
+            Some(t + SignedDuration::from_mins(60))
+        );
     }
 
     #[test]
@@ -68,9 +105,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let host = RegistryHost::parse("r.example.com").unwrap();
         let t = Timestamp::from_second(1_800_000_000).unwrap();
-        assert!(first_warning_today(dir.path(), &host, t));
-        assert!(!first_warning_today(dir.path(), &host, t));
+        assert!(first_warning_today(dir.path(), &host, "expiry", t));
+        assert!(!first_warning_today(dir.path(), &host, "expiry", t));
+        assert!(first_warning_today(dir.path(), &host, "renewal", t));
         let tomorrow = t + jiff::SignedDuration::from_hours(24);
-        assert!(first_warning_today(dir.path(), &host, tomorrow));
+        assert!(first_warning_today(dir.path(), &host, "expiry", tomorrow));
     }
 }

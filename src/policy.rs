@@ -20,6 +20,10 @@ pub enum Decision {
     Renew { hard: bool },
     /// The secret dies within `min_validity` and cannot be renewed: hand it out, but warn.
     HandOutExpiring,
+    /// The secret dies within `min_validity`, and no renewal could give a token that lives
+    /// that long (`min_validity` beyond what GitLab issues): hand it out and warn, but never
+    /// renew on every `get`.
+    PromiseTooLong,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,8 +35,10 @@ pub struct Facts {
     pub lifetime: Option<SignedDuration>,
     pub min_validity: SignedDuration,
     pub early_renewal: SignedDuration,
-    /// When `get` last handed this secret out.
-    pub last_handout: Option<Timestamp>,
+    /// Until when a secret handed out earlier was promised valid (the latest promise).
+    pub lease_until: Option<Timestamp>,
+    /// The longest validity a renewal can give.
+    pub max_validity: SignedDuration,
 }
 
 pub fn decide(f: &Facts) -> Decision {
@@ -40,6 +46,13 @@ pub fn decide(f: &Facts) -> Decision {
         return Decision::HandOut;
     };
     let remaining = expires_at.duration_since(f.now);
+    if f.can_renew && f.min_validity > f.max_validity {
+        return if remaining < f.min_validity {
+            Decision::PromiseTooLong
+        } else {
+            Decision::HandOut
+        };
+    }
     if remaining < f.min_validity {
         return if f.can_renew {
             Decision::Renew { hard: true }
@@ -57,10 +70,10 @@ pub fn decide(f: &Facts) -> Decision {
     Decision::HandOut
 }
 
-/// A hand-out less than `min_validity` ago may still be in use by a push.
+/// A secret handed out with a promise that has not run out yet may still be in use by a
+/// push (whatever `min_validity` the process that handed it out had).
 pub fn lease_live(f: &Facts) -> bool {
-    f.last_handout
-        .is_some_and(|t| f.now.duration_since(t) < f.min_validity)
+    f.lease_until.is_some_and(|t| f.now < t)
 }
 
 #[cfg(test)]
@@ -76,7 +89,9 @@ mod tests {
             lifetime: Some(SignedDuration::from_hours(24 * 90)),
             min_validity: SignedDuration::from_mins(60),
             early_renewal: SignedDuration::from_hours(24 * 7),
-            last_handout: last_handout_min_ago.map(|m| now - SignedDuration::from_mins(m)),
+            lease_until: last_handout_min_ago
+                .map(|m| now - SignedDuration::from_mins(m) + SignedDuration::from_mins(60)),
+            max_validity: SignedDuration::from_hours(24 * 364),
         }
     }
 
@@ -129,6 +144,25 @@ mod tests {
         assert_eq!(decide(&f), Decision::HandOut);
         f.expires_at = Some(f.now + SignedDuration::from_hours(20));
         assert_eq!(decide(&f), Decision::Renew { hard: false });
+    }
+
+    #[test]
+    fn a_lease_lasts_as_long_as_its_own_promise() {
+        // Handed out 2 h ago by a process that promised 36 h: still live for a process
+        // whose own min_validity is 60 min.
+        let mut f = facts(72, true, None);
+        f.lease_until =
+            Some(f.now - SignedDuration::from_hours(2) + SignedDuration::from_hours(36));
+        assert_eq!(decide(&f), Decision::HandOut);
+    }
+
+    #[test]
+    fn a_promise_no_token_can_keep_never_loops() {
+        let mut f = facts(24 * 20, true, None);
+        f.min_validity = SignedDuration::from_hours(24 * 400);
+        assert_eq!(decide(&f), Decision::PromiseTooLong);
+        f.expires_at = Some(f.now + SignedDuration::from_hours(24 * 500));
+        assert_eq!(decide(&f), Decision::HandOut);
     }
 
     #[test]

@@ -149,6 +149,18 @@ fn config_path() -> Option<PathBuf> {
 }
 
 /// Parses `90m`, `36h`, `2d`, `1h30m`, `45s`, `1w`.
+/// A duration as people read it: `90 min`, `36 h`, `30 days`.
+pub fn describe(d: SignedDuration) -> String {
+    let mins = d.as_secs() / 60;
+    if mins.abs() >= 48 * 60 {
+        format!("{} days", mins / (24 * 60))
+    } else if mins.abs() >= 120 {
+        format!("{} h", mins / 60)
+    } else {
+        format!("{mins} min")
+    }
+}
+
 pub fn parse_duration(s: &str) -> Option<SignedDuration> {
     let s = s.trim();
     if s.is_empty() {

@@ -11,6 +11,7 @@ use gitlab_emulator::{Config, Emulator, Fault, RealRegistry, TokenSpec};
 use support::*;
 
 const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
+const SELF: &str = "/api/v4/personal_access_tokens/self";
 
 struct World {
     gl: Emulator,
@@ -107,16 +108,21 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
     let new = World::secret(&out);
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
     assert_ne!(new, w.token);
-    // A renewal costs exactly one GitLab round trip: the rotation itself.
-    assert_eq!(w.gl.requests().len(), 1, "{:?}", w.gl.requests());
+    // A renewal costs two GitLab round trips: `…/self` (is it still the live token?), then
+    // the rotation itself.
+    assert_eq!(w.gl.requests().len(), 2, "{:?}", w.gl.requests());
+    assert_eq!(w.gl.count("GET", SELF), 1);
     assert_eq!(w.gl.count("POST", ROTATE), 1);
     assert!(w.gl.token_info(&w.token).unwrap().revoked);
     let info = w.gl.token_info(&new).unwrap();
     assert!(info.active);
-    // The rotation kept the token's original lifetime (2 days), not GitLab's 1-week default.
+    // Not GitLab's 1-week default, and not the original 2 days either: the new token must
+    // outlive min_validity (3 days) and then its own early window (half its life) from any
+    // moment today, so that the next get does not rotate again: 8 days (7 full days ≥ 3 + 4).
+    let days = 8;
     assert_eq!(
         info.expires_at,
-        Some(w.gl.today() + jiff::Span::new().days(2))
+        Some(w.gl.today() + jiff::Span::new().days(days))
     );
     assert_eq!(
         w.s.secret_tool_lookup(&w.host).as_deref(),
@@ -132,7 +138,7 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
         serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
     assert_eq!(
         status[0]["expires_at"].as_str().unwrap()[..10],
-        (w.gl.today() + jiff::Span::new().days(2)).to_string()
+        (w.gl.today() + jiff::Span::new().days(days)).to_string()
     );
 }
 
@@ -243,18 +249,25 @@ fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
         return;
     };
     w.set_min_validity("3d");
+    // The wait after an ambiguous rotate, shortened for the test (60 s in real life).
+    w.s.extra_env
+        .push(("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS".into(), "0".into()));
 
-    for fault in [
+    for (i, fault) in [
         Fault::Status(500),
         Fault::Status(503),
         Fault::DropConnection,
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
         w.gl.clear_faults();
         w.gl.inject_fault(ROTATE, fault, 1);
         let start = std::time::Instant::now();
         let out = w.get();
         assert_eq!(World::secret(&out), w.token);
-        assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
+        // Warned once a day, not on every docker command.
+        assert_eq!(stderr(&out).contains("warning"), i == 0, "{}", stderr(&out));
         assert!(start.elapsed() < std::time::Duration::from_secs(20));
     }
     // After a dropped connection the outcome was unknown: the next run asks GitLab whether
@@ -265,7 +278,10 @@ fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
     assert_ne!(new, w.token);
     assert!(w.gl.token_info(&new).unwrap().active);
 
-    // 429 with Retry-After inside the deadline: waited out, then rotated.
+    // 429 with Retry-After inside the deadline: waited out, then rotated. (The new token
+    // lives 8 days, long enough for 3 days: only a longer promise makes it rotate again.)
+    assert_eq!(World::secret(&w.get()), new, "rotated again");
+    w.set_min_validity("9d");
     w.gl.inject_fault(
         ROTATE,
         Fault::RateLimit {

@@ -28,27 +28,39 @@ pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
             info.kind.describe()
         );
     }
+    // GitLab's rotate always sets an expiry: a token that never expires would silently get one.
+    if info.expires_at.is_none() && !force {
+        bail!(
+            "the token for {host} never expires; rotating gives the new token an expiry date \
+             (GitLab requires one), after which it must be renewed. Pass --force to rotate anyway"
+        );
+    }
     let settings = Settings::load()?;
     let min_validity = settings.min_validity(host.as_str());
     let now = jiff::Timestamp::now();
-    if let Some(last) = leases::last_handout(state_file.dir(), &host) {
-        let since = now.duration_since(last);
-        let dies_soon = info
-            .expires_at
-            .is_some_and(|t| t.duration_since(now) < min_validity);
-        if since < min_validity && !dies_soon && !force {
-            bail!(
-                "the token was handed out {} min ago and a push may still be using it; rotating now would revoke it \
-                 under that push. Wait until {} or pass --force",
-                since.as_secs() / 60,
-                last + min_validity
-            );
-        }
+    let dies_soon = info
+        .expires_at
+        .is_some_and(|t| t.duration_since(now) < min_validity);
+    if let Some(until) = leases::lease_until(state_file.dir(), &host)
+        && now < until
+        && !dies_soon
+        && !force
+    {
+        bail!(
+            "the token was handed out with a promise that runs until {until}, and a push may still be using it; \
+             rotating now would revoke it under that push. Wait until then or pass --force"
+        );
     }
+    let promise = renew::Promise {
+        min_validity,
+        early_renewal: settings.early_renewal(),
+        hard: true,
+    };
     let renewed = renew::renew(
         &state_file,
         &host,
         &entry,
+        promise,
         Instant::now() + std::time::Duration::from_secs(30),
     )?;
     let expires = renewed

@@ -238,7 +238,7 @@ impl PatInfo {
 pub enum Rotation {
     /// GitLab rotated: the old token is revoked, this is the new one.
     Rotated { token: Secret, info: PatInfo },
-    /// GitLab answered and did not rotate (4xx, 5xx, 429): the old token is unchanged.
+    /// GitLab answered and did not rotate (4xx, 429): the old token is unchanged.
     NotRotated {
         status: u16,
         message: String,
@@ -246,7 +246,7 @@ pub enum Rotation {
     },
     /// The request never left (connection refused, DNS): the old token is unchanged.
     NotSent(GitLabError),
-    /// The request may have been processed (timeout, dropped connection): unknown.
+    /// The request may have been processed (5xx, timeout, dropped connection): unknown.
     Unknown(GitLabError),
 }
 
@@ -297,6 +297,14 @@ pub fn rotate_self(
                 detail: "the rotation answer holds no readable token".into(),
             }),
         };
+    }
+    // A 5xx (GitLab, or a proxy's 502/504) may come after the commit: unknown, not "no".
+    if resp.status.is_server_error() {
+        return Rotation::Unknown(GitLabError::Unexpected {
+            url: redact(&url),
+            status: resp.status.as_u16(),
+            detail: error_message(&resp.body),
+        });
     }
     Rotation::NotRotated {
         status: resp.status.as_u16(),

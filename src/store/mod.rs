@@ -116,6 +116,15 @@ impl StoreChoice {
             .ok_or_else(|| StoreError::UnknownBackend(value.to_owned()))
     }
 
+    /// Every backend this choice could have put a secret in.
+    pub fn candidates(self) -> Vec<Backend> {
+        let mut all = self.order(None);
+        if let StoreChoice::Auto { in_ci: false } = self {
+            all.extend(Backend::ci_fallback());
+        }
+        all
+    }
+
     /// The backends to try, in order; `preferred` (the one already holding the registry)
     /// first under `auto`.
     fn order(self, preferred: Option<Backend>) -> Vec<Backend> {
