@@ -138,14 +138,14 @@ pub fn main() -> ExitCode {
 
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => {
+        // --help and friends print as clap renders them, with exit 0.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
+            return ExitCode::SUCCESS;
         }
+        // Anything else (an unknown flag, a missing argument) is one line on stdout and
+        // exit 1, as the reference helpers do: some clients merge stderr into stdout.
+        Err(e) => return fail(&one_line(&e)),
     };
     if cli.version {
         return run_verb(Verb::Version);
@@ -186,6 +186,33 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// clap's error as one line, without its usage block, and without any value that came
+/// with a flag (`--token=…` must never be echoed).
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let head = rendered.split("\n\nUsage").next().unwrap_or_default();
+    let text = head
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = text.strip_prefix("error: ").unwrap_or(&text);
+    let redacted: Vec<String> = text
+        .split(' ')
+        .map(|word| match word.split_once('=') {
+            Some((flag, _)) if flag.trim_start_matches('\'').starts_with('-') => {
+                format!("{flag}=…'")
+            }
+            _ => word.to_owned(),
+        })
+        .collect();
+    format!(
+        "{BINARY_NAME}: {}; see {BINARY_NAME} --help",
+        redacted.join(" ")
+    )
+}
+
 /// User commands that clap handles (the protocol verbs are not among them).
 fn is_user_command(word: &str) -> bool {
     Cli::command()
@@ -217,6 +244,23 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parse_errors_are_one_line_without_values() {
+        for argv in [
+            &["x", "--frobnicate"][..],
+            &["x", "login", "--token=glpat-secret-value"],
+            &["x", "logout"],
+        ] {
+            let e = Cli::try_parse_from(argv).unwrap_err();
+            let line = one_line(&e);
+            assert!(!line.contains('\n'), "{line}");
+            assert!(!line.contains("glpat-secret"), "{line}");
+            assert!(line.starts_with("docker-credential-gitlab: "), "{line}");
+        }
+        let e = Cli::try_parse_from(["x", "--frobnicate"]).unwrap_err();
+        assert!(one_line(&e).contains("--frobnicate"), "{}", one_line(&e));
     }
 
     #[test]

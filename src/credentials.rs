@@ -38,7 +38,14 @@ pub fn save(
     new: NewCredential<'_>,
 ) -> Result<Backend, Error> {
     let guard = state_file.lock()?;
-    let mut state = guard.load()?;
+    let (mut state, set_aside) = guard.load_or_set_aside()?;
+    if let Some(aside) = set_aside {
+        crate::sources::stored::warn(&format!(
+            "the state file was corrupt; it is kept as {} and a fresh one started \
+             (secrets saved before stay in their store: log in again to use them)",
+            aside.display()
+        ));
+    }
     let previous = state.entries.get(new.host.as_str()).map(|p| p.store);
     // `docker login HOST` with a stored credential calls `get`, then `store` with the same
     // secret: that must not forget what `login` learnt (and so turn renewal off).

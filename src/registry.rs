@@ -129,7 +129,7 @@ fn valid_host(host: &str) -> bool {
     if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         return inner.parse::<std::net::Ipv6Addr>().is_ok();
     }
-    !host.is_empty()
+    let labels_ok = !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
             !label.is_empty()
@@ -137,23 +137,103 @@ fn valid_host(host: &str) -> bool {
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
+        });
+    // URLs (WHATWG) read a host whose last label is a number as an IPv4 address: then it
+    // must be one (`a.123` is neither a name nor an address).
+    let last = host.rsplit('.').next().unwrap_or_default();
+    let numeric = !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || (last.len() >= 2
+                && last[..2].eq_ignore_ascii_case("0x")
+                && last[2..].bytes().all(|b| b.is_ascii_hexdigit())));
+    labels_ok && (!numeric || host.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
-/// Error messages quote the input, so keep them one short line.
+/// Error messages quote the input, which may hold a secret (`user:token@host`, a token
+/// pasted where a host belongs): keep only a short run of host characters from after any
+/// `@`, and nothing at all that looks like a GitLab token.
 fn shorten(input: &str) -> String {
-    let one_line: String = input
-        .trim()
+    const TOKEN_PREFIXES: &[&str] = &[
+        "glpat-", "gldt-", "glcbt-", "gloas-", "glrt-", "glptt-", "glft-", "glsoat-",
+    ];
+    let after_userinfo = input.trim().rsplit('@').next().unwrap_or_default();
+    let lower = input.to_ascii_lowercase();
+    if TOKEN_PREFIXES.iter().any(|p| lower.contains(p)) {
+        return "<redacted: looks like a token>".into();
+    }
+    let mut out: String = after_userinfo
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(80)
+        .filter(|c| c.is_ascii_alphanumeric() || ".-_:[]/".contains(*c))
+        .take(40)
         .collect();
-    one_line
+    if after_userinfo.chars().count() > out.chars().count() {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every host this module accepts makes a valid URL (no panics downstream).
+    #[test]
+    fn accepted_hosts_are_valid_urls() {
+        for bad in ["a.123", "x.0x1f", "1.2.3.4.5", "a.b.999"] {
+            assert!(RegistryHost::parse(bad).is_err(), "{bad}");
+        }
+        for good in [
+            "1.2.3.4",
+            "a.b1",
+            "x-1.example:5050",
+            "[::1]:5000",
+            "a_b.example",
+        ] {
+            let h = RegistryHost::parse(good).unwrap();
+            assert!(
+                reqwest::Url::parse(&format!("https://{h}/v2/")).is_ok(),
+                "{good}"
+            );
+        }
+        let alphabet: Vec<char> = "a1.-_:0x9".chars().collect();
+        let mut word = Vec::new();
+        fn each(alphabet: &[char], word: &mut Vec<char>, depth: usize, f: &mut dyn FnMut(&str)) {
+            f(&word.iter().collect::<String>());
+            if depth == 0 {
+                return;
+            }
+            for &c in alphabet {
+                word.push(c);
+                each(alphabet, word, depth - 1, f);
+                word.pop();
+            }
+        }
+        each(&alphabet, &mut word, 5, &mut |s| {
+            if let Ok(h) = RegistryHost::parse(s) {
+                assert!(
+                    reqwest::Url::parse(&format!("https://{h}/v2/")).is_ok(),
+                    "{s:?} accepted as {h} but is not a URL host"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn errors_never_echo_a_secret() {
+        for input in [
+            "oauth2:glpat-abcdefghijklmnopqrst@registry.example.com",
+            "glpat-abcdefghijklmnopqrst extra",
+            "https://user:s3cr3t-p4ss@host example/",
+        ] {
+            let e = RegistryHost::parse(input).unwrap_err().to_string();
+            assert!(!e.contains("glpat-abc") && !e.contains("s3cr3t"), "{e}");
+            assert!(!e.contains('\n'));
+        }
+        let e = RegistryHost::parse(&"x".repeat(500))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 200, "{e}");
+    }
 
     fn canon(s: &str) -> String {
         RegistryHost::parse(s).unwrap().as_str().to_owned()

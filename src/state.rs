@@ -153,7 +153,11 @@ pub enum StateError {
     NoDataDir(#[from] crate::paths::NoDataDir),
     #[error("cannot access {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("state file {} is corrupt ({reason}); move it away and log in again", path.display())]
+    #[error(
+        "state file {} is corrupt ({reason}); the next docker login or docker-credential-gitlab login sets it aside \
+         and starts afresh (secrets stay in their store), or move it away yourself",
+        path.display()
+    )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
         "state file {} was written by a newer docker-credential-gitlab (format {found}); upgrade this binary",
@@ -271,6 +275,32 @@ impl WriteGuard<'_> {
         self.owner.load()
     }
 
+    /// Like [`load`](Self::load), but a corrupt file is renamed aside (never deleted:
+    /// `state.json.corrupt-<unix time>`) and an empty state returned with that path, so a
+    /// new login can start afresh without losing anything.
+    pub fn load_or_set_aside(&self) -> Result<(State, Option<PathBuf>), StateError> {
+        match self.owner.load() {
+            Err(StateError::Corrupt { path, .. }) => {
+                let aside = path.with_file_name(format!(
+                    "{FILE_NAME}.corrupt-{}",
+                    jiff::Timestamp::now().as_second()
+                ));
+                fs::rename(&path, &aside).map_err(|source| StateError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                Ok((
+                    State {
+                        version: STATE_VERSION,
+                        ..State::default()
+                    },
+                    Some(aside),
+                ))
+            }
+            other => other.map(|s| (s, None)),
+        }
+    }
+
     /// Atomically replaces the state file (see [`crate::private_file::replace`]): readers
     /// see either the old or the new file, never a torn one.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
@@ -378,6 +408,13 @@ mod tests {
         let sf = StateFile::in_dir(dir.path());
         fs::write(sf.path(), "{not json").unwrap();
         assert!(matches!(sf.load(), Err(StateError::Corrupt { .. })));
+        // A writer sets it aside, byte for byte, and starts afresh.
+        let guard = sf.lock().unwrap();
+        let (state, aside) = guard.load_or_set_aside().unwrap();
+        assert!(state.entries.is_empty());
+        assert_eq!(fs::read_to_string(aside.unwrap()).unwrap(), "{not json");
+        assert!(!sf.path().exists());
+        drop(guard);
         fs::write(sf.path(), r#"{"version": 99, "entries": {}}"#).unwrap();
         let err = sf.load().unwrap_err();
         assert!(matches!(err, StateError::TooNew { found: 99, .. }));

@@ -102,7 +102,7 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     }
     let choice = StoreChoice::from_env()?;
     let current = store::current(&state_file.lock()?, choice);
-    let notes = store_notes(&current, &state.entries);
+    let notes = store_notes(&current, state_file.dir(), &state.entries);
     if rows.is_empty() {
         println!("No credentials stored. Log in with: docker-credential-gitlab login REGISTRY");
         for note in notes {
@@ -184,12 +184,14 @@ pub fn run(json: bool) -> anyhow::Result<()> {
 /// in another store (still served from there, never silently lost).
 fn store_notes(
     current: &store::Current,
+    dir: &Path,
     entries: &std::collections::BTreeMap<String, Entry>,
 ) -> Vec<String> {
     let mut notes = vec![match &current.backend {
         Ok(b) => format!("Secret store: {b} ({})", current.why),
         Err(e) => format!("Secret store: none usable ({}): {e}", current.why),
     }];
+    notes.extend(orphans(dir, entries));
     let uses_keyutils = current.backend.as_ref().ok() == Some(&Backend::Keyutils)
         || entries.values().any(|e| e.store == Backend::Keyutils);
     if uses_keyutils {
@@ -210,6 +212,23 @@ fn store_notes(
         }
     }
     notes
+}
+
+/// Secrets the file store holds that no state entry points at (a state file set aside
+/// after corruption, a crash between secret and metadata): found again, never lost.
+fn orphans(dir: &Path, entries: &std::collections::BTreeMap<String, Entry>) -> Option<String> {
+    let hosts = store::file::FileStore::in_dir(dir).hosts().ok()?;
+    let orphans: Vec<String> = hosts
+        .into_iter()
+        .filter(|h| !entries.contains_key(h))
+        .collect();
+    (!orphans.is_empty()).then(|| {
+        format!(
+            "The file store also holds secrets with no entry in the state file: {}; `get` does not serve them. \
+             Log in to them again, or erase them (printf HOST | docker-credential-gitlab erase).",
+            orphans.join(", ")
+        )
+    })
 }
 
 /// What the kernel keyring keeps, and for how long.

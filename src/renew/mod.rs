@@ -449,10 +449,26 @@ fn lock_token(
 
 /// Test builds can kill the process at named steps of a renewal
 /// (`DOCKER_CREDENTIAL_GITLAB_FAULT=after-journal`, …) to prove crash safety.
+///
+/// `pause:<step>` instead stops there: the process creates the file named by
+/// `DOCKER_CREDENTIAL_GITLAB_FAULT_FILE` and waits (30 s at most) until the test removes it,
+/// so a test can stop the keyring or take a lock at exactly that moment.
 #[cfg(feature = "fault-injection")]
 pub(crate) fn fault_point(name: &str) {
-    if std::env::var("DOCKER_CREDENTIAL_GITLAB_FAULT").is_ok_and(|v| v == name) {
+    let Ok(fault) = std::env::var("DOCKER_CREDENTIAL_GITLAB_FAULT") else {
+        return;
+    };
+    if fault == name {
         std::process::abort();
+    }
+    if fault.strip_prefix("pause:") == Some(name)
+        && let Some(marker) = std::env::var_os("DOCKER_CREDENTIAL_GITLAB_FAULT_FILE")
+    {
+        let _ = std::fs::write(&marker, name);
+        let until = Instant::now() + Duration::from_secs(30);
+        while std::path::Path::new(&marker).exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

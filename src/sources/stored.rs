@@ -141,11 +141,19 @@ pub fn get(
 /// Moves a kept token into the store; it is handed out whether or not that works.
 fn adopt_kept(state_file: &StateFile, host: &RegistryHost) -> Option<(String, Secret)> {
     let k = kept::load(state_file.dir(), host)?;
-    let entry: Option<Entry> = state_file.lock().ok().and_then(|guard| {
-        credentials::adopt(&guard, host, &k.username, &k.token, k.info.clone()).ok()
-    });
-    if entry.is_some() {
-        kept::remove(state_file.dir(), host);
+    let moved: Result<Entry, credentials::Error> = state_file
+        .lock()
+        .map_err(credentials::Error::from)
+        .and_then(|guard| credentials::adopt(&guard, host, &k.username, &k.token, k.info.clone()));
+    match moved {
+        Ok(_) => kept::remove(state_file.dir(), host),
+        Err(e) => {
+            if leases::first_warning_today(state_file.dir(), host, "kept", Timestamp::now()) {
+                warn(&format!(
+                    "the renewed token for {host} is kept in the data directory; the store does not take it yet: {e}"
+                ));
+            }
+        }
     }
     let promise = Settings::load()
         .map(|s| s.min_validity(host.as_str()))

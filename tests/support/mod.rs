@@ -87,6 +87,17 @@ impl Session {
         self.start_keyring(false);
     }
 
+    /// Stops gnome-keyring: the Secret Service goes away (the bus stays).
+    pub fn stop_keyring(&mut self) {
+        self.keyring = None; // kills the daemon
+        self.wait_name_owner(false);
+    }
+
+    /// Starts gnome-keyring again, unlocked, on the same keyring file.
+    pub fn start_unlocked_keyring(&mut self) {
+        self.start_keyring(true);
+    }
+
     /// No session bus at all: what a plain SSH login or a container looks like.
     pub fn without_bus() -> Session {
         Session {
@@ -126,8 +137,32 @@ impl Session {
             return None;
         }
         let mut s = Session::without_bus();
+        // A session bus without service activation: when a test stops the keyring, the
+        // Secret Service is gone, rather than replaced by a daemon the bus starts itself
+        // (with the developer's environment and keyrings).
+        let config = s.dir.path().join("session-bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                s.dir.path().display()
+            ),
+        )
+        .unwrap();
         let mut bus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
