@@ -68,6 +68,11 @@ enum Command {
         /// Do not add the registry to Docker's credHelpers.
         #[arg(long)]
         no_configure: bool,
+        /// Add a second token for a registry already logged in (same user or project):
+        /// `get` switches between the two so that renewals never revoke a token a push
+        /// is using, however busy the machine.
+        #[arg(long)]
+        standby: bool,
     },
     /// Forget the credentials for a registry.
     Logout {
@@ -157,12 +162,14 @@ pub fn main() -> ExitCode {
             password_stdin,
             gitlab_url,
             no_configure,
+            standby,
         }) => login::run(login::LoginArgs {
             registry: Some(registry),
             username,
             password_stdin,
             gitlab_url,
             no_configure,
+            standby,
         }),
         Some(Command::Logout { registry, revoke }) => logout::run(&registry, revoke),
         Some(Command::Rotate { registry, force }) => rotate::run(&registry, force),

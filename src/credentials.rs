@@ -73,7 +73,7 @@ pub fn save(
             server_url: new.server_url.trim().to_owned(),
             username: new.username.to_owned(),
             store: backend,
-            stored_at: jiff::Timestamp::now(),
+            stored_at: crate::clock::now(),
             // A new secret invalidates whatever we knew about the old one.
             gitlab: new.gitlab.or(kept_info),
             extra: Default::default(),
@@ -102,6 +102,13 @@ pub fn forget(state_file: &StateFile, host: &RegistryHost) -> Result<bool, Error
     };
     SecretStore::open(entry.store, guard.dir())?.delete(&guard, host)?;
     state.entries.remove(host.as_str());
+    // A registry's standby token goes with it.
+    let standby = host.standby();
+    if let Some(second) = state.entries.get(standby.as_str()) {
+        SecretStore::open(second.store, guard.dir())?.delete(&guard, &standby)?;
+        state.entries.remove(standby.as_str());
+        crate::renew::kept::remove(state_file.dir(), &standby);
+    }
     guard.save(&state)?;
     Ok(true)
 }
@@ -163,14 +170,14 @@ pub fn record_renewal(
     );
     for key in &keys {
         let entry = &state.entries[key];
-        let key_host = RegistryHost::parse(key).map_err(|_| StoreError::Failed {
+        let key_host = RegistryHost::from_key(key).map_err(|_| StoreError::Failed {
             backend: entry.store,
             detail: format!("invalid registry key {key:?} in the state file"),
         })?;
         SecretStore::open(entry.store, guard.dir())?.set(guard, &key_host, token)?;
     }
     crate::renew::fault_point("after-store-secret");
-    let now = jiff::Timestamp::now();
+    let now = crate::clock::now();
     for key in &keys {
         let entry = state.entries.get_mut(key).expect("listed above");
         entry.stored_at = now;
@@ -202,7 +209,7 @@ pub fn adopt(
             .unwrap_or_else(|| host.as_str().to_owned()),
         username: username.to_owned(),
         store: backend,
-        stored_at: jiff::Timestamp::now(),
+        stored_at: crate::clock::now(),
         gitlab: Some(info),
         extra: Default::default(),
     };

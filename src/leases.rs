@@ -18,12 +18,15 @@ fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
 }
 
 /// Records a hand-out at `now` promised valid for `promise`: the lease lasts until
-/// `now + promise`, or longer if an earlier hand-out promised more. The first write creates
-/// the directory.
+/// `now + promise`, or longer if an earlier hand-out promised more, and counts the
+/// hand-outs whose promise is still running. The first write creates the directory.
 pub fn record_handout(dir: &Path, host: &RegistryHost, now: Timestamp, promise: SignedDuration) {
     let path = file(dir, "leases", host);
-    let until = (now + promise).max(lease_until(dir, host).unwrap_or(now));
-    let text = format!("{now} {until}");
+    let (until, count) = match read(dir, host) {
+        Some(l) if now < l.until => ((now + promise).max(l.until), l.count + 1),
+        _ => (now + promise, 1),
+    };
+    let text = format!("{now} {until} {count}");
     if write_private(&path, &text).is_err()
         && let Some(parent) = path.parent()
         && std::fs::create_dir_all(parent).is_ok()
@@ -32,23 +35,67 @@ pub fn record_handout(dir: &Path, host: &RegistryHost, now: Timestamp, promise: 
     }
 }
 
-/// Until when the latest promise for `host` runs. The file holds `<handed out> <until>`;
-/// a file of older versions holds only the hand-out (their promise: the default 60 min);
-/// an unreadable one counts as "just handed out", the safe reading.
-pub fn lease_until(dir: &Path, host: &RegistryHost) -> Option<Timestamp> {
+struct Lease {
+    until: Timestamp,
+    count: u64,
+}
+
+/// The file holds `<handed out> <until> <live hand-outs>`; older versions wrote only the
+/// hand-out time (their promise: the default 60 min). An unreadable file counts as "just
+/// handed out", the safe reading.
+fn read(dir: &Path, host: &RegistryHost) -> Option<Lease> {
     let text = std::fs::read_to_string(file(dir, "leases", host)).ok()?;
-    let mut parts = text.split_whitespace().map(|t| t.parse::<Timestamp>());
+    let mut parts = text.split_whitespace();
     let default = crate::settings::DEFAULT_MIN_VALIDITY;
-    Some(match (parts.next(), parts.next()) {
-        (Some(Ok(_)), Some(Ok(until))) => until,
-        (Some(Ok(at)), None) => at + default,
-        _ => Timestamp::now() + default,
+    let at = parts.next().and_then(|t| t.parse::<Timestamp>().ok());
+    let until = parts.next().and_then(|t| t.parse::<Timestamp>().ok());
+    let count = parts.next().and_then(|c| c.parse().ok()).unwrap_or(1);
+    Some(match (at, until) {
+        (Some(_), Some(until)) => Lease { until, count },
+        (Some(at), None) => Lease {
+            until: at + default,
+            count,
+        },
+        _ => Lease {
+            until: crate::clock::now() + default,
+            count,
+        },
     })
+}
+
+/// Until when the latest promise for `host` runs.
+pub fn lease_until(dir: &Path, host: &RegistryHost) -> Option<Timestamp> {
+    read(dir, host).map(|l| l.until)
 }
 
 /// Whether a hand-out's promise for `host` is still running at `now`.
 pub fn live(dir: &Path, host: &RegistryHost, now: Timestamp) -> bool {
     lease_until(dir, host).is_some_and(|t| now < t)
+}
+
+/// How many hand-outs of `host`'s secret are still inside their promise at `now` (counted
+/// since the promises last all ran out).
+pub fn live_handouts(dir: &Path, host: &RegistryHost, now: Timestamp) -> u64 {
+    read(dir, host)
+        .filter(|l| now < l.until)
+        .map_or(0, |l| l.count)
+}
+
+/// Records that a renewal revoked `count` hand-outs inside their promise (for `status` and
+/// `doctor`).
+pub fn record_cut(dir: &Path, host: &RegistryHost, now: Timestamp, count: u64) {
+    let path = file(dir, "cuts", host);
+    if let Some(parent) = path.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = write_private(&path, &format!("{now} {count}"));
+}
+
+/// The last renewal that cut live hand-outs: when, and how many.
+pub fn last_cut(dir: &Path, host: &RegistryHost) -> Option<(Timestamp, u64)> {
+    let text = std::fs::read_to_string(file(dir, "cuts", host)).ok()?;
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 /// True once per UTC day per registry and topic: for warnings that must not repeat on
@@ -85,9 +132,15 @@ mod tests {
         record_handout(dir.path(), &host, t + h(1), h(1));
         assert_eq!(lease_until(dir.path(), &host), Some(t + h(36)));
         assert!(live(dir.path(), &host, t + h(35)));
+        assert_eq!(live_handouts(dir.path(), &host, t + h(35)), 2);
         assert!(!live(dir.path(), &host, t + h(36)));
         record_handout(dir.path(), &host, t + h(40), h(1));
         assert_eq!(lease_until(dir.path(), &host), Some(t + h(41)));
+        // The earlier promises had run out: counting starts again.
+        assert_eq!(live_handouts(dir.path(), &host, t + h(40)), 1);
+        assert_eq!(live_handouts(dir.path(), &host, t + h(41)), 0);
+        record_cut(dir.path(), &host, t, 3);
+        assert_eq!(last_cut(dir.path(), &host), Some((t, 3)));
         // An older version's file (hand-out only) promised the default 60 min.
         std::fs::write(
             dir.path().join("leases").join(host.file_name()),

@@ -13,6 +13,7 @@
 //! - [`commands`]: one module per verb/command; [`cli`] parses argv and dispatches.
 
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod credentials;
 pub mod docker_config;

@@ -60,14 +60,55 @@ pub fn decide(f: &Facts) -> Decision {
             Decision::HandOutExpiring
         };
     }
-    let early = match f.lifetime {
-        Some(lifetime) => f.early_renewal.min(lifetime / 2),
-        None => f.early_renewal,
-    };
-    if f.can_renew && remaining < f.min_validity + early && !lease_live(f) {
+    if f.can_renew && remaining < f.min_validity + early_window(f) && !lease_live(f) {
         return Decision::Renew { hard: false };
     }
     Decision::HandOut
+}
+
+/// What to do with a standby pair (two tokens for one registry): hand out the active one
+/// while it is fresh; before it needs renewing, switch hand-outs to the idle one (renewing
+/// that first if it needs it, which is safe only once its own leases have run out). The
+/// old active one is renewed later, when its leases have run out too. No hand-out is ever
+/// revoked within its promise, under any rate of `get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PairDecision {
+    /// Hand out the active token.
+    Active,
+    /// Make the idle token active and hand it out.
+    Switch,
+    /// Renew the idle token (no live lease), make it active, hand it out.
+    RenewIdleThenSwitch,
+    /// The pair cannot help now: the single-token policy applies to the active token.
+    Single,
+}
+
+pub fn decide_pair(active: &Facts, idle: &Facts) -> PairDecision {
+    if !needs_renewal(active) {
+        return PairDecision::Active;
+    }
+    if !needs_renewal(idle) {
+        return PairDecision::Switch;
+    }
+    if idle.can_renew && idle.min_validity <= idle.max_validity && !lease_live(idle) {
+        return PairDecision::RenewIdleThenSwitch;
+    }
+    PairDecision::Single
+}
+
+/// Whether a token is inside its early-renewal window (or its hard window).
+pub fn needs_renewal(f: &Facts) -> bool {
+    let Some(expires_at) = f.expires_at else {
+        return false;
+    };
+    expires_at.duration_since(f.now) < f.min_validity + early_window(f)
+}
+
+fn early_window(f: &Facts) -> SignedDuration {
+    match f.lifetime {
+        Some(lifetime) => f.early_renewal.min(lifetime / 2),
+        None => f.early_renewal,
+    }
 }
 
 /// A secret handed out with a promise that has not run out yet may still be in use by a
@@ -163,6 +204,24 @@ mod tests {
         assert_eq!(decide(&f), Decision::PromiseTooLong);
         f.expires_at = Some(f.now + SignedDuration::from_hours(24 * 500));
         assert_eq!(decide(&f), Decision::HandOut);
+    }
+
+    #[test]
+    fn a_pair_switches_before_the_active_token_needs_renewing() {
+        let fresh = facts(24 * 30, true, Some(5));
+        let early = facts(72, true, Some(5)); // inside the 7-day window, lease live
+        let early_idle = facts(72, true, None); // the same, but nobody holds it
+        assert_eq!(decide_pair(&fresh, &early), PairDecision::Active);
+        assert_eq!(decide_pair(&early, &fresh), PairDecision::Switch);
+        assert_eq!(
+            decide_pair(&early, &early_idle),
+            PairDecision::RenewIdleThenSwitch
+        );
+        // The idle token is still promised to someone: renewing it would cut them.
+        assert_eq!(decide_pair(&early, &early), PairDecision::Single);
+        // An idle token that cannot renew is no help.
+        let stuck = facts(72, false, None);
+        assert_eq!(decide_pair(&early, &stuck), PairDecision::Single);
     }
 
     #[test]

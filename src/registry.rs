@@ -18,6 +18,8 @@ const DOCKER_HUB_ALIASES: &[&str] = &[
     "registry.hub.docker.com",
 ];
 
+const STANDBY_SUFFIX: &str = "#standby";
+
 /// A canonical registry host: lower-case `host[:port]` or `[v6addr][:port]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RegistryHost(String);
@@ -69,6 +71,26 @@ impl RegistryHost {
         self.0.replace(':', "_")
     }
 
+    /// The key of this registry's standby token (`login --standby`): its own state entry,
+    /// secret-store item, lease and journal. Never the result of parsing a server string
+    /// (`#` starts a URL fragment there).
+    pub fn standby(&self) -> RegistryHost {
+        RegistryHost(format!("{}{STANDBY_SUFFIX}", self.0))
+    }
+
+    /// The host for a state-file key (a registry, or a registry's standby key).
+    pub fn from_key(key: &str) -> Result<RegistryHost, InvalidHost> {
+        match RegistryHost::standby_of(key) {
+            Some(base) => RegistryHost::parse(base).map(|h| h.standby()),
+            None => RegistryHost::parse(key),
+        }
+    }
+
+    /// Whether this is a standby key, and the registry it belongs to.
+    pub fn standby_of(key: &str) -> Option<&str> {
+        key.strip_suffix(STANDBY_SUFFIX)
+    }
+
     pub fn is_docker_hub(&self) -> bool {
         self.0 == DOCKER_HUB
     }
@@ -91,9 +113,14 @@ impl RegistryHost {
     }
 }
 
+/// In messages a standby key shows as `HOST --standby`, so that the commands they suggest
+/// (`docker-credential-gitlab login HOST --standby`) are right as printed.
 impl fmt::Display for RegistryHost {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match RegistryHost::standby_of(&self.0) {
+            Some(base) => write!(f, "{base} --standby"),
+            None => f.write_str(&self.0),
+        }
     }
 }
 

@@ -77,6 +77,10 @@ pub struct GitLabInfo {
     /// Days from creation to expiry: a rotation asks for the same lifetime again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime_days: Option<i64>,
+    /// The user the token belongs to (a bot user for project/group tokens): a standby
+    /// token must belong to the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<u64>,
     pub validated_at: jiff::Timestamp,
 }
 

@@ -22,6 +22,7 @@ pub fn run(registries: &[String], dry_run: bool, force: bool) -> anyhow::Result<
             .load()?
             .entries
             .into_keys()
+            .filter(|k| RegistryHost::standby_of(k).is_none())
             .collect();
         if hosts.is_empty() {
             hosts.push(crate::gitlab::GITLAB_COM_REGISTRY.to_owned());

@@ -31,6 +31,8 @@ pub struct LoginArgs {
     pub password_stdin: bool,
     pub gitlab_url: Option<String>,
     pub no_configure: bool,
+    /// Store the token as the registry's standby token.
+    pub standby: bool,
 }
 
 pub fn run(args: LoginArgs) -> anyhow::Result<()> {
@@ -100,19 +102,37 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
     for warning in warnings(&info) {
         eprintln!("warning: {warning}");
     }
+    if let Some(warning) = promise_warning(&host, &info)? {
+        eprintln!("warning: {warning}");
+    }
 
     let state_file = StateFile::open_default()?;
+    let key = if args.standby {
+        check_standby(&state_file, &host, &info)?;
+        host.standby()
+    } else {
+        host.clone()
+    };
     let backend = credentials::save(
         &state_file,
         StoreChoice::from_env()?,
         NewCredential {
-            host: &host,
+            host: &key,
             server_url: host.as_str(),
             username: &username,
             secret: &secret,
             gitlab: Some(info.clone()),
         },
     )?;
+    if args.standby {
+        println!(
+            "Stored {} as the standby token for {host} in the {backend} store: get switches to it \
+             before the other one needs renewing, so renewals never revoke a token a push is using.",
+            describe(&info)
+        );
+        println!("Login Succeeded");
+        return Ok(());
+    }
     println!(
         "Stored {} for {host} in the {backend} store.",
         describe(&info)
@@ -123,6 +143,62 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
     }
     println!("Login Succeeded");
     Ok(())
+}
+
+/// A standby token must be a second, renewable access token of the same user (or project
+/// or group) at the same GitLab as the registry's token.
+fn check_standby(
+    state_file: &StateFile,
+    host: &RegistryHost,
+    info: &GitLabInfo,
+) -> anyhow::Result<()> {
+    let state = state_file.load()?;
+    let primary = state
+        .entries
+        .get(host.as_str())
+        .and_then(|e| e.gitlab.as_ref())
+        .with_context(|| {
+            format!("log in to {host} first (docker-credential-gitlab login {host}); --standby adds a second token")
+        })?;
+    if info.kind != TokenKind::PersonalAccessToken || !info.can_renew() {
+        bail!(
+            "a standby token must be an access token that can renew itself (the self_rotate or api scope); this is a {}",
+            info.kind.describe()
+        );
+    }
+    if primary.url != info.url {
+        bail!(
+            "the standby token belongs to {}, but {host}'s token to {}",
+            info.url,
+            primary.url
+        );
+    }
+    if primary.token_id.is_some() && primary.token_id == info.token_id {
+        bail!("that is the token {host} already has; create a second one");
+    }
+    let same_owner = match (primary.resource, info.resource) {
+        (Some(a), Some(b)) => a == b,
+        (None, None) => primary.user_id.is_none() || primary.user_id == info.user_id,
+        _ => false,
+    };
+    if !same_owner {
+        bail!(
+            "the standby token belongs to another user or project than {host}'s token; both must give the same access"
+        );
+    }
+    Ok(())
+}
+
+/// A min_validity no token can keep: say so now, not on every docker command.
+fn promise_warning(host: &RegistryHost, info: &GitLabInfo) -> anyhow::Result<Option<String>> {
+    let min = crate::settings::Settings::load()?.min_validity(host.as_str());
+    Ok((info.can_renew() && min > crate::renew::pat::max_validity()).then(|| {
+        format!(
+            "min_validity for {host} ({}) is longer than any token GitLab issues ({} days): renewal cannot keep that promise; lower it",
+            crate::settings::describe(min),
+            crate::renew::pat::MAX_LIFETIME_DAYS
+        )
+    }))
 }
 
 /// Adds the `credHelpers` entry for `host`, printing what changed and any warnings.
@@ -219,7 +295,8 @@ fn identify(
         token_name: None,
         resource: None,
         lifetime_days: None,
-        validated_at: jiff::Timestamp::now(),
+        user_id: None,
+        validated_at: crate::clock::now(),
     };
     if let PatSelf::Pat(pat) = gitlab::personal_access_token_self(http, gitlab_url, secret)? {
         return Ok(pat_info(base(TokenKind::PersonalAccessToken), pat));
@@ -242,6 +319,7 @@ fn pat_info(mut info: GitLabInfo, pat: PatInfo) -> GitLabInfo {
     info.scopes = pat.scopes;
     info.token_id = Some(pat.id);
     info.token_name = Some(pat.name);
+    info.user_id = pat.user_id;
     info
 }
 
@@ -281,7 +359,7 @@ pub fn warnings(info: &GitLabInfo) -> Vec<String> {
         ),
     }
     if let Some(expires) = info.expires_at {
-        let days = expires.duration_since(jiff::Timestamp::now()).as_hours() / 24;
+        let days = expires.duration_since(crate::clock::now()).as_hours() / 24;
         if days < EXPIRY_WARNING_DAYS {
             out.push(format!(
                 "the token expires on {} (in {days} days){}",
@@ -344,12 +422,13 @@ mod tests {
             kind,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             expires_at: days
-                .map(|d| jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * d + 1)),
+                .map(|d| crate::clock::now() + jiff::SignedDuration::from_hours(24 * d + 1)),
             token_id: None,
             token_name: None,
             resource: None,
             lifetime_days: None,
-            validated_at: jiff::Timestamp::now(),
+            user_id: None,
+            validated_at: crate::clock::now(),
         }
     }
 

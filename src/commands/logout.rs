@@ -15,6 +15,19 @@ pub fn run(registry: &str, revoke: bool) -> anyhow::Result<()> {
         let Some((entry, secret)) = credentials::load(&state_file, &host)? else {
             bail!("no credentials stored for {host}: nothing to revoke");
         };
+        // A standby token goes too (logout forgets it with the registry).
+        if let Some((second, standby_secret)) = credentials::load(&state_file, &host.standby())?
+            && let Some(info) = second
+                .gitlab
+                .filter(|i| i.kind == TokenKind::PersonalAccessToken)
+            && let Ok(url) = Url::parse(&info.url)
+        {
+            match gitlab::revoke_self(&Http::new()?, &url, &standby_secret) {
+                Ok(true) => println!("Revoked the standby token at {}.", info.url),
+                Ok(false) => println!("GitLab no longer accepts the standby token."),
+                Err(e) => eprintln!("warning: could not revoke the standby token: {e}"),
+            }
+        }
         let info = entry.gitlab.with_context(|| {
             format!(
                 "the credential for {host} was stored by `docker login`, so its GitLab instance is unknown; \

@@ -37,7 +37,7 @@ pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
     }
     let settings = Settings::load()?;
     let min_validity = settings.min_validity(host.as_str());
-    let now = jiff::Timestamp::now();
+    let now = crate::clock::now();
     let dies_soon = info
         .expires_at
         .is_some_and(|t| t.duration_since(now) < min_validity);

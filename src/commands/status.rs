@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::environment::Environment;
 use crate::registry::RegistryHost;
+use crate::settings::Settings;
 use crate::sources::{self, EnvCredential, Source};
 use crate::state::{Entry, StateFile};
 use crate::store::{self, Backend, StoreChoice};
@@ -33,10 +34,41 @@ struct Row<'a> {
     stored_at: String,
     /// A renewal was cut short; `get` sorts it out, or says to log in again.
     renewal_interrupted: bool,
+    /// The second token of a standby pair (`login --standby`).
+    standby: bool,
+    /// For a pair: whether `get` hands this token out now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    active: Option<bool>,
+    /// When `get` will renew it (the start of its early-renewal window).
+    renews_at: Option<String>,
 }
 
-fn row<'a>(registry: &'a str, e: &'a Entry, now: jiff::Timestamp, dir: &Path) -> Row<'a> {
+fn row<'a>(
+    key: &'a str,
+    e: &'a Entry,
+    state: &'a crate::state::State,
+    settings: &Settings,
+    now: jiff::Timestamp,
+    dir: &Path,
+) -> Row<'a> {
     let g = e.gitlab.as_ref();
+    let base = RegistryHost::standby_of(key);
+    let registry = base.unwrap_or(key);
+    let host = RegistryHost::from_key(key);
+    let primary = state.entries.get(registry);
+    let paired = state.entries.contains_key(&format!("{registry}#standby"));
+    let active = paired
+        .then(|| primary.is_some_and(crate::sources::stored::standby_active) == base.is_some());
+    let renews_at = g.filter(|g| g.can_renew()).and_then(|g| {
+        let expires = g.expires_at?;
+        let lifetime = g
+            .lifetime_days
+            .map(|d| jiff::SignedDuration::from_hours(24 * d));
+        let early = lifetime.map_or(settings.early_renewal(), |l| {
+            settings.early_renewal().min(l / 2)
+        });
+        Some((expires - settings.min_validity(registry) - early).to_string())
+    });
     Row {
         registry,
         source: Source::Stored.describe(),
@@ -52,8 +84,10 @@ fn row<'a>(registry: &'a str, e: &'a Entry, now: jiff::Timestamp, dir: &Path) ->
         can_renew: g.map(|g| g.can_renew()),
         store: e.store.name(),
         stored_at: e.stored_at.to_string(),
-        renewal_interrupted: RegistryHost::parse(registry)
-            .is_ok_and(|h| crate::renew::interrupted(dir, &h)),
+        renewal_interrupted: host.is_ok_and(|h| crate::renew::interrupted(dir, &h)),
+        standby: base.is_some(),
+        active,
+        renews_at,
     }
 }
 
@@ -76,6 +110,9 @@ fn env_row(c: &EnvCredential) -> Row<'_> {
         store: "environment",
         stored_at: String::new(),
         renewal_interrupted: false,
+        standby: false,
+        active: None,
+        renews_at: None,
     }
 }
 
@@ -84,11 +121,12 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     let state = state_file.load()?;
     let env = Environment::from_process();
     let from_env = sources::environment(&env)?;
-    let now = jiff::Timestamp::now();
+    let now = crate::clock::now();
+    let settings = Settings::load()?;
     let mut rows: Vec<Row> = state
         .entries
         .iter()
-        .map(|(registry, e)| row(registry, e, now, state_file.dir()))
+        .map(|(key, e)| row(key, e, &state, &settings, now, state_file.dir()))
         .collect();
     rows.extend(
         from_env
@@ -102,7 +140,8 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     }
     let choice = StoreChoice::from_env()?;
     let current = store::current(&state_file.lock()?, choice);
-    let notes = store_notes(&current, state_file.dir(), &state.entries);
+    let mut notes = store_notes(&current, state_file.dir(), &state.entries);
+    notes.extend(renewal_notes(state_file.dir(), &state.entries, &settings));
     if rows.is_empty() {
         println!("No credentials stored. Log in with: docker-credential-gitlab login REGISTRY");
         for note in notes {
@@ -115,7 +154,12 @@ pub fn run(json: bool) -> anyhow::Result<()> {
         .map(|r| {
             let dash = || "-".to_owned();
             [
-                r.registry.to_owned(),
+                format!(
+                    "{}{}{}",
+                    r.registry,
+                    if r.standby { " (standby)" } else { "" },
+                    if r.active == Some(true) { " *" } else { "" }
+                ),
                 r.gitlab_url.map(str::to_owned).unwrap_or_else(dash),
                 r.username.to_owned(),
                 r.kind
@@ -132,7 +176,10 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                 },
                 match r.can_renew {
                     _ if r.renewal_interrupted => "interrupted: run get or doctor".into(),
-                    Some(true) => "yes".into(),
+                    Some(true) => match &r.renews_at {
+                        Some(at) => format!("yes, from {}", &at[..10]),
+                        None => "yes".into(),
+                    },
                     Some(false) => "no".into(),
                     None => dash(),
                 },
@@ -173,6 +220,9 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     for r in &table {
         print(r.iter().map(String::as_str).collect());
     }
+    if rows.iter().any(|r| r.active.is_some()) {
+        println!("(* the token of a standby pair that get hands out now)");
+    }
     println!();
     for note in notes {
         println!("{note}");
@@ -208,6 +258,47 @@ fn store_notes(
                 "In another store than {now}: {}; they are still read from there. To move one, \
                  log in to it again (its secret then goes to {now}).",
                 elsewhere.join(", ")
+            ));
+        }
+    }
+    notes
+}
+
+/// Renewals that cut live hand-outs (busy hosts without a standby pair), and promises no
+/// token can keep.
+fn renewal_notes(
+    dir: &Path,
+    entries: &std::collections::BTreeMap<String, Entry>,
+    settings: &Settings,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (key, e) in entries {
+        let Some(info) = e.gitlab.as_ref().filter(|g| g.can_renew()) else {
+            continue;
+        };
+        let registry = RegistryHost::standby_of(key).unwrap_or(key);
+        let Ok(host) = RegistryHost::from_key(key) else {
+            continue;
+        };
+        let paired = entries.contains_key(&format!("{registry}#standby"));
+        if let Some((at, count)) = crate::leases::last_cut(dir, &host)
+            && !paired
+        {
+            notes.push(format!(
+                "{registry}: the renewal at {at} revoked the token under {count} hand-out(s) still inside their promise \
+                 (docker runs more often than min_validity here); add a second token so renewals never cut a push: \
+                 docker-credential-gitlab login {registry} --standby"
+            ));
+        }
+        let min = settings.min_validity(registry);
+        if info.kind == crate::state::TokenKind::PersonalAccessToken
+            && min > crate::renew::pat::max_validity()
+            && RegistryHost::standby_of(key).is_none()
+        {
+            notes.push(format!(
+                "{registry}: min_validity ({}) is longer than any token GitLab issues ({} days): renewal cannot keep it; lower it",
+                crate::settings::describe(min),
+                crate::renew::pat::MAX_LIFETIME_DAYS
             ));
         }
     }

@@ -179,8 +179,9 @@ fn list(ctx: &Context) -> Result<String, VerbError> {
         .collect();
     Ok(protocol::render_list(
         stored
-            .values()
-            .map(|e| (e.server_url.as_str(), e.username.as_str()))
+            .iter()
+            .filter(|(key, _)| RegistryHost::standby_of(key).is_none())
+            .map(|(_, e)| (e.server_url.as_str(), e.username.as_str()))
             .chain(env_hosts.iter().map(|(h, u)| (h.as_str(), *u))),
     ))
 }

@@ -43,7 +43,7 @@ pub fn keep(
         username: username.to_owned(),
         token: token.expose_secret().to_owned(),
         info: info.clone(),
-        kept_at: jiff::Timestamp::now(),
+        kept_at: crate::clock::now(),
     };
     let json = Zeroizing::new(serde_json::to_vec(&record).expect("serialises"));
     let mut record = record;

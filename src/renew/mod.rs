@@ -145,7 +145,7 @@ pub fn renew(
     match pat::check(&http, &gitlab_url, &secret) {
         pat::Check::Active => {
             if let Some(j) = &open {
-                if Timestamp::now().duration_since(j.started_at) < settle() {
+                if crate::clock::now().duration_since(j.started_at) < settle() {
                     return Err(failed(
                         host,
                         "an earlier rotation's outcome is still settling; not rotating again yet",
@@ -179,7 +179,7 @@ pub fn renew(
         }
     }
 
-    let today = Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let today = crate::clock::now().to_zoned(jiff::tz::TimeZone::UTC).date();
     let (expires_at, lifetime_days) =
         pat::new_expiry(&info, promise.min_validity, promise.early_renewal, today).ok_or_else(
             || {
@@ -201,7 +201,7 @@ pub fn renew(
     write_journal(&journal, &info, &entry)?;
     fault_point("after-journal");
     // A hand-out that started while we decided (lock-free `get`s) is a live promise now.
-    if !promise.hard && crate::leases::live(dir, host, Timestamp::now()) {
+    if !promise.hard && crate::leases::live(dir, host, crate::clock::now()) {
         remove(&journal);
         return Err(failed(
             host,
@@ -216,7 +216,7 @@ pub fn renew(
             new_info.scopes = pat.scopes.clone();
             new_info.token_id = Some(pat.id);
             new_info.lifetime_days = Some(lifetime_days);
-            new_info.validated_at = Timestamp::now();
+            new_info.validated_at = crate::clock::now();
             let new_entry = commit(state_file, host, &entry, &token, new_info);
             remove(&journal);
             Ok(Renewed {
@@ -292,7 +292,7 @@ pub fn resolve_open_journal(
         .with_deadline(deadline);
     match pat::check(&http, &gitlab_url(&info)?, &secret) {
         pat::Check::Active => {
-            if Timestamp::now().duration_since(open.started_at) >= settle() {
+            if crate::clock::now().duration_since(open.started_at) >= settle() {
                 remove(&journal);
             }
             Ok(None)
@@ -326,7 +326,7 @@ fn commit(
         Ok(Some(entry)) => entry,
         // Logged out meanwhile: not brought back; this hand-out still gets the new token.
         Ok(None) => Entry {
-            stored_at: Timestamp::now(),
+            stored_at: crate::clock::now(),
             gitlab: Some(info),
             ..old.clone()
         },
@@ -340,7 +340,7 @@ fn commit(
                 }
             ));
             Entry {
-                stored_at: Timestamp::now(),
+                stored_at: crate::clock::now(),
                 gitlab: Some(info),
                 ..old.clone()
             }
@@ -396,7 +396,7 @@ fn read_journal(path: &Path) -> Option<Journal> {
 
 fn write_journal(path: &Path, info: &GitLabInfo, entry: &Entry) -> Result<(), RenewError> {
     let record = serde_json::json!({
-        "started_at": Timestamp::now().to_string(),
+        "started_at": crate::clock::now().to_string(),
         "token_id": info.token_id,
         "stored_at": entry.stored_at.to_string(),
         "pid": std::process::id(),

@@ -129,6 +129,7 @@ mod tests {
             token_name: None,
             resource: None,
             lifetime_days,
+            user_id: None,
             validated_at: jiff::Timestamp::UNIX_EPOCH,
         }
     }

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 
 use crate::credentials;
 use crate::leases;
-use crate::policy::{self, Decision};
+use crate::policy::{self, Decision, PairDecision};
 use crate::registry::RegistryHost;
 use crate::renew::{self, Promise, RenewError, kept, pat};
 use crate::secret::Secret;
@@ -38,12 +38,126 @@ pub enum Error {
 }
 
 /// The stored username and a secret valid for the promised time, if a credential is
-/// stored for `host`. `deadline` bounds a renewal.
+/// stored for `host`. `deadline` bounds a renewal. With a standby pair (`login --standby`)
+/// the pair policy picks which of the two tokens to hand out.
 pub fn get(
     state_file: &StateFile,
     host: &RegistryHost,
     deadline: Instant,
 ) -> Result<Option<(String, Secret)>, Error> {
+    let standby = host.standby();
+    let state = state_file.load().map_err(credentials::Error::from)?;
+    let (Some(primary), Some(second)) = (
+        state.entries.get(host.as_str()),
+        state.entries.get(standby.as_str()),
+    ) else {
+        return get_key(state_file, host, host, deadline);
+    };
+    let (active, idle) = if standby_active(primary) {
+        (standby.clone(), host.clone())
+    } else {
+        (host.clone(), standby.clone())
+    };
+    let settings = Settings::load()?;
+    let now = crate::clock::now();
+    let dir = state_file.dir();
+    let facts = |key: &RegistryHost, e: &Entry| {
+        e.gitlab
+            .as_ref()
+            .map(|info| facts_for(info, dir, key, host, &settings, now))
+    };
+    let (fa, fi) = if active == *host {
+        (facts(host, primary), facts(&standby, second))
+    } else {
+        (facts(&standby, second), facts(host, primary))
+    };
+    let (Some(fa), Some(fi)) = (fa, fi) else {
+        return get_key(state_file, host, &active, deadline);
+    };
+    match policy::decide_pair(&fa, &fi) {
+        PairDecision::Active | PairDecision::Single => get_key(state_file, host, &active, deadline),
+        PairDecision::Switch => {
+            set_active(state_file, host, idle != *host)?;
+            get_key(state_file, host, &idle, deadline)
+        }
+        PairDecision::RenewIdleThenSwitch => {
+            let promise = Promise {
+                min_validity: fi.min_validity,
+                early_renewal: fi.early_renewal,
+                hard: false,
+            };
+            let idle_entry = state.entries[idle.as_str()].clone();
+            match renew::renew(state_file, &idle, &idle_entry, promise, deadline) {
+                Ok(_) => {
+                    set_active(state_file, host, idle != *host)?;
+                    get_key(state_file, host, &idle, deadline)
+                }
+                Err(e) => {
+                    if leases::first_warning_today(dir, host, "standby", now) {
+                        warn(&format!(
+                            "the standby token for {host} could not be renewed ({e}); staying on the active one"
+                        ));
+                    }
+                    get_key(state_file, host, &active, deadline)
+                }
+            }
+        }
+    }
+}
+
+/// Whether hand-outs of `host` currently go to its standby token.
+pub fn standby_active(primary: &Entry) -> bool {
+    primary
+        .extra
+        .get(STANDBY_ACTIVE)
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
+const STANDBY_ACTIVE: &str = "standby_active";
+
+fn set_active(state_file: &StateFile, host: &RegistryHost, standby: bool) -> Result<(), Error> {
+    let guard = state_file.lock().map_err(credentials::Error::from)?;
+    let mut state = guard.load().map_err(credentials::Error::from)?;
+    if let Some(primary) = state.entries.get_mut(host.as_str()) {
+        primary
+            .extra
+            .insert(STANDBY_ACTIVE.into(), serde_json::Value::Bool(standby));
+        guard.save(&state).map_err(credentials::Error::from)?;
+    }
+    Ok(())
+}
+
+fn facts_for(
+    info: &crate::state::GitLabInfo,
+    dir: &std::path::Path,
+    key: &RegistryHost,
+    registry: &RegistryHost,
+    settings: &Settings,
+    now: Timestamp,
+) -> policy::Facts {
+    policy::Facts {
+        now,
+        expires_at: info.expires_at,
+        can_renew: info.can_renew(),
+        lifetime: info
+            .lifetime_days
+            .map(|d| jiff::SignedDuration::from_hours(24 * d)),
+        min_validity: settings.min_validity(registry.as_str()),
+        early_renewal: settings.early_renewal(),
+        lease_until: leases::lease_until(dir, key),
+        max_validity: pat::max_validity(),
+    }
+}
+
+/// One token: the key `key` (the registry itself, or its standby) of `registry`.
+fn get_key(
+    state_file: &StateFile,
+    registry: &RegistryHost,
+    key: &RegistryHost,
+    deadline: Instant,
+) -> Result<Option<(String, Secret)>, Error> {
+    let host = key;
     let dir = state_file.dir();
     // A token GitLab minted that the store refused last time: it is the live one.
     if kept::exists(dir, host)
@@ -58,20 +172,9 @@ pub fn get(
         return Ok(Some((entry.username, secret)));
     };
     let settings = Settings::load()?;
-    let min_validity = settings.min_validity(host.as_str());
-    let now = Timestamp::now();
-    let facts = policy::Facts {
-        now,
-        expires_at: info.expires_at,
-        can_renew: info.can_renew(),
-        lifetime: info
-            .lifetime_days
-            .map(|d| jiff::SignedDuration::from_hours(24 * d)),
-        min_validity,
-        early_renewal: settings.early_renewal(),
-        lease_until: leases::lease_until(dir, host),
-        max_validity: pat::max_validity(),
-    };
+    let min_validity = settings.min_validity(registry.as_str());
+    let now = crate::clock::now();
+    let facts = facts_for(&info, dir, host, registry, &settings, now);
     let decision = policy::decide(&facts);
     match decision {
         Decision::HandOut => {}
@@ -107,8 +210,21 @@ pub fn get(
                 early_renewal: settings.early_renewal(),
                 hard,
             };
+            // In the hard window a rotation revokes hand-outs still inside their promise.
+            let cut = leases::live_handouts(dir, host, now);
             match renew::renew(state_file, host, &entry, promise, deadline) {
                 Ok(renewed) => {
+                    if renewed.rotated_here && cut > 0 {
+                        leases::record_cut(dir, host, now, cut);
+                        if leases::first_warning_today(dir, host, "cut", now) {
+                            warn(&format!(
+                                "renewing the token for {registry} revoked it under {cut} hand-out(s) still inside their promise \
+                                 (docker runs more often than min_validity here, so no moment was safe); \
+                                 add a second token and renewals never cut a push: \
+                                 docker-credential-gitlab login {registry} --standby"
+                            ));
+                        }
+                    }
                     entry = renewed.entry;
                     secret = renewed.secret;
                 }
@@ -148,7 +264,7 @@ fn adopt_kept(state_file: &StateFile, host: &RegistryHost) -> Option<(String, Se
     match moved {
         Ok(_) => kept::remove(state_file.dir(), host),
         Err(e) => {
-            if leases::first_warning_today(state_file.dir(), host, "kept", Timestamp::now()) {
+            if leases::first_warning_today(state_file.dir(), host, "kept", crate::clock::now()) {
                 warn(&format!(
                     "the renewed token for {host} is kept in the data directory; the store does not take it yet: {e}"
                 ));
@@ -158,7 +274,7 @@ fn adopt_kept(state_file: &StateFile, host: &RegistryHost) -> Option<(String, Se
     let promise = Settings::load()
         .map(|s| s.min_validity(host.as_str()))
         .unwrap_or(crate::settings::DEFAULT_MIN_VALIDITY);
-    leases::record_handout(state_file.dir(), host, Timestamp::now(), promise);
+    leases::record_handout(state_file.dir(), host, crate::clock::now(), promise);
     Some((k.username, k.token))
 }
 

@@ -174,7 +174,13 @@ fn diagnose(registry: Option<&str>) -> Report {
         .map_err(|e| e.to_string())
         .and_then(|f| f.load().map_err(|e| e.to_string()));
     let stored: Vec<String> = match &state {
-        Ok(s) => s.entries.keys().cloned().collect(),
+        // A standby token is checked with its registry's entry (see the note in status).
+        Ok(s) => s
+            .entries
+            .keys()
+            .filter(|k| RegistryHost::standby_of(k).is_none())
+            .cloned()
+            .collect(),
         Err(e) => {
             global.push(Finding::fail("state file", e.clone()));
             Vec::new()
@@ -560,7 +566,7 @@ fn check_registry(
         Ok(h) => h,
         Err(e) => {
             out.push(Finding::fail("gitlab", e));
-            out.extend(token_findings(info, None, jiff::Timestamp::now()));
+            out.extend(token_findings(info, None, crate::clock::now()));
             return out;
         }
     };
@@ -577,7 +583,7 @@ fn check_at_gitlab(
 ) -> Vec<Finding> {
     const REGISTRY: &str = "registry";
     const JWT: &str = "/jwt/auth";
-    let now = jiff::Timestamp::now();
+    let now = crate::clock::now();
     let mut out = Vec::new();
 
     let challenge = match gitlab::discover(http, host) {
@@ -1086,17 +1092,17 @@ mod tests {
             "url": "https://gitlab.example.com",
             "kind": "personal_access_token",
             "scopes": scopes,
-            "validated_at": jiff::Timestamp::now(),
+            "validated_at": crate::clock::now(),
         }))
         .unwrap();
         info.expires_at =
-            days.map(|d| jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * d + 1));
+            days.map(|d| crate::clock::now() + jiff::SignedDuration::from_hours(24 * d + 1));
         info
     }
 
     #[test]
     fn token_checks() {
-        let now = jiff::Timestamp::now();
+        let now = crate::clock::now();
         let full = pat_info(
             &["read_registry", "write_registry", "self_rotate"],
             Some(90),

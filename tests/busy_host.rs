@@ -1,0 +1,182 @@
+//! A busy host: `get` runs far more often than `min_validity` (a CI runner, a build server),
+//! so some hand-out is always inside its promise and no moment is ever safe to rotate a
+//! single token. Lived through ten simulated days in two-hour steps (the helper's clock and
+//! the emulator's move together), against the real emulator and a real gnome-keyring.
+//!
+//! With a standby pair (`login --standby`) no handed-out token is revoked within its
+//! promise; without one, the cut happens and the helper says so, with the fix.
+
+mod support;
+
+use gitlab_emulator::Config;
+use jiff::{SignedDuration, Timestamp};
+use support::gitlab::GitLabWorld;
+use support::*;
+
+const RENEWABLE: &[&str] = &["read_registry", "write_registry", "self_rotate"];
+const PROMISE_H: i64 = 20;
+const STEP_H: i64 = 2;
+const DAYS: i64 = 10;
+
+struct Run {
+    /// (simulated time of the hand-out, the token handed out)
+    handouts: Vec<(Timestamp, String)>,
+    stderr: String,
+}
+
+fn live_through(w: &mut GitLabWorld, host: &str) -> Run {
+    w.s.extra_env.push((
+        "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
+        format!("{PROMISE_H}h"),
+    ));
+    let mut run = Run {
+        handouts: Vec::new(),
+        stderr: String::new(),
+    };
+    for step in 0..(DAYS * 24 / STEP_H) {
+        let offset = SignedDuration::from_hours(step * STEP_H);
+        w.gl.set_clock_offset(offset);
+        w.s.extra_env
+            .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS");
+        w.s.extra_env.push((
+            "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS".into(),
+            offset.as_secs().to_string(),
+        ));
+        let out = w.s.helper(&["get"], host);
+        assert_success(&out, &format!("get at +{}h", step * STEP_H));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        run.handouts
+            .push((w.gl.now(), v["Secret"].as_str().unwrap().to_owned()));
+        run.stderr.push_str(&stderr(&out));
+    }
+    run
+}
+
+/// Hand-outs whose token GitLab revoked before their promise ran out.
+fn cut(w: &GitLabWorld, run: &Run) -> Vec<String> {
+    run.handouts
+        .iter()
+        .filter_map(|(at, token)| {
+            let revoked = w.gl.token_info(token)?.revoked_at?;
+            let promised = *at + SignedDuration::from_hours(PROMISE_H);
+            (revoked < promised).then(|| format!("handed out {at}, revoked {revoked}"))
+        })
+        .collect()
+}
+
+fn distinct_tokens(run: &Run) -> usize {
+    let mut tokens: Vec<&String> = run.handouts.iter().map(|(_, t)| t).collect();
+    tokens.sort();
+    tokens.dedup();
+    tokens.len()
+}
+
+fn start() -> Option<(GitLabWorld, String, String)> {
+    let w = GitLabWorld::start(Config::default())?;
+    let host = w.registry.host();
+    let token = w.pat(RENEWABLE, 4);
+    let out = w.s.helper(
+        &["login", &host, "--password-stdin", "--no-configure"],
+        format!("{token}\n"),
+    );
+    assert_success(&out, "login");
+    Some((w, host, token))
+}
+
+#[test]
+fn with_a_standby_pair_no_hand_out_is_ever_cut() {
+    let Some((mut w, host, _)) = start() else {
+        return;
+    };
+    let second = w.pat(RENEWABLE, 4);
+    let out = w.s.helper(
+        &["login", &host, "--standby", "--password-stdin"],
+        format!("{second}\n"),
+    );
+    assert_success(&out, "login --standby");
+    assert!(stdout(&out).contains("standby token"), "{}", stdout(&out));
+    // Still one registry for docker.
+    let list: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["list"], "").stdout).unwrap();
+    assert_eq!(list.as_object().unwrap().len(), 1, "{list}");
+
+    let run = live_through(&mut w, &host);
+    assert!(
+        distinct_tokens(&run) >= 4,
+        "only {} tokens over {DAYS} days: renewal never ran",
+        distinct_tokens(&run)
+    );
+    assert_eq!(cut(&w, &run), Vec::<String>::new(), "hand-outs were cut");
+    assert!(!run.stderr.contains("--standby"), "{}", run.stderr);
+
+    // status shows both tokens, which one is active, and when each renews.
+    let out = w.s.helper(&["status", "--json"], "");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r["standby"] == true).count(), 1);
+    assert_eq!(rows.iter().filter(|r| r["active"] == true).count(), 1);
+    assert!(rows.iter().all(|r| r["renews_at"].is_string()), "{rows:?}");
+
+    // logout forgets both.
+    assert_success(&w.s.helper(&["erase"], &host), "erase");
+    let out = w.s.helper(&["status", "--json"], "");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 0, "{rows}");
+}
+
+#[test]
+fn without_a_pair_the_cut_is_announced_with_the_fix() {
+    let Some((mut w, host, _)) = start() else {
+        return;
+    };
+    let run = live_through(&mut w, &host);
+    assert!(distinct_tokens(&run) >= 2, "renewal never ran");
+    // The hard window cuts live hand-outs: there was no safe moment.
+    assert!(!cut(&w, &run).is_empty(), "expected cut hand-outs");
+    assert!(
+        run.stderr
+            .contains(&format!("docker-credential-gitlab login {host} --standby")),
+        "{}",
+        run.stderr
+    );
+    let text = stdout(&w.s.helper(&["status"], ""));
+    assert!(text.contains("still inside their promise"), "{text}");
+}
+
+#[test]
+fn a_standby_token_must_be_a_second_renewable_token_of_the_same_user() {
+    let Some((w, host, token)) = start() else {
+        return;
+    };
+    let standby = |t: &str| {
+        w.s.helper(
+            &["login", &host, "--standby", "--password-stdin"],
+            format!("{t}\n"),
+        )
+    };
+    // The same token again.
+    let out = standby(&token);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already has"), "{}", stderr(&out));
+    // Another user's token.
+    let bob = w.gl.add_user("bob", "bob-password", false);
+    let theirs =
+        w.gl.add_personal_access_token(
+            bob,
+            gitlab_emulator::TokenSpec::new("bob", RENEWABLE)
+                .expires(w.gl.today() + jiff::Span::new().days(30)),
+        )
+        .token;
+    let out = standby(&theirs);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("another user"), "{}", stderr(&out));
+    // A token that cannot renew itself is no standby.
+    let out = standby(&w.pat(&["read_registry"], 30));
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("renew itself"), "{}", stderr(&out));
+    // Nothing of it was stored.
+    let out = w.s.helper(&["status", "--json"], "");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+}
