@@ -84,70 +84,12 @@ pub struct GitLabInfo {
     pub validated_at: jiff::Timestamp,
 }
 
-/// The project or group a bot (project/group access) token belongs to.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "type", content = "id", rename_all = "snake_case")]
-pub enum Resource {
-    Project(u64),
-    Group(u64),
-}
-
-impl Resource {
-    /// GitLab names bot users `project_<id>_bot_<hash>` / `group_<id>_bot_<hash>`.
-    pub fn from_bot_username(username: &str) -> Option<Resource> {
-        let (kind, rest) = username.split_once('_')?;
-        let (id, rest) = rest.split_once('_')?;
-        if !rest.starts_with("bot") {
-            return None;
-        }
-        let id = id.parse().ok()?;
-        match kind {
-            "project" => Some(Resource::Project(id)),
-            "group" => Some(Resource::Group(id)),
-            _ => None,
-        }
-    }
-
-    /// The API path that rotates this resource's token with the token itself.
-    pub fn rotate_path(self) -> String {
-        match self {
-            Resource::Project(id) => format!("projects/{id}/access_tokens/self/rotate"),
-            Resource::Group(id) => format!("groups/{id}/access_tokens/self/rotate"),
-        }
-    }
-}
-
-/// The kinds of credential GitLab's registry accepts.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum TokenKind {
-    /// Personal, project or group access token (GitLab stores all three as PATs).
-    PersonalAccessToken,
-    DeployToken,
-    OauthToken,
-    JobToken,
-    /// An account password, or a deploy token without the `gldt-` prefix.
-    Password,
-}
-
-impl TokenKind {
-    pub fn describe(self) -> &'static str {
-        match self {
-            TokenKind::PersonalAccessToken => "access token",
-            TokenKind::DeployToken => "deploy token",
-            TokenKind::OauthToken => "OAuth token",
-            TokenKind::JobToken => "CI job token",
-            TokenKind::Password => "password or deploy token",
-        }
-    }
-}
+pub use crate::gitlab::token::{Resource, TokenKind};
 
 impl GitLabInfo {
-    /// Whether the helper can renew this credential itself (PAT self-rotation needs the
-    /// `api` or `self_rotate` scope).
+    /// Whether the helper can renew this credential itself.
     pub fn can_renew(&self) -> bool {
-        self.kind == TokenKind::PersonalAccessToken
-            && self.scopes.iter().any(|s| s == "api" || s == "self_rotate")
+        crate::gitlab::token::can_renew(self.kind, &self.scopes)
     }
 }
 
@@ -352,25 +294,6 @@ mod tests {
             gitlab: None,
             extra: Map::new(),
         }
-    }
-
-    #[test]
-    fn bot_usernames() {
-        assert_eq!(
-            Resource::from_bot_username("project_42_bot_1a2b3c"),
-            Some(Resource::Project(42))
-        );
-        assert_eq!(
-            Resource::from_bot_username("group_7_bot"),
-            Some(Resource::Group(7))
-        );
-        for not in ["alice", "project_x_bot", "project_42_human", "team_1_bot_x"] {
-            assert_eq!(Resource::from_bot_username(not), None, "{not}");
-        }
-        assert_eq!(
-            Resource::Group(7).rotate_path(),
-            "groups/7/access_tokens/self/rotate"
-        );
     }
 
     #[test]

@@ -118,6 +118,9 @@ fn with_a_standby_pair_no_hand_out_is_ever_cut() {
     assert_eq!(rows.iter().filter(|r| r["active"] == true).count(), 1);
     assert!(rows.iter().all(|r| r["renews_at"].is_string()), "{rows:?}");
 
+    let text = stdout(&w.s.helper(&["doctor", &host], ""));
+    assert!(text.contains("PASS  renewal: a standby pair"), "{text}");
+
     // logout forgets both.
     assert_success(&w.s.helper(&["erase"], &host), "erase");
     let out = w.s.helper(&["status", "--json"], "");
@@ -142,6 +145,11 @@ fn without_a_pair_the_cut_is_announced_with_the_fix() {
     );
     let text = stdout(&w.s.helper(&["status"], ""));
     assert!(text.contains("still inside their promise"), "{text}");
+    let text = stdout(&w.s.helper(&["doctor", &host], ""));
+    assert!(
+        text.contains("WARN  renewal:") && text.contains("--standby"),
+        "{text}"
+    );
 }
 
 #[test]

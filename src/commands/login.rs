@@ -14,14 +14,13 @@ use reqwest::Url;
 
 use crate::credentials::{self, NewCredential};
 use crate::docker_config;
+use crate::gitlab::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf, http::Http};
 use crate::registry::RegistryHost;
 use crate::secret::{ExposeSecret, Secret, secret_from};
 use crate::state::{GitLabInfo, Resource, StateFile, TokenKind};
 use crate::store::StoreChoice;
 
-/// Tokens that expire sooner than this get a warning.
-const EXPIRY_WARNING_DAYS: i64 = 30;
 pub use crate::gitlab::DEFAULT_USERNAME;
 
 #[derive(Debug, Clone)]
@@ -326,13 +325,12 @@ fn pat_info(mut info: GitLabInfo, pat: PatInfo) -> GitLabInfo {
 /// What the user should know before relying on this credential for pushes.
 pub fn warnings(info: &GitLabInfo) -> Vec<String> {
     let mut out = Vec::new();
-    let has = |s: &str| info.scopes.iter().any(|x| x == s);
     match info.kind {
         TokenKind::PersonalAccessToken => {
-            if !(has("read_registry") || has("api") || has("read_api")) {
+            if !can_pull(&info.scopes) {
                 out.push("the token lacks read_registry: it cannot pull".to_owned());
             }
-            if !(has("write_registry") || has("api")) {
+            if !can_push(&info.scopes) {
                 out.push("the token lacks write_registry: it can pull but not push".to_owned());
             }
             if !info.can_renew() {

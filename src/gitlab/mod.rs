@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod jwt;
+pub mod token;
 
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;

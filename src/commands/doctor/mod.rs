@@ -28,6 +28,7 @@ use crate::credentials;
 use crate::docker_config;
 use crate::environment::Environment;
 use crate::gitlab::http::{Auth, Http, check_transport, redact};
+use crate::gitlab::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, PatInfo, PatSelf, jwt};
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
@@ -38,8 +39,6 @@ use crate::{BINARY_NAME, HELPER_SUFFIX};
 
 mod environment;
 
-/// Tokens that expire sooner than this get a warning.
-const EXPIRY_WARNING_DAYS: i64 = 30;
 /// Registry token windows shorter than this get a warning (GitLab.com uses 15 min).
 const SHORT_WINDOW_SECS: i64 = 15 * 60;
 /// The admin setting that controls the registry token window.
@@ -234,7 +233,11 @@ fn diagnose(registry: Option<&str>) -> Report {
                         out.extend(environment::check(&host, c, &env, &mut net));
                         out
                     }
-                    (Ok(file), Ok(_), entry, _) => check_registry(&host, file, entry, &mut net),
+                    (Ok(file), Ok(state), entry, _) => {
+                        let mut out = check_registry(&host, file, entry, &mut net);
+                        out.extend(renewal_findings(file, state, &host));
+                        out
+                    }
                     // Without the state file only Docker's side can be checked.
                     _ => docker_config_findings(&host),
                 };
@@ -243,6 +246,69 @@ fn diagnose(registry: Option<&str>) -> Report {
         }
     }
     report
+}
+
+/// Renewal on a busy host: a standby pair, or the cuts a single token suffered; and a
+/// min_validity no token can keep.
+fn renewal_findings(file: &StateFile, state: &State, host: &RegistryHost) -> Vec<Finding> {
+    const CHECK: &str = "renewal";
+    let mut out = Vec::new();
+    let Some(info) = state
+        .entries
+        .get(host.as_str())
+        .and_then(|e| e.gitlab.as_ref())
+        .filter(|i| i.can_renew())
+    else {
+        return out;
+    };
+    let standby = host.standby();
+    if let Some(second) = state.entries.get(standby.as_str()) {
+        let primary = &state.entries[host.as_str()];
+        let active = if crate::sources::stored::standby_active(primary) {
+            "the standby token"
+        } else {
+            "the first token"
+        };
+        out.push(match &second.gitlab {
+            Some(g) if g.can_renew() => Finding::pass(
+                CHECK,
+                format!("a standby pair: get hands out {active}; renewals never cut a push"),
+            ),
+            _ => Finding::warn(CHECK, "the standby token cannot renew itself").fix(format!(
+                "log in a renewable standby token: {BINARY_NAME} login {host} --standby"
+            )),
+        });
+    } else if let Some((at, count)) = crate::leases::last_cut(file.dir(), host) {
+        out.push(
+            Finding::warn(
+                CHECK,
+                format!(
+                    "the renewal at {at} revoked the token under {count} hand-out(s) still inside their promise \
+                     (docker runs more often than min_validity here)"
+                ),
+            )
+            .fix(format!(
+                "add a second token so renewals never cut a push: {BINARY_NAME} login {host} --standby"
+            )),
+        );
+    }
+    if let Ok(settings) = crate::settings::Settings::load() {
+        let min = settings.min_validity(host.as_str());
+        if info.kind == TokenKind::PersonalAccessToken && min > crate::renew::pat::max_validity() {
+            out.push(
+                Finding::warn(
+                    CHECK,
+                    format!(
+                        "min_validity ({}) is longer than any token GitLab issues ({} days): renewal cannot keep it",
+                        crate::settings::describe(min),
+                        crate::renew::pat::MAX_LIFETIME_DAYS
+                    ),
+                )
+                .fix("lower min_validity (DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY or config.json)"),
+            );
+        }
+    }
+    out
 }
 
 /// Where new secrets go (and why), and what a keyutils store cannot keep.
@@ -717,16 +783,6 @@ fn same_base(a: &Url, b: &Url) -> bool {
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
         && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
-}
-
-fn can_pull(scopes: &[String]) -> bool {
-    scopes
-        .iter()
-        .any(|s| s == "read_registry" || s == "api" || s == "read_api")
-}
-
-fn can_push(scopes: &[String]) -> bool {
-    scopes.iter().any(|s| s == "write_registry" || s == "api")
 }
 
 /// What `/jwt/auth` answered: the HTTP status (0 when it could not be reached) and
