@@ -551,3 +551,29 @@ fn loopback_requests_bypass_proxies() {
         "the helper sent a request through the proxy"
     );
 }
+
+/// Item 10: GitLab's rotate always sets an expiry; `rotate` does not silently give one to
+/// a token that never expires.
+#[test]
+fn rotate_refuses_to_give_a_non_expiring_token_an_expiry() {
+    let Some(w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
+    let token =
+        w.gl.add_personal_access_token(
+            w.user,
+            gitlab_emulator::TokenSpec::new("forever", RENEWABLE),
+        )
+        .token;
+    let host = w.registry.host();
+    login(&w, &host, &token);
+    let out = w.s.helper(&["rotate", &host], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("never expires"), "{}", stderr(&out));
+    assert_eq!(w.gl.count("POST", ROTATE), 0);
+    assert!(w.gl.token_info(&token).unwrap().active);
+    // get never renews it either.
+    let out = w.s.helper(&["get"], &host);
+    assert_eq!(secret(&out), token);
+    assert_eq!(w.gl.count("POST", ROTATE), 0);
+}
