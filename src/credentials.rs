@@ -126,16 +126,22 @@ pub fn load(state_file: &StateFile, host: &RegistryHost) -> Result<Option<(Entry
 /// The registry keys whose entry holds the same token as `entry` (same GitLab, same token
 /// id), `host` included: one credential, renewed once for all of them. Takes no lock.
 pub fn sharing_token(state_file: &StateFile, host: &RegistryHost, entry: &Entry) -> Vec<String> {
-    let mut keys = vec![host.as_str().to_owned()];
-    if let Ok(state) = state_file.load() {
-        keys.extend(
-            state
-                .entries
-                .iter()
-                .filter(|(k, e)| k.as_str() != host.as_str() && same_token(e, entry))
-                .map(|(k, _)| k.clone()),
-        );
+    match state_file.load() {
+        Ok(state) => keys_sharing(&state, host, entry),
+        Err(_) => vec![host.as_str().to_owned()],
     }
+}
+
+/// `host`, then every other key whose entry holds the same token as `entry`.
+fn keys_sharing(state: &crate::state::State, host: &RegistryHost, entry: &Entry) -> Vec<String> {
+    let mut keys = vec![host.as_str().to_owned()];
+    keys.extend(
+        state
+            .entries
+            .iter()
+            .filter(|(k, e)| k.as_str() != host.as_str() && same_token(e, entry))
+            .map(|(k, _)| k.clone()),
+    );
     keys
 }
 
@@ -160,14 +166,7 @@ pub fn record_renewal(
     if !state.entries.contains_key(host.as_str()) {
         return Ok(None);
     }
-    let mut keys = vec![host.as_str().to_owned()];
-    keys.extend(
-        state
-            .entries
-            .iter()
-            .filter(|(k, e)| k.as_str() != host.as_str() && same_token(e, old))
-            .map(|(k, _)| k.clone()),
-    );
+    let keys = keys_sharing(&state, host, old);
     for key in &keys {
         let entry = &state.entries[key];
         let key_host = RegistryHost::from_key(key).map_err(|_| StoreError::Failed {

@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use gitlab_emulator::{Config, Fault};
@@ -76,24 +76,7 @@ impl W {
             "DOCKER_CREDENTIAL_GITLAB_FAULT_FILE",
             marker.to_str().unwrap(),
         );
-        let mut cmd = Command::new(BIN);
-        cmd.arg("get");
-        let mut child = self
-            .w
-            .s
-            .env(&mut cmd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.host.as_bytes())
-            .unwrap();
+        let child = self.w.s.spawn(Command::new(BIN).arg("get"), &self.host);
         wait_until("the paused get", Duration::from_secs(20), || {
             marker.exists()
         });

@@ -286,6 +286,11 @@ impl Session {
     }
 
     pub fn run(&self, cmd: &mut Command, stdin: impl AsRef<[u8]>) -> Output {
+        self.spawn(cmd, stdin).wait_with_output().unwrap()
+    }
+
+    /// Starts `cmd` in this session with `stdin` written and closed; the caller waits.
+    pub fn spawn(&self, cmd: &mut Command, stdin: impl AsRef<[u8]>) -> Child {
         let mut child = self
             .env(cmd)
             .stdin(Stdio::piped())
@@ -297,7 +302,7 @@ impl Session {
         // A child that refuses a large input closes its stdin early; that is fine.
         let _ = pipe.write_all(stdin.as_ref());
         drop(pipe);
-        child.wait_with_output().unwrap()
+        child
     }
 
     pub fn store(&self, server: &str, user: &str, secret: &str) {
