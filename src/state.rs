@@ -81,6 +81,9 @@ pub struct GitLabInfo {
     /// token must belong to the same one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<u64>,
+    /// OAuth tokens: the application (client id) that refreshes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_id: Option<String>,
     pub validated_at: jiff::Timestamp,
 }
 
@@ -89,7 +92,10 @@ pub use crate::gitlab::token::{Resource, TokenKind};
 impl GitLabInfo {
     /// Whether the helper can renew this credential itself.
     pub fn can_renew(&self) -> bool {
-        crate::gitlab::token::can_renew(self.kind, &self.scopes)
+        match self.kind {
+            TokenKind::OauthToken => self.oauth_client_id.is_some(),
+            kind => crate::gitlab::token::can_renew(kind, &self.scopes),
+        }
     }
 }
 

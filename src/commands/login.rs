@@ -295,6 +295,7 @@ fn identify(
         resource: None,
         lifetime_days: None,
         user_id: None,
+        oauth_client_id: None,
         validated_at: crate::clock::now(),
     };
     if let PatSelf::Pat(pat) = gitlab::personal_access_token_self(http, gitlab_url, secret)? {
@@ -426,6 +427,7 @@ mod tests {
             resource: None,
             lifetime_days: None,
             user_id: None,
+            oauth_client_id: None,
             validated_at: crate::clock::now(),
         }
     }

@@ -103,6 +103,23 @@ impl Http {
         auth: Auth<'_>,
         query: &[(&str, &str)],
     ) -> Result<Response, GitLabError> {
+        self.send(method, url, auth, query, &[])
+    }
+
+    /// A POST with an `application/x-www-form-urlencoded` body (OAuth): secrets in the
+    /// body, never in the URL.
+    pub fn post_form(&self, url: Url, form: &[(&str, &str)]) -> Result<Response, GitLabError> {
+        self.send(Method::POST, url, Auth::None, &[], form)
+    }
+
+    fn send(
+        &self,
+        method: Method,
+        url: Url,
+        auth: Auth<'_>,
+        query: &[(&str, &str)],
+        form: &[(&str, &str)],
+    ) -> Result<Response, GitLabError> {
         check_transport(&url)?;
         if url.scheme() == "https" {
             check_ca_certificates()?;
@@ -112,6 +129,9 @@ impl Http {
             url.query_pairs_mut().extend_pairs(query);
         }
         let mut req = self.client_for(&url)?.request(method, url.clone());
+        if !form.is_empty() {
+            req = req.form(form);
+        }
         req = match auth {
             Auth::None => req,
             Auth::Basic { username, password } => req.basic_auth(username, Some(password)),

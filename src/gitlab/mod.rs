@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod jwt;
+pub mod oauth;
 pub mod token;
 
 use reqwest::{Method, StatusCode, Url};
@@ -399,7 +400,7 @@ pub fn api_url(gitlab: &Url, path: &str) -> Url {
     join(gitlab, &format!("api/v4/{path}"))
 }
 
-fn join(base: &Url, path: &str) -> Url {
+pub(crate) fn join(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     let prefix = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{prefix}/{path}"));

@@ -21,7 +21,7 @@
 //!    ([`kept`]) and handed out.
 //!
 //! The method (how a token renews itself) lives beside the frame: [`pat`] for personal,
-//! project and group access tokens.
+//! project and group access tokens, [`oauth`] for OAuth access tokens.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -30,12 +30,13 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use reqwest::Url;
 
-use crate::gitlab::{Rotation, http::Http};
+use crate::gitlab::http::Http;
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
 use crate::state::{Entry, GitLabInfo, StateFile};
 
 pub mod kept;
+pub mod oauth;
 pub mod pat;
 
 /// After an ambiguous rotate, a late answer may still be processed: for this long a
@@ -68,6 +69,11 @@ pub enum RenewError {
          it was not presented to the rotate endpoint. Log in again with the current token: docker-credential-gitlab login {host}"
     )]
     RevokedElsewhere { host: String },
+    #[error(
+        "the OAuth refresh token for {host} is no longer valid (used or revoked); log in again: \
+         docker-credential-gitlab login {host} --oauth"
+    )]
+    GrantRevoked { host: String },
     #[error(
         "a renewal of the token for {host} has an unknown outcome and GitLab cannot confirm the token now ({detail}); \
          try again, or run: docker-credential-gitlab doctor {host}"
@@ -139,39 +145,46 @@ pub fn renew(
         .map_err(|e| failed(host, e))?
         .with_deadline(deadline);
 
+    let method = Method::of(&info);
+
     // Confirm the token is still the live one; this also resolves an open journal.
     let journal = journal_path(dir, host);
     let open = read_journal(&journal);
-    match pat::check(&http, &gitlab_url, &secret) {
-        pat::Check::Active => {
+    let check = if open.is_some() || method.confirms_first() {
+        method.check(&http, &gitlab_url, &secret)
+    } else {
+        Check::Active
+    };
+    match check {
+        Check::Active => {
             if let Some(j) = &open {
                 if crate::clock::now().duration_since(j.started_at) < settle() {
                     return Err(failed(
                         host,
-                        "an earlier rotation's outcome is still settling; not rotating again yet",
+                        "an earlier renewal's outcome is still settling; not renewing again yet",
                     ));
                 }
                 remove(&journal);
             }
         }
-        pat::Check::Revoked(_) if open.is_some() => {
+        Check::Revoked(_) if open.is_some() => {
             return Err(RenewError::Lost {
                 host: host.to_string(),
             });
         }
-        pat::Check::Revoked(_) => {
+        Check::Revoked(_) => {
             return Err(RenewError::RevokedElsewhere {
                 host: host.to_string(),
             });
         }
-        pat::Check::Expired(reason) => return Err(failed(host, reason)),
-        pat::Check::Unknown(detail) if open.is_some() => {
+        Check::Expired(reason) => return Err(failed(host, reason)),
+        Check::Unknown(detail) if open.is_some() => {
             return Err(RenewError::Unresolved {
                 host: host.to_string(),
                 detail,
             });
         }
-        pat::Check::Unknown(detail) => {
+        Check::Unknown(detail) => {
             return Err(failed(
                 host,
                 format!("cannot confirm the token at GitLab ({detail})"),
@@ -179,22 +192,12 @@ pub fn renew(
         }
     }
 
-    let today = crate::clock::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-    let (expires_at, lifetime_days) =
-        pat::new_expiry(&info, promise.min_validity, promise.early_renewal, today).ok_or_else(
-            || {
-                RenewError::Cannot(format!(
-                    "min_validity {} is longer than any token GitLab issues ({} days); lower it",
-                    crate::settings::describe(promise.min_validity),
-                    pat::MAX_LIFETIME_DAYS
-                ))
-            },
-        )?;
-    // Only with a whole request deadline left: never a rotate we may stop waiting for.
+    let plan = method.plan(&info, promise)?;
+    // Only with a whole request deadline left: never a renewal we may stop waiting for.
     if http.remaining() < crate::gitlab::http::REQUEST_DEADLINE {
         return Err(failed(
             host,
-            "not enough of the get deadline left to rotate safely; the next run will",
+            "not enough of the get deadline left to renew safely; the next run will",
         ));
     }
 
@@ -205,18 +208,15 @@ pub fn renew(
         remove(&journal);
         return Err(failed(
             host,
-            "a push started using the token meanwhile; rotating later",
+            "a push started using the token meanwhile; renewing later",
         ));
     }
-    match pat::rotate(&http, &gitlab_url, &secret, &info, expires_at) {
-        Rotation::Rotated { token, info: pat } => {
+    match method.renew(&http, &gitlab_url, &info, &secret, plan) {
+        Outcome::Renewed {
+            secret: token,
+            info: new_info,
+        } => {
             fault_point("after-rotate-response");
-            let mut new_info = info.clone();
-            new_info.expires_at = pat.expires_instant();
-            new_info.scopes = pat.scopes.clone();
-            new_info.token_id = Some(pat.id);
-            new_info.lifetime_days = Some(lifetime_days);
-            new_info.validated_at = crate::clock::now();
             let new_entry = commit(state_file, host, &entry, &token, new_info);
             remove(&journal);
             Ok(Renewed {
@@ -225,39 +225,135 @@ pub fn renew(
                 rotated_here: true,
             })
         }
-        Rotation::NotRotated {
-            status,
-            message,
-            retry_after,
-        } => {
+        Outcome::Refused(detail) => {
             remove(&journal);
-            let mut detail = format!("GitLab answered {status}: {message}");
-            if let Some(s) = retry_after {
-                detail.push_str(&format!(" (retry after {s}s)"));
-            }
-            if status == 403 {
-                detail.push_str("; the token needs the api or self_rotate scope to renew itself");
-            }
             Err(failed(host, detail))
         }
-        Rotation::NotSent(e) => {
+        Outcome::NotSent(detail) => {
             remove(&journal);
-            Err(failed(host, e))
+            Err(failed(host, detail))
         }
-        // The journal stays. If GitLab already rotated, say so now; else the old token is
+        // OAuth: the refresh token is used up. Another process may have refreshed (and
+        // stored the new pair) after we read it; otherwise only a new login helps.
+        Outcome::InvalidGrant => {
+            remove(&journal);
+            match crate::credentials::load(state_file, host)? {
+                Some((now_entry, now_secret)) if now_entry.stored_at != entry.stored_at => {
+                    Ok(Renewed {
+                        entry: now_entry,
+                        secret: now_secret,
+                        rotated_here: false,
+                    })
+                }
+                _ => Err(RenewError::GrantRevoked {
+                    host: host.to_string(),
+                }),
+            }
+        }
+        // The journal stays. If GitLab already renewed, say so now; else the old token is
         // still good for this hand-out, and later runs keep checking until it settles.
-        Rotation::Unknown(e) => match pat::check(&http, &gitlab_url, &secret) {
-            pat::Check::Revoked(_) => Err(RenewError::Lost {
+        Outcome::Unknown(e) => match method.check(&http, &gitlab_url, &secret) {
+            Check::Revoked(_) => Err(RenewError::Lost {
                 host: host.to_string(),
             }),
-            pat::Check::Active => Err(failed(host, e)),
-            pat::Check::Expired(detail) | pat::Check::Unknown(detail) => {
-                Err(RenewError::Unresolved {
-                    host: host.to_string(),
-                    detail: format!("{e}; then: {detail}"),
-                })
-            }
+            Check::Active => Err(failed(host, e)),
+            Check::Expired(detail) | Check::Unknown(detail) => Err(RenewError::Unresolved {
+                host: host.to_string(),
+                detail: format!("{e}; then: {detail}"),
+            }),
         },
+    }
+}
+
+/// What GitLab says about the stored secret right now.
+#[derive(Debug)]
+pub enum Check {
+    /// Still the live token: no renewal happened (or it was never renewed).
+    Active,
+    /// Revoked: renewed (here, with the answer lost, or elsewhere) or revoked by a person.
+    Revoked(String),
+    /// Expired: it cannot renew itself any more.
+    Expired(String),
+    /// No answer that says either (403, 404, 5xx, network): never read as "revoked".
+    Unknown(String),
+}
+
+/// What a renewal call did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// GitLab issued a new secret (the old one is revoked): store it as it is.
+    Renewed { secret: Secret, info: GitLabInfo },
+    /// A clean "no": nothing changed at GitLab.
+    Refused(String),
+    /// The request never left.
+    NotSent(String),
+    /// OAuth: the refresh token was already used or revoked.
+    InvalidGrant,
+    /// It may have been processed (5xx, timeout, dropped connection).
+    Unknown(String),
+}
+
+/// How a credential renews itself. The frame above is the same for all; each method lives
+/// in its own module.
+#[derive(Debug, Clone, Copy)]
+enum Method {
+    /// Personal, project and group access tokens: self-rotation ([`pat`]).
+    Pat,
+    /// OAuth access tokens: the refresh token ([`oauth`]).
+    OAuth,
+}
+
+/// What a method decided before any request (the PAT's new expiry).
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    Rotate {
+        expires_at: jiff::civil::Date,
+        lifetime_days: i64,
+    },
+    Refresh,
+}
+
+impl Method {
+    fn of(info: &GitLabInfo) -> Method {
+        match info.kind {
+            crate::state::TokenKind::OauthToken => Method::OAuth,
+            _ => Method::Pat,
+        }
+    }
+
+    /// Whether the token must be confirmed before every renewal (PATs: GitLab's reuse
+    /// detection punishes a rotated token at the rotate endpoint), or only to resolve an
+    /// open journal (OAuth: a used refresh token is merely refused).
+    fn confirms_first(self) -> bool {
+        matches!(self, Method::Pat)
+    }
+
+    fn check(self, http: &Http, gitlab: &Url, secret: &Secret) -> Check {
+        match self {
+            Method::Pat => pat::check(http, gitlab, secret),
+            Method::OAuth => oauth::check(http, gitlab, secret),
+        }
+    }
+
+    fn plan(self, info: &GitLabInfo, promise: Promise) -> Result<Plan, RenewError> {
+        match self {
+            Method::Pat => pat::plan(info, promise),
+            Method::OAuth => oauth::plan(info, promise),
+        }
+    }
+
+    fn renew(
+        self,
+        http: &Http,
+        gitlab: &Url,
+        info: &GitLabInfo,
+        secret: &Secret,
+        plan: Plan,
+    ) -> Outcome {
+        match self {
+            Method::Pat => pat::renew(http, gitlab, info, secret, plan),
+            Method::OAuth => oauth::renew(http, gitlab, info, secret),
+        }
     }
 }
 
@@ -290,17 +386,17 @@ pub fn resolve_open_journal(
     let http = Http::new()
         .map_err(|e| failed(host, e))?
         .with_deadline(deadline);
-    match pat::check(&http, &gitlab_url(&info)?, &secret) {
-        pat::Check::Active => {
+    match Method::of(&info).check(&http, &gitlab_url(&info)?, &secret) {
+        Check::Active => {
             if crate::clock::now().duration_since(open.started_at) >= settle() {
                 remove(&journal);
             }
             Ok(None)
         }
-        pat::Check::Revoked(_) => Err(RenewError::Lost {
+        Check::Revoked(_) => Err(RenewError::Lost {
             host: host.to_string(),
         }),
-        pat::Check::Expired(detail) | pat::Check::Unknown(detail) => Err(RenewError::Unresolved {
+        Check::Expired(detail) | Check::Unknown(detail) => Err(RenewError::Unresolved {
             host: host.to_string(),
             detail,
         }),

@@ -11,6 +11,7 @@ use jiff::SignedDuration;
 use jiff::civil::Date;
 use reqwest::Url;
 
+use super::{Check, Outcome, Plan, Promise, RenewError};
 use crate::gitlab::{self, PatSelf, Rotation, http::Http};
 use crate::secret::Secret;
 use crate::state::GitLabInfo;
@@ -19,19 +20,6 @@ use crate::state::GitLabInfo;
 pub const MAX_LIFETIME_DAYS: i64 = 365;
 /// Used when the original lifetime is unknown.
 const DEFAULT_LIFETIME_DAYS: i64 = 30;
-
-/// What GitLab says about the token right now.
-#[derive(Debug)]
-pub enum Check {
-    /// Still the live token: no rotation happened (or it was never rotated).
-    Active,
-    /// Revoked: rotated (here, with the answer lost, or elsewhere) or revoked by a person.
-    Revoked(String),
-    /// Expired: it cannot rotate itself any more.
-    Expired(String),
-    /// No answer that says either (403, 404, 5xx, network): never read as "revoked".
-    Unknown(String),
-}
 
 pub fn check(http: &Http, gitlab_url: &Url, secret: &Secret) -> Check {
     match gitlab::personal_access_token_self(http, gitlab_url, secret) {
@@ -85,6 +73,69 @@ pub fn new_expiry(
         .map(|d| (d, days))
 }
 
+/// The new expiry, or why no rotation can keep the promise.
+pub fn plan(info: &GitLabInfo, promise: Promise) -> Result<Plan, RenewError> {
+    let today = crate::clock::now().to_zoned(jiff::tz::TimeZone::UTC).date();
+    let (expires_at, lifetime_days) =
+        new_expiry(info, promise.min_validity, promise.early_renewal, today).ok_or_else(|| {
+            RenewError::Cannot(format!(
+                "min_validity {} is longer than any token GitLab issues ({MAX_LIFETIME_DAYS} days); lower it",
+                crate::settings::describe(promise.min_validity),
+            ))
+        })?;
+    Ok(Plan::Rotate {
+        expires_at,
+        lifetime_days,
+    })
+}
+
+/// Rotates, and says what happened in the frame's terms.
+pub fn renew(
+    http: &Http,
+    gitlab_url: &Url,
+    info: &GitLabInfo,
+    secret: &Secret,
+    plan: Plan,
+) -> Outcome {
+    let Plan::Rotate {
+        expires_at,
+        lifetime_days,
+    } = plan
+    else {
+        return Outcome::Refused("not a rotation plan".into());
+    };
+    match rotate(http, gitlab_url, secret, info, expires_at) {
+        Rotation::Rotated { token, info: pat } => {
+            let mut new_info = info.clone();
+            new_info.expires_at = pat.expires_instant();
+            new_info.scopes = pat.scopes.clone();
+            new_info.token_id = Some(pat.id);
+            new_info.lifetime_days = Some(lifetime_days);
+            new_info.validated_at = crate::clock::now();
+            Outcome::Renewed {
+                secret: token,
+                info: new_info,
+            }
+        }
+        Rotation::NotRotated {
+            status,
+            message,
+            retry_after,
+        } => {
+            let mut detail = format!("GitLab answered {status}: {message}");
+            if let Some(s) = retry_after {
+                detail.push_str(&format!(" (retry after {s}s)"));
+            }
+            if status == 403 {
+                detail.push_str("; the token needs the api or self_rotate scope to renew itself");
+            }
+            Outcome::Refused(detail)
+        }
+        Rotation::NotSent(e) => Outcome::NotSent(e.to_string()),
+        Rotation::Unknown(e) => Outcome::Unknown(e.to_string()),
+    }
+}
+
 /// The longest validity a rotation can give (for the policy: never loop on a promise no
 /// token can keep).
 pub fn max_validity() -> SignedDuration {
@@ -130,6 +181,7 @@ mod tests {
             resource: None,
             lifetime_days,
             user_id: None,
+            oauth_client_id: None,
             validated_at: jiff::Timestamp::UNIX_EPOCH,
         }
     }

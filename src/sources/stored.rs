@@ -219,7 +219,7 @@ fn get_key(
                         if leases::first_warning_today(dir, host, "cut", now) {
                             warn(&format!(
                                 "renewing the token for {registry} revoked it under {cut} hand-out(s) still inside their promise \
-                                 (docker runs more often than min_validity here, so no moment was safe); \
+                                 (it had to renew within min_validity of their hand-out, so no moment was safe); \
                                  add a second token and renewals never cut a push: \
                                  docker-credential-gitlab login {registry} --standby"
                             ));
