@@ -48,18 +48,17 @@ pub fn save(
     }
     let previous = state.entries.get(new.host.as_str()).map(|p| p.store);
     // `docker login HOST` with a stored credential calls `get`, then `store` with the same
-    // secret: that must not forget what `login` learnt (and so turn renewal off).
-    let kept_info = match (&new.gitlab, state.entries.get(new.host.as_str())) {
-        (None, Some(old)) if old.gitlab.is_some() && old.username == new.username => {
-            SecretStore::open(old.store, guard.dir())
-                .and_then(|s| s.get(new.host))
-                .ok()
-                .flatten()
-                .filter(|current| current.expose_secret() == new.secret.expose_secret())
-                .and(old.gitlab.clone())
-        }
-        _ => None,
-    };
+    // secret: that must change nothing (not forget what `login` learnt, not overwrite the
+    // other token of a standby pair, not replace an OAuth pair by its access token).
+    if new.gitlab.is_none()
+        && is_round_trip(&state, guard.dir(), new.host, new.username, new.secret)
+    {
+        let holder = state
+            .entries
+            .get(new.host.as_str())
+            .or_else(|| state.entries.get(new.host.standby().as_str()));
+        return Ok(holder.map_or(previous.unwrap_or(Backend::File), |e| e.store));
+    }
     let backend = SecretStore::write(&guard, choice, previous, new.host, new.secret)?;
     if let Some(old) = previous
         && old != backend
@@ -75,7 +74,7 @@ pub fn save(
             store: backend,
             stored_at: crate::clock::now(),
             // A new secret invalidates whatever we knew about the old one.
-            gitlab: new.gitlab.or(kept_info),
+            gitlab: new.gitlab,
             extra: Default::default(),
         },
     );
@@ -89,7 +88,6 @@ pub fn save(
 pub fn forget(state_file: &StateFile, host: &RegistryHost) -> Result<bool, Error> {
     let guard = state_file.lock()?;
     let mut state = guard.load()?;
-    crate::renew::kept::remove(state_file.dir(), host);
     let Some(entry) = state.entries.get(host.as_str()) else {
         // Best effort, in the stores `auto` would use: nothing recorded, nothing promised.
         if let Ok(choice) = StoreChoice::from_env() {
@@ -102,12 +100,13 @@ pub fn forget(state_file: &StateFile, host: &RegistryHost) -> Result<bool, Error
     };
     SecretStore::open(entry.store, guard.dir())?.delete(&guard, host)?;
     state.entries.remove(host.as_str());
+    crate::leases::forget(state_file.dir(), host);
     // A registry's standby token goes with it.
     let standby = host.standby();
     if let Some(second) = state.entries.get(standby.as_str()) {
         SecretStore::open(second.store, guard.dir())?.delete(&guard, &standby)?;
         state.entries.remove(standby.as_str());
-        crate::renew::kept::remove(state_file.dir(), &standby);
+        crate::leases::forget(state_file.dir(), &standby);
     }
     guard.save(&state)?;
     Ok(true)
@@ -121,6 +120,69 @@ pub fn load(state_file: &StateFile, host: &RegistryHost) -> Result<Option<(Entry
     };
     let secret = SecretStore::open(entry.store, state_file.dir())?.get(host)?;
     Ok(secret.map(|s| (entry.clone(), s)))
+}
+
+/// The stored entry and the keys holding the same token (`host` first), from one read of
+/// the state file. Takes no lock and touches no store.
+pub fn entry_shared(
+    state_file: &StateFile,
+    host: &RegistryHost,
+) -> Result<Option<(Entry, Vec<String>)>, Error> {
+    let state = state_file.load()?;
+    Ok(state.entries.get(host.as_str()).map(|entry| {
+        let keys = keys_sharing(&state, host, entry);
+        (entry.clone(), keys)
+    }))
+}
+
+/// The secret the store holds for `host`'s entry.
+pub fn secret_of(
+    state_file: &StateFile,
+    host: &RegistryHost,
+    entry: &Entry,
+) -> Result<Option<Secret>, Error> {
+    Ok(SecretStore::open(entry.store, state_file.dir())?.get(host)?)
+}
+
+/// The stored entry, its secret and the keys holding the same token.
+pub fn load_shared(
+    state_file: &StateFile,
+    host: &RegistryHost,
+) -> Result<Option<(Entry, Secret, Vec<String>)>, Error> {
+    let Some((entry, keys)) = entry_shared(state_file, host)? else {
+        return Ok(None);
+    };
+    Ok(secret_of(state_file, host, &entry)?.map(|s| (entry, s, keys)))
+}
+
+/// The entry and secret now stored for `host`, if they changed since `seen` (another
+/// process renewed). One read of the state file when nothing changed.
+pub fn load_if_changed(
+    state_file: &StateFile,
+    host: &RegistryHost,
+    seen: &Entry,
+) -> Result<Option<(Entry, Secret)>, Error> {
+    let state = state_file.load()?;
+    match state.entries.get(host.as_str()) {
+        Some(e) if e.stored_at != seen.stored_at => {
+            let secret = SecretStore::open(e.store, state_file.dir())?.get(host)?;
+            Ok(secret.map(|s| (e.clone(), s)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The one name a token goes by for its lock, journal and kept copy, whichever key it is
+/// reached through: the first of the keys holding it.
+pub fn group_of(keys: &[String]) -> Option<RegistryHost> {
+    keys.iter()
+        .min()
+        .and_then(|k| RegistryHost::from_key(k).ok())
+}
+
+/// The token group of `host` in an already loaded state (see [`group_of`]).
+pub fn group_in(state: &crate::state::State, host: &RegistryHost, entry: &Entry) -> RegistryHost {
+    group_of(&keys_sharing(state, host, entry)).unwrap_or_else(|| host.clone())
 }
 
 /// The registry keys whose entry holds the same token as `entry` (same GitLab, same token
@@ -188,35 +250,73 @@ pub fn record_renewal(
     Ok(Some(updated))
 }
 
-/// Moves a kept token (see [`crate::renew::kept`]) into the store, as a renewal would.
+/// Moves a kept token (see [`crate::renew::kept`]) into the store, as a renewal would:
+/// for every key that still holds what it held when the token was kept (same `stored_at`;
+/// a key logged in again or erased since is left alone). Returns the keys it updated.
 pub fn adopt(
     guard: &WriteGuard<'_>,
+    kept: &crate::renew::kept::Kept,
+) -> Result<Vec<String>, Error> {
+    let mut state = guard.load()?;
+    let keys: Vec<String> = kept
+        .keys
+        .iter()
+        .filter(|(k, at)| {
+            state
+                .entries
+                .get(k.as_str())
+                .is_some_and(|e| e.stored_at == **at)
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in &keys {
+        let entry = &state.entries[key];
+        let key_host = RegistryHost::from_key(key).map_err(|_| StoreError::Failed {
+            backend: entry.store,
+            detail: format!("invalid registry key {key:?} in the state file"),
+        })?;
+        SecretStore::open(entry.store, guard.dir())?.set(guard, &key_host, &kept.token)?;
+    }
+    let now = crate::clock::now();
+    for key in &keys {
+        let entry = state.entries.get_mut(key).expect("listed above");
+        entry.stored_at = now;
+        entry.gitlab = Some(kept.info.clone());
+    }
+    if !keys.is_empty() {
+        guard.save(&state)?;
+    }
+    Ok(keys)
+}
+
+/// Whether `secret` (from `store`) is what `get` hands out for `host` or its standby with
+/// `username`: docker login's get-then-store round trip, to be left as it is.
+fn is_round_trip(
+    state: &crate::state::State,
+    dir: &std::path::Path,
     host: &RegistryHost,
     username: &str,
-    token: &Secret,
-    info: GitLabInfo,
-) -> Result<Entry, Error> {
-    let mut state = guard.load()?;
-    let previous = state.entries.get(host.as_str()).map(|e| e.store);
-    let choice = StoreChoice::from_env()?;
-    let backend = SecretStore::write(guard, choice, previous, host, token)?;
-    let entry = Entry {
-        server_url: state
-            .entries
-            .get(host.as_str())
-            .map(|e| e.server_url.clone())
-            .unwrap_or_else(|| host.as_str().to_owned()),
-        username: username.to_owned(),
-        store: backend,
-        stored_at: crate::clock::now(),
-        gitlab: Some(info),
-        extra: Default::default(),
-    };
-    state
-        .entries
-        .insert(host.as_str().to_owned(), entry.clone());
-    guard.save(&state)?;
-    Ok(entry)
+    secret: &Secret,
+) -> bool {
+    [host.clone(), host.standby()].iter().any(|key| {
+        state.entries.get(key.as_str()).is_some_and(|e| {
+            e.gitlab.is_some()
+                && e.username == username
+                && SecretStore::open(e.store, dir)
+                    .and_then(|s| s.get(key))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|stored| {
+                        let handed_out = match e.gitlab.as_ref().map(|g| g.kind) {
+                            Some(crate::state::TokenKind::OauthToken) => {
+                                crate::renew::oauth::access_token(&stored)
+                            }
+                            _ => stored,
+                        };
+                        handed_out.expose_secret() == secret.expose_secret()
+                    })
+        })
+    })
 }
 
 #[cfg(test)]

@@ -22,16 +22,45 @@ fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
 /// hand-outs whose promise is still running. The first write creates the directory.
 pub fn record_handout(dir: &Path, host: &RegistryHost, now: Timestamp, promise: SignedDuration) {
     let path = file(dir, "leases", host);
+    let promised = now.checked_add(promise).unwrap_or(Timestamp::MAX);
     let (until, count) = match read(dir, host) {
-        Some(l) if now < l.until => ((now + promise).max(l.until), l.count + 1),
-        _ => (now + promise, 1),
+        Some(l) if now < l.until => (promised.max(l.until), l.count + 1),
+        _ => (promised, 1),
     };
     let text = format!("{now} {until} {count}");
     if write_private(&path, &text).is_err()
         && let Some(parent) = path.parent()
-        && std::fs::create_dir_all(parent).is_ok()
+        && crate::private_file::create_dir(parent).is_ok()
     {
         let _ = write_private(&path, &text);
+    }
+}
+
+/// The latest promise over several keys holding one token (`host` and `host:443`).
+pub fn lease_until_any(dir: &Path, keys: &[String]) -> Option<Timestamp> {
+    keys.iter()
+        .filter_map(|k| RegistryHost::from_key(k).ok())
+        .filter_map(|h| lease_until(dir, &h))
+        .max()
+}
+
+/// Whether a hand-out through any of `keys` is still inside its promise.
+pub fn live_any(dir: &Path, keys: &[String], now: Timestamp) -> bool {
+    lease_until_any(dir, keys).is_some_and(|t| now < t)
+}
+
+/// Hand-outs still inside their promise, over every key holding the token.
+pub fn live_handouts_any(dir: &Path, keys: &[String], now: Timestamp) -> u64 {
+    keys.iter()
+        .filter_map(|k| RegistryHost::from_key(k).ok())
+        .map(|h| live_handouts(dir, &h, now))
+        .sum()
+}
+
+/// Forgets the records of a key that was logged out.
+pub fn forget(dir: &Path, host: &RegistryHost) {
+    for kind in ["leases", "cuts"] {
+        let _ = std::fs::remove_file(file(dir, kind, host));
     }
 }
 
@@ -53,11 +82,13 @@ fn read(dir: &Path, host: &RegistryHost) -> Option<Lease> {
     Some(match (at, until) {
         (Some(_), Some(until)) => Lease { until, count },
         (Some(at), None) => Lease {
-            until: at + default,
+            until: at.checked_add(default).unwrap_or(Timestamp::MAX),
             count,
         },
         _ => Lease {
-            until: crate::clock::now() + default,
+            until: crate::clock::now()
+                .checked_add(default)
+                .unwrap_or(Timestamp::MAX),
             count,
         },
     })
@@ -86,7 +117,7 @@ pub fn live_handouts(dir: &Path, host: &RegistryHost, now: Timestamp) -> u64 {
 pub fn record_cut(dir: &Path, host: &RegistryHost, now: Timestamp, count: u64) {
     let path = file(dir, "cuts", host);
     if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
+        let _ = crate::private_file::create_dir(parent);
     }
     let _ = write_private(&path, &format!("{now} {count}"));
 }
@@ -109,7 +140,7 @@ pub fn first_warning_today(dir: &Path, host: &RegistryHost, topic: &str, now: Ti
         return false;
     }
     if let Some(parent) = path.parent() {
-        let _ = std::fs::create_dir_all(parent);
+        let _ = crate::private_file::create_dir(parent);
     }
     let _ = write_private(&path, &today);
     true

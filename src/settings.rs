@@ -188,8 +188,12 @@ pub fn parse_duration(s: &str) -> Option<SignedDuration> {
     if !digits.is_empty() {
         return None; // a number without a unit is ambiguous
     }
-    Some(SignedDuration::from_secs(total))
+    // Nothing sensible is longer; beyond it time arithmetic would overflow.
+    (total <= MAX_DURATION_SECS).then(|| SignedDuration::from_secs(total))
 }
+
+/// Ten years: the longest duration a setting may hold.
+const MAX_DURATION_SECS: i64 = 10 * 366 * 86_400;
 
 #[cfg(test)]
 mod tests {
@@ -201,7 +205,7 @@ mod tests {
         assert_eq!(parse_duration("36h"), Some(SignedDuration::from_hours(36)));
         assert_eq!(parse_duration("2d"), Some(SignedDuration::from_hours(48)));
         assert_eq!(parse_duration("1h30m"), Some(SignedDuration::from_mins(90)));
-        for bad in ["", "90", "m", "1x", "-5m", "1.5h"] {
+        for bad in ["", "90", "m", "1x", "-5m", "1.5h", "100000000d", "4000d"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

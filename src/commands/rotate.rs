@@ -41,7 +41,8 @@ pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
     let dies_soon = info
         .expires_at
         .is_some_and(|t| t.duration_since(now) < min_validity);
-    if let Some(until) = leases::lease_until(state_file.dir(), &host)
+    let keys = credentials::sharing_token(&state_file, &host, &entry);
+    if let Some(until) = leases::lease_until_any(state_file.dir(), &keys)
         && now < until
         && !dies_soon
         && !force
@@ -51,10 +52,12 @@ pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
              rotating now would revoke it under that push. Wait until then or pass --force"
         );
     }
+    // Not `hard` unless forced or dying anyway: the frame then re-checks the leases after
+    // its journal, so a hand-out that starts while this runs is never cut.
     let promise = renew::Promise {
         min_validity,
         early_renewal: settings.early_renewal(),
-        hard: true,
+        hard: force || dies_soon,
     };
     let renewed = renew::renew(
         &state_file,

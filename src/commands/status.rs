@@ -84,7 +84,9 @@ fn row<'a>(
         can_renew: g.map(|g| g.can_renew()),
         store: e.store.name(),
         stored_at: e.stored_at.to_string(),
-        renewal_interrupted: host.is_ok_and(|h| crate::renew::interrupted(dir, &h)),
+        renewal_interrupted: host.is_ok_and(|h| {
+            crate::renew::interrupted(dir, &crate::credentials::group_in(state, &h, e))
+        }),
         standby: base.is_some(),
         active,
         renews_at,

@@ -1,7 +1,11 @@
 //! A token GitLab has just minted but the store refused (the keychain went away, the state
-//! lock timed out): kept in `kept/<registry>.json`, mode 0600 in the data directory, so it
-//! is never lost. `get` hands it out and moves it into the store on a later run.
+//! lock timed out): kept in `kept/<token>.json`, mode 0600 in the data directory, so it is
+//! never lost. It is named like the token's lock (the first key holding the token) and
+//! records every key that held the old token, with the `stored_at` it had then: `get`
+//! through any of them hands it out and moves it into the store, for each key that has not
+//! been logged in again or erased since.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +21,8 @@ struct Record {
     username: String,
     token: String,
     info: GitLabInfo,
+    /// The keys holding the old token, and their `stored_at` then.
+    keys: BTreeMap<String, jiff::Timestamp>,
     kept_at: jiff::Timestamp,
 }
 
@@ -26,45 +32,41 @@ pub struct Kept {
     pub username: String,
     pub token: Secret,
     pub info: GitLabInfo,
+    pub keys: BTreeMap<String, jiff::Timestamp>,
 }
 
-fn path(dir: &Path, host: &RegistryHost) -> PathBuf {
-    dir.join("kept").join(format!("{}.json", host.file_name()))
+fn path(dir: &Path, group: &RegistryHost) -> PathBuf {
+    dir.join("kept").join(format!("{}.json", group.file_name()))
 }
 
-pub fn keep(
-    dir: &Path,
-    host: &RegistryHost,
-    username: &str,
-    token: &Secret,
-    info: &GitLabInfo,
-) -> std::io::Result<()> {
-    let record = Record {
-        username: username.to_owned(),
-        token: token.expose_secret().to_owned(),
-        info: info.clone(),
+pub fn keep(dir: &Path, group: &RegistryHost, kept: &Kept) -> std::io::Result<()> {
+    let mut record = Record {
+        username: kept.username.clone(),
+        token: kept.token.expose_secret().to_owned(),
+        info: kept.info.clone(),
+        keys: kept.keys.clone(),
         kept_at: crate::clock::now(),
     };
     let json = Zeroizing::new(serde_json::to_vec(&record).expect("serialises"));
-    let mut record = record;
     zeroize::Zeroize::zeroize(&mut record.token);
-    private_file::replace(&path(dir, host), &json)
+    private_file::replace(&path(dir, group), &json)
 }
 
-pub fn load(dir: &Path, host: &RegistryHost) -> Option<Kept> {
-    let bytes = Zeroizing::new(std::fs::read(path(dir, host)).ok()?);
+pub fn load(dir: &Path, group: &RegistryHost) -> Option<Kept> {
+    let bytes = Zeroizing::new(std::fs::read(path(dir, group)).ok()?);
     let record: Record = serde_json::from_slice(&bytes).ok()?;
     Some(Kept {
         username: record.username,
         token: secret_from(record.token),
         info: record.info,
+        keys: record.keys,
     })
 }
 
-pub fn exists(dir: &Path, host: &RegistryHost) -> bool {
-    path(dir, host).exists()
+pub fn exists(dir: &Path, group: &RegistryHost) -> bool {
+    path(dir, group).exists()
 }
 
-pub fn remove(dir: &Path, host: &RegistryHost) {
-    let _ = std::fs::remove_file(path(dir, host));
+pub fn remove(dir: &Path, group: &RegistryHost) {
+    let _ = std::fs::remove_file(path(dir, group));
 }

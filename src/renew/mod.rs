@@ -32,7 +32,7 @@ use reqwest::Url;
 
 use crate::gitlab::http::Http;
 use crate::registry::RegistryHost;
-use crate::secret::Secret;
+use crate::secret::{ExposeSecret, Secret};
 use crate::state::{Entry, GitLabInfo, StateFile};
 
 pub mod kept;
@@ -124,10 +124,11 @@ pub fn renew(
     deadline: Instant,
 ) -> Result<Renewed, RenewError> {
     let dir = state_file.dir();
-    let _lock = lock_token(state_file, host, seen, deadline)?;
+    let group = token_group(state_file, host, seen);
+    let _lock = lock_token(state_file, &group, host, deadline)?;
 
     // Single flight: whoever held the lock before us may have renewed already.
-    let Some((entry, secret)) = crate::credentials::load(state_file, host)? else {
+    let Some((entry, secret, keys)) = crate::credentials::load_shared(state_file, host)? else {
         return Err(RenewError::Cannot(format!(
             "the credentials for {host} were removed"
         )));
@@ -148,7 +149,7 @@ pub fn renew(
     let method = Method::of(&info);
 
     // Confirm the token is still the live one; this also resolves an open journal.
-    let journal = journal_path(dir, host);
+    let journal = journal_path(dir, &group);
     let open = read_journal(&journal);
     let check = if open.is_some() || method.confirms_first() {
         method.check(&http, &gitlab_url, &secret)
@@ -204,7 +205,7 @@ pub fn renew(
     write_journal(&journal, &info, &entry)?;
     fault_point("after-journal");
     // A hand-out that started while we decided (lock-free `get`s) is a live promise now.
-    if !promise.hard && crate::leases::live(dir, host, crate::clock::now()) {
+    if !promise.hard && crate::leases::live_any(dir, &keys, crate::clock::now()) {
         remove(&journal);
         return Err(failed(
             host,
@@ -217,7 +218,7 @@ pub fn renew(
             info: new_info,
         } => {
             fault_point("after-rotate-response");
-            let new_entry = commit(state_file, host, &entry, &token, new_info);
+            let new_entry = commit(state_file, host, &group, &entry, &token, new_info, deadline);
             remove(&journal);
             Ok(Renewed {
                 entry: new_entry,
@@ -367,13 +368,14 @@ pub fn resolve_open_journal(
     deadline: Instant,
 ) -> Result<Option<Renewed>, RenewError> {
     let dir = state_file.dir();
-    let _lock = lock_token(state_file, host, seen, deadline)?;
+    let group = token_group(state_file, host, seen);
+    let _lock = lock_token(state_file, &group, host, deadline)?;
     let Some((entry, secret)) = crate::credentials::load(state_file, host)? else {
         return Err(RenewError::Cannot(format!(
             "the credentials for {host} were removed"
         )));
     };
-    let journal = journal_path(dir, host);
+    let journal = journal_path(dir, &group);
     let Some(open) = read_journal(&journal) else {
         // Finished by whoever held the lock.
         return Ok((entry.stored_at != seen.stored_at).then_some(Renewed {
@@ -408,26 +410,48 @@ pub fn resolve_open_journal(
 fn commit(
     state_file: &StateFile,
     host: &RegistryHost,
+    group: &RegistryHost,
     old: &Entry,
     token: &Secret,
     info: GitLabInfo,
+    deadline: Instant,
 ) -> Entry {
+    // The lock wait may not push the hand-out past the get deadline.
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .min(crate::state::LOCK_DEADLINE);
     let stored = state_file
-        .lock()
+        .lock_with_deadline(wait)
         .map_err(crate::credentials::Error::from)
         .and_then(|guard| {
             crate::credentials::record_renewal(&guard, host, old, token, info.clone())
         });
+    let handed_out = Entry {
+        stored_at: crate::clock::now(),
+        gitlab: Some(info.clone()),
+        ..old.clone()
+    };
     match stored {
         Ok(Some(entry)) => entry,
         // Logged out meanwhile: not brought back; this hand-out still gets the new token.
-        Ok(None) => Entry {
-            stored_at: crate::clock::now(),
-            gitlab: Some(info),
-            ..old.clone()
-        },
+        Ok(None) => handed_out,
         Err(e) => {
-            let kept = kept::keep(state_file.dir(), host, &old.username, token, &info);
+            let holders = state_file
+                .load()
+                .map(|state| {
+                    crate::credentials::sharing_token(state_file, host, old)
+                        .into_iter()
+                        .filter_map(|k| state.entries.get(&k).map(|e| (k, e.stored_at)))
+                        .collect()
+                })
+                .unwrap_or_else(|_| [(host.as_str().to_owned(), old.stored_at)].into());
+            let record = kept::Kept {
+                username: old.username.clone(),
+                token: crate::secret::secret_from(token.expose_secret().to_owned()),
+                info,
+                keys: holders,
+            };
+            let kept = kept::keep(state_file.dir(), group, &record);
             crate::sources::stored::warn(&format!(
                 "the renewed token for {host} could not be stored ({e}); {}",
                 match kept {
@@ -435,13 +459,15 @@ fn commit(
                     Err(_) => "and could not be kept either: log in again after this push",
                 }
             ));
-            Entry {
-                stored_at: crate::clock::now(),
-                gitlab: Some(info),
-                ..old.clone()
-            }
+            handed_out
         }
     }
+}
+
+/// The name a token's lock, journal and kept copy go by (see [`crate::credentials::group_of`]).
+pub fn token_group(state_file: &StateFile, host: &RegistryHost, entry: &Entry) -> RegistryHost {
+    crate::credentials::group_of(&crate::credentials::sharing_token(state_file, host, entry))
+        .unwrap_or_else(|| host.clone())
 }
 
 fn renewable(host: &RegistryHost, entry: &Entry) -> Result<GitLabInfo, RenewError> {
@@ -515,26 +541,25 @@ impl Drop for TokenLock {
 }
 
 /// One lock per token: registry keys holding the same token (same GitLab, same id) share
-/// the lock of the first of them, so they can never rotate it twice.
+/// the lock of their group, so they can never renew it twice.
 fn lock_token(
     state_file: &StateFile,
+    group: &RegistryHost,
     host: &RegistryHost,
-    entry: &Entry,
     deadline: Instant,
 ) -> Result<TokenLock, RenewError> {
-    let name = crate::credentials::sharing_token(state_file, host, entry)
-        .into_iter()
-        .min()
-        .unwrap_or_else(|| host.as_str().to_owned());
     let path = state_file
         .dir()
         .join("locks")
-        .join(format!("{}.lock", name.replace(':', "_")));
+        .join(format!("{}.lock", group.file_name()));
     let io = |e: std::io::Error| RenewError::Cannot(format!("cannot lock {}: {e}", path.display()));
     crate::private_file::create_dir(path.parent().expect("lock has a parent")).map_err(io)?;
     let file = crate::private_file::open(&path, false).map_err(io)?;
     // Wait as long as a renewal can take, within the caller's deadline.
-    match crate::state::lock_until(&file, deadline - Duration::from_millis(200)) {
+    let until = deadline
+        .checked_sub(Duration::from_millis(200))
+        .unwrap_or(deadline);
+    match crate::state::lock_until(&file, until) {
         Ok(true) => Ok(TokenLock(file)),
         Ok(false) => Err(RenewError::Busy {
             host: host.to_string(),

@@ -74,10 +74,21 @@ pub fn get(
     let (Some(fa), Some(fi)) = (fa, fi) else {
         return get_key(state_file, host, &active, deadline);
     };
+    // A token minted for either key that the store refused is the one to hand out.
+    for key in [&active, &idle] {
+        let holder = &state.entries[key.as_str()];
+        let group = renew::token_group(state_file, key, holder);
+        if kept::exists(dir, &group) {
+            if *key == idle {
+                switch_to(state_file, host, &idle, deadline);
+            }
+            return get_key(state_file, host, key, deadline);
+        }
+    }
     match policy::decide_pair(&fa, &fi) {
         PairDecision::Active | PairDecision::Single => get_key(state_file, host, &active, deadline),
         PairDecision::Switch => {
-            set_active(state_file, host, idle != *host)?;
+            switch_to(state_file, host, &idle, deadline);
             get_key(state_file, host, &idle, deadline)
         }
         PairDecision::RenewIdleThenSwitch => {
@@ -88,8 +99,9 @@ pub fn get(
             };
             let idle_entry = state.entries[idle.as_str()].clone();
             match renew::renew(state_file, &idle, &idle_entry, promise, deadline) {
+                // Renewed (or kept): hand it out even if recording the switch fails.
                 Ok(_) => {
-                    set_active(state_file, host, idle != *host)?;
+                    switch_to(state_file, host, &idle, deadline);
                     get_key(state_file, host, &idle, deadline)
                 }
                 Err(e) => {
@@ -116,16 +128,34 @@ pub fn standby_active(primary: &Entry) -> bool {
 
 const STANDBY_ACTIVE: &str = "standby_active";
 
-fn set_active(state_file: &StateFile, host: &RegistryHost, standby: bool) -> Result<(), Error> {
-    let guard = state_file.lock().map_err(credentials::Error::from)?;
-    let mut state = guard.load().map_err(credentials::Error::from)?;
-    if let Some(primary) = state.entries.get_mut(host.as_str()) {
-        primary
-            .extra
-            .insert(STANDBY_ACTIVE.into(), serde_json::Value::Bool(standby));
-        guard.save(&state).map_err(credentials::Error::from)?;
+/// How long a best-effort bookkeeping write may wait for the state lock.
+fn short_wait(deadline: Instant) -> std::time::Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .min(std::time::Duration::from_secs(1))
+}
+
+/// Makes `key` the pair's active token. Best effort, within the get deadline: a failed
+/// switch only means the next get decides again.
+fn switch_to(state_file: &StateFile, host: &RegistryHost, key: &RegistryHost, deadline: Instant) {
+    let standby = key != host;
+    let switched = state_file
+        .lock_with_deadline(short_wait(deadline))
+        .and_then(|guard| {
+            let mut state = guard.load()?;
+            if let Some(primary) = state.entries.get_mut(host.as_str()) {
+                primary
+                    .extra
+                    .insert(STANDBY_ACTIVE.into(), serde_json::Value::Bool(standby));
+                guard.save(&state)?;
+            }
+            Ok(())
+        });
+    if let Err(e) = switched {
+        warn(&format!(
+            "could not record which token of {host}'s pair is active: {e}"
+        ));
     }
-    Ok(())
 }
 
 fn facts_for(
@@ -159,13 +189,20 @@ fn get_key(
 ) -> Result<Option<(String, Secret)>, Error> {
     let host = key;
     let dir = state_file.dir();
-    // A token GitLab minted that the store refused last time: it is the live one.
-    if kept::exists(dir, host)
-        && let Some(found) = adopt_kept(state_file, host)
+    let Some((mut entry, keys)) = credentials::entry_shared(state_file, host)? else {
+        return Ok(None);
+    };
+    // Lock, journal and kept copy go by the token's group (every key holding it).
+    let group = credentials::group_of(&keys).unwrap_or_else(|| host.clone());
+    // A token GitLab minted that the store refused last time: it is the live one (even
+    // while the store is still away).
+    if entry.gitlab.is_some()
+        && kept::exists(dir, &group)
+        && let Some(found) = adopt_kept(state_file, registry, host, &group, &entry, deadline)
     {
         return Ok(Some(found));
     }
-    let Some((mut entry, mut secret)) = credentials::load(state_file, host)? else {
+    let Some(mut secret) = credentials::secret_of(state_file, host, &entry)? else {
         return Ok(None);
     };
     let Some(info) = entry.gitlab.clone() else {
@@ -174,8 +211,11 @@ fn get_key(
     let settings = Settings::load()?;
     let min_validity = settings.min_validity(registry.as_str());
     let now = crate::clock::now();
-    let facts = facts_for(&info, dir, host, registry, &settings, now);
+    let mut facts = facts_for(&info, dir, host, registry, &settings, now);
+    // A hand-out through any key holding the token protects it.
+    facts.lease_until = leases::lease_until_any(dir, &keys);
     let decision = policy::decide(&facts);
+    let mut renewed_here = false;
     match decision {
         Decision::HandOut => {}
         Decision::HandOutExpiring | Decision::PromiseTooLong => {
@@ -211,9 +251,10 @@ fn get_key(
                 hard,
             };
             // In the hard window a rotation revokes hand-outs still inside their promise.
-            let cut = leases::live_handouts(dir, host, now);
+            let cut = leases::live_handouts_any(dir, &keys, now);
             match renew::renew(state_file, host, &entry, promise, deadline) {
                 Ok(renewed) => {
+                    renewed_here = true;
                     if renewed.rotated_here && cut > 0 {
                         leases::record_cut(dir, host, now, cut);
                         if leases::first_warning_today(dir, host, "cut", now) {
@@ -245,37 +286,82 @@ fn get_key(
     // The lease first, then the journal check: a rotation that started meanwhile either
     // sees this lease and stands down, or has its journal seen here.
     leases::record_handout(dir, host, now, min_validity);
-    if renew::interrupted(dir, host)
+    if renew::interrupted(dir, &group)
         && let Some(renewed) = renew::resolve_open_journal(state_file, host, &entry, deadline)?
     {
         entry = renewed.entry;
         secret = renewed.secret;
     }
+    // A rotation elsewhere that finished between the secret read above and the lease: its
+    // journal is gone, but the entry changed. Hand out what it stored.
+    if !renewed_here
+        && let Some((now_entry, now_secret)) =
+            credentials::load_if_changed(state_file, host, &entry)?
+    {
+        entry = now_entry;
+        secret = now_secret;
+    }
+    let secret = hand_out(&entry, secret);
     Ok(Some((entry.username, secret)))
 }
 
-/// Moves a kept token into the store; it is handed out whether or not that works.
-fn adopt_kept(state_file: &StateFile, host: &RegistryHost) -> Option<(String, Secret)> {
-    let k = kept::load(state_file.dir(), host)?;
-    let moved: Result<Entry, credentials::Error> = state_file
-        .lock()
+/// What `get` hands out of a stored secret: an OAuth entry stores its token pair, and
+/// only the access token goes to docker.
+fn hand_out(entry: &Entry, stored: Secret) -> Secret {
+    match entry.gitlab.as_ref().map(|g| g.kind) {
+        Some(crate::state::TokenKind::OauthToken) => renew::oauth::access_token(&stored),
+        _ => stored,
+    }
+}
+
+/// Moves a kept token into the store; it is handed out whether or not that works, as long
+/// as `host` still holds what it held when the token was kept (not logged in again since).
+fn adopt_kept(
+    state_file: &StateFile,
+    registry: &RegistryHost,
+    host: &RegistryHost,
+    group: &RegistryHost,
+    entry: &Entry,
+    deadline: Instant,
+) -> Option<(String, Secret)> {
+    let dir = state_file.dir();
+    let k = kept::load(dir, group)?;
+    if k.keys.get(host.as_str()) != Some(&entry.stored_at) {
+        // Obsolete for this key; once no key it was kept for still holds the old token, it
+        // is obsolete altogether.
+        let state = state_file.load().ok()?;
+        if k.keys
+            .iter()
+            .all(|(key, at)| state.entries.get(key).is_none_or(|e| e.stored_at != *at))
+        {
+            kept::remove(dir, group);
+        }
+        return None;
+    }
+    // Moving it is best effort (it is handed out either way): a short wait for the lock.
+    let moved: Result<Vec<String>, credentials::Error> = state_file
+        .lock_with_deadline(short_wait(deadline))
         .map_err(credentials::Error::from)
-        .and_then(|guard| credentials::adopt(&guard, host, &k.username, &k.token, k.info.clone()));
+        .and_then(|guard| credentials::adopt(&guard, &k));
     match moved {
-        Ok(_) => kept::remove(state_file.dir(), host),
+        Ok(_) => kept::remove(dir, group),
         Err(e) => {
-            if leases::first_warning_today(state_file.dir(), host, "kept", crate::clock::now()) {
+            if leases::first_warning_today(dir, host, "kept", crate::clock::now()) {
                 warn(&format!(
-                    "the renewed token for {host} is kept in the data directory; the store does not take it yet: {e}"
+                    "the renewed token for {registry} is kept in the data directory; the store does not take it yet: {e}"
                 ));
             }
         }
     }
     let promise = Settings::load()
-        .map(|s| s.min_validity(host.as_str()))
+        .map(|s| s.min_validity(registry.as_str()))
         .unwrap_or(crate::settings::DEFAULT_MIN_VALIDITY);
-    leases::record_handout(state_file.dir(), host, crate::clock::now(), promise);
-    Some((k.username, k.token))
+    leases::record_handout(dir, host, crate::clock::now(), promise);
+    let kept_entry = Entry {
+        gitlab: Some(k.info.clone()),
+        ..entry.clone()
+    };
+    Some((entry.username.clone(), hand_out(&kept_entry, k.token)))
 }
 
 /// Warnings go to stderr (docker shows them); stdout carries only the protocol answer.

@@ -541,3 +541,4 @@ pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
 }
 pub mod dockerd;
 pub mod gitlab;
+pub mod renewal;
