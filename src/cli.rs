@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::BINARY_NAME;
-use crate::commands::{configure_docker, doctor, login, logout, rotate, status, verbs};
+use crate::commands::{
+    configure_docker, doctor, login, logout, oauth_login, rotate, status, verbs,
+};
 use crate::protocol::Verb;
 
 #[derive(Debug, Parser)]
@@ -73,6 +75,17 @@ enum Command {
         /// is using, however busy the machine.
         #[arg(long)]
         standby: bool,
+        /// Log in through GitLab's OAuth device flow instead of with a token: open a URL,
+        /// enter a code, done. Needs an OAuth application on the GitLab instance.
+        #[arg(long, conflicts_with_all = ["username", "password_stdin"])]
+        oauth: bool,
+        /// The OAuth application's client id (else config.json's oauth_client_ids for the
+        /// GitLab, else DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID).
+        #[arg(long, value_name = "ID", requires = "oauth")]
+        client_id: Option<String>,
+        /// The OAuth scopes to ask for (default: "read_registry write_registry").
+        #[arg(long, value_name = "SCOPES", requires = "oauth")]
+        scopes: Option<String>,
     },
     /// Forget the credentials for a registry.
     Logout {
@@ -158,11 +171,29 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Login {
             registry,
+            gitlab_url,
+            no_configure,
+            standby,
+            oauth: true,
+            client_id,
+            scopes,
+            ..
+        }) => oauth_login::run(oauth_login::OAuthArgs {
+            registry,
+            gitlab_url,
+            client_id,
+            scopes,
+            standby,
+            no_configure,
+        }),
+        Some(Command::Login {
+            registry,
             username,
             password_stdin,
             gitlab_url,
             no_configure,
             standby,
+            ..
         }) => login::run(login::LoginArgs {
             registry: Some(registry),
             username,

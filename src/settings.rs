@@ -19,6 +19,8 @@ use serde::Deserialize;
 
 pub const MIN_VALIDITY_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY";
 pub const CONFIG_DIR_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR";
+/// The OAuth client id for `login --oauth` when neither the flag nor the config file says.
+pub const OAUTH_CLIENT_ID_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID";
 pub const DEFAULT_MIN_VALIDITY: SignedDuration = SignedDuration::from_mins(60);
 /// PATs are rotated this long before they expire, when no hand-out is live.
 pub const DEFAULT_EARLY_RENEWAL: SignedDuration = SignedDuration::from_hours(7 * 24);
@@ -29,6 +31,8 @@ pub struct Settings {
     early_renewal: SignedDuration,
     per_registry: BTreeMap<String, SignedDuration>,
     env_override: Option<SignedDuration>,
+    /// OAuth application (client) ids per GitLab URL, for `login --oauth`.
+    oauth_client_ids: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -38,6 +42,7 @@ impl Default for Settings {
             early_renewal: DEFAULT_EARLY_RENEWAL,
             per_registry: BTreeMap::new(),
             env_override: None,
+            oauth_client_ids: BTreeMap::new(),
         }
     }
 }
@@ -57,6 +62,8 @@ struct FileSettings {
     early_renewal: Option<String>,
     #[serde(default)]
     registries: BTreeMap<String, RegistrySettings>,
+    #[serde(default)]
+    oauth_client_ids: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +114,11 @@ impl Settings {
             })
         };
         let mut s = Settings::default();
+        s.oauth_client_ids = file
+            .oauth_client_ids
+            .iter()
+            .map(|(url, id)| (url.trim_end_matches('/').to_owned(), id.clone()))
+            .collect();
         if let Some(v) = &file.min_validity {
             s.min_validity = parse("min_validity", v)?;
         }
@@ -126,6 +138,13 @@ impl Settings {
             }
         }
         Ok(s)
+    }
+
+    /// The OAuth client id configured for the GitLab at `gitlab_url`.
+    pub fn oauth_client_id(&self, gitlab_url: &str) -> Option<&str> {
+        self.oauth_client_ids
+            .get(gitlab_url.trim_end_matches('/'))
+            .map(String::as_str)
     }
 
     /// How long a secret handed out for `registry` must stay valid.
@@ -148,7 +167,6 @@ fn config_path() -> Option<PathBuf> {
         .map(|p| p.config_dir().join("config.json"))
 }
 
-/// Parses `90m`, `36h`, `2d`, `1h30m`, `45s`, `1w`.
 /// A duration as people read it: `90 min`, `36 h`, `30 days`.
 pub fn describe(d: SignedDuration) -> String {
     let mins = d.as_secs() / 60;
@@ -161,6 +179,7 @@ pub fn describe(d: SignedDuration) -> String {
     }
 }
 
+/// Parses `90m`, `36h`, `2d`, `1h30m`, `45s`, `1w`.
 pub fn parse_duration(s: &str) -> Option<SignedDuration> {
     let s = s.trim();
     if s.is_empty() {

@@ -146,7 +146,7 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
 
 /// A standby token must be a second, renewable access token of the same user (or project
 /// or group) at the same GitLab as the registry's token.
-fn check_standby(
+pub(super) fn check_standby(
     state_file: &StateFile,
     host: &RegistryHost,
     info: &GitLabInfo,
@@ -159,9 +159,10 @@ fn check_standby(
         .with_context(|| {
             format!("log in to {host} first (docker-credential-gitlab login {host}); --standby adds a second token")
         })?;
-    if info.kind != TokenKind::PersonalAccessToken || !info.can_renew() {
+    if !info.can_renew() {
         bail!(
-            "a standby token must be an access token that can renew itself (the self_rotate or api scope); this is a {}",
+            "a standby token must be able to renew itself (an access token with the self_rotate or api scope, \
+             or an OAuth token with a refresh token); this is a {} that cannot",
             info.kind.describe()
         );
     }
@@ -226,7 +227,7 @@ pub fn configure_docker_for(host: &RegistryHost) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_gitlab_url(s: &str) -> anyhow::Result<Url> {
+pub(super) fn parse_gitlab_url(s: &str) -> anyhow::Result<Url> {
     let mut url = Url::parse(s.trim()).with_context(|| {
         format!("--gitlab-url {s:?} is not a URL such as https://gitlab.example.com")
     })?;
@@ -240,7 +241,7 @@ fn parse_gitlab_url(s: &str) -> anyhow::Result<Url> {
 /// is where docker will send the token anyway); a `--gitlab-url` or the built-in
 /// registry.gitlab.com → gitlab.com mapping must agree with it, otherwise the registry is
 /// pointing somewhere unexpected and we refuse.
-fn choose_gitlab(
+pub(super) fn choose_gitlab(
     host: &RegistryHost,
     challenge: &Challenge,
     requested: Option<&Url>,

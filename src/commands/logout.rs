@@ -34,20 +34,39 @@ pub fn run(registry: &str, revoke: bool) -> anyhow::Result<()> {
                  revoke it in GitLab's settings, then run `logout {host}` without --revoke"
             )
         })?;
-        if info.kind != TokenKind::PersonalAccessToken {
+        if info.kind == TokenKind::OauthToken {
+            let client_id = info.oauth_client_id.clone().with_context(|| {
+                format!("no OAuth client id is recorded for {host}; revoke the application's access in GitLab instead")
+            })?;
+            let url = Url::parse(&info.url).context("the recorded GitLab URL is invalid")?;
+            let http = Http::new()?;
+            // The access token and, with it, its refresh token.
+            gitlab::oauth::revoke(
+                &http,
+                &url,
+                &client_id,
+                &crate::renew::oauth::access_token(&secret),
+            )?;
+            if let Some(refresh) = crate::renew::oauth::refresh_token(&secret) {
+                gitlab::oauth::revoke(&http, &url, &client_id, &refresh)?;
+            }
+            println!("Revoked the OAuth token at {}.", info.url);
+        } else if info.kind != TokenKind::PersonalAccessToken {
             bail!(
                 "only personal, project and group access tokens can revoke themselves; this is a {}: \
                  revoke it in GitLab, then run `logout {host}` without --revoke",
                 info.kind.describe()
             );
         }
-        // The token only ever goes to the instance recorded for it at login.
-        let gitlab_url = Url::parse(&info.url).context("the recorded GitLab URL is invalid")?;
-        let http = Http::new()?;
-        if gitlab::revoke_self(&http, &gitlab_url, &secret)? {
-            println!("Revoked the token at {}.", info.url);
-        } else {
-            println!("GitLab no longer accepts the token (already revoked or expired).");
+        if info.kind == TokenKind::PersonalAccessToken {
+            // The token only ever goes to the instance recorded for it at login.
+            let gitlab_url = Url::parse(&info.url).context("the recorded GitLab URL is invalid")?;
+            let http = Http::new()?;
+            if gitlab::revoke_self(&http, &gitlab_url, &secret)? {
+                println!("Revoked the token at {}.", info.url);
+            } else {
+                println!("GitLab no longer accepts the token (already revoked or expired).");
+            }
         }
     }
     if credentials::forget(&state_file, &host)? {

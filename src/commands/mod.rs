@@ -5,6 +5,7 @@ pub mod configure_docker;
 pub mod doctor;
 pub mod login;
 pub mod logout;
+pub mod oauth_login;
 pub mod rotate;
 pub mod status;
 pub mod verbs;

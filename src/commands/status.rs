@@ -41,6 +41,8 @@ struct Row<'a> {
     active: Option<bool>,
     /// When `get` will renew it (the start of its early-renewal window).
     renews_at: Option<String>,
+    /// How it renews: `rotation` (access tokens) or `refresh token` (OAuth).
+    renews_with: Option<&'static str>,
 }
 
 fn row<'a>(
@@ -90,6 +92,10 @@ fn row<'a>(
         standby: base.is_some(),
         active,
         renews_at,
+        renews_with: g.filter(|g| g.can_renew()).map(|g| match g.kind {
+            crate::state::TokenKind::OauthToken => "refresh token",
+            _ => "rotation",
+        }),
     }
 }
 
@@ -115,6 +121,7 @@ fn env_row(c: &EnvCredential) -> Row<'_> {
         standby: false,
         active: None,
         renews_at: None,
+        renews_with: None,
     }
 }
 
@@ -178,6 +185,9 @@ pub fn run(json: bool) -> anyhow::Result<()> {
                 },
                 match r.can_renew {
                     _ if r.renewal_interrupted => "interrupted: run get or doctor".into(),
+                    Some(true) if r.renews_with == Some("refresh token") => {
+                        "yes: refresh token".into()
+                    }
                     Some(true) => match &r.renews_at {
                         Some(at) => format!("yes, from {}", &at[..10]),
                         None => "yes".into(),
@@ -293,14 +303,15 @@ fn renewal_notes(
             ));
         }
         let min = settings.min_validity(registry);
-        if info.kind == crate::state::TokenKind::PersonalAccessToken
-            && min > crate::renew::pat::max_validity()
-            && RegistryHost::standby_of(key).is_none()
-        {
+        let max = match info.kind {
+            crate::state::TokenKind::OauthToken => crate::renew::oauth::lifetime(info),
+            _ => crate::renew::pat::max_validity(),
+        };
+        if min > max && RegistryHost::standby_of(key).is_none() {
             notes.push(format!(
-                "{registry}: min_validity ({}) is longer than any token GitLab issues ({} days): renewal cannot keep it; lower it",
+                "{registry}: min_validity ({}) is longer than renewing can give ({}): it cannot be kept; lower it",
                 crate::settings::describe(min),
-                crate::renew::pat::MAX_LIFETIME_DAYS
+                crate::settings::describe(max)
             ));
         }
     }

@@ -26,6 +26,15 @@ struct Stored {
     refresh_token: Option<String>,
 }
 
+/// How long this OAuth token's access tokens live: from its last issue to its expiry
+/// (GitLab: 2 h), or GitLab's default when unknown.
+pub fn lifetime(info: &GitLabInfo) -> jiff::SignedDuration {
+    info.expires_at
+        .map(|e| e.duration_since(info.validated_at))
+        .filter(|d| d.is_positive())
+        .unwrap_or(ACCESS_TOKEN_LIFETIME)
+}
+
 /// The stored form of a token pair.
 pub fn pack(pair: &TokenPair) -> Secret {
     let json = Zeroizing::new(
@@ -56,6 +65,11 @@ pub fn access_token(stored: &Secret) -> Secret {
         Some((access, _)) => access,
         None => secret_from(stored.expose_secret().to_owned()),
     }
+}
+
+/// The refresh token inside a stored pair.
+pub fn refresh_token(stored: &Secret) -> Option<Secret> {
+    unpack(stored).and_then(|(_, r)| r)
 }
 
 /// Is the stored access token still the live one? After a refresh GitLab revokes it.

@@ -166,17 +166,27 @@ fn facts_for(
     settings: &Settings,
     now: Timestamp,
 ) -> policy::Facts {
+    let oauth = info.kind == crate::state::TokenKind::OauthToken;
     policy::Facts {
         now,
         expires_at: info.expires_at,
         can_renew: info.can_renew(),
-        lifetime: info
-            .lifetime_days
-            .map(|d| jiff::SignedDuration::from_hours(24 * d)),
+        lifetime: if oauth {
+            Some(renew::oauth::lifetime(info))
+        } else {
+            info.lifetime_days
+                .map(|d| jiff::SignedDuration::from_hours(24 * d))
+        },
         min_validity: settings.min_validity(registry.as_str()),
         early_renewal: settings.early_renewal(),
         lease_until: leases::lease_until(dir, key),
-        max_validity: pat::max_validity(),
+        // The most a renewal can give: GitLab's longest access token, or one more OAuth
+        // access token's life.
+        max_validity: if oauth {
+            renew::oauth::lifetime(info)
+        } else {
+            pat::max_validity()
+        },
     }
 }
 
@@ -228,11 +238,11 @@ fn get_key(
             if leases::first_warning_today(dir, host, "expiry", now) {
                 warn(&if decision == Decision::PromiseTooLong {
                     format!(
-                        "the token for {host} expires {}; min_validity ({}) is longer than any token GitLab issues \
-                         ({} days), so renewing cannot keep that promise: lower DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY",
+                        "the token for {host} expires {}; min_validity ({}) is longer than any token renewing can give \
+                         ({}), so renewing cannot keep that promise: lower DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY",
                         describe_expiry(info.expires_at, now),
                         describe(min_validity),
-                        pat::MAX_LIFETIME_DAYS
+                        describe(facts.max_validity)
                     )
                 } else {
                     format!(

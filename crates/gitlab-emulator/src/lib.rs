@@ -541,6 +541,12 @@ impl Emulator {
         self.set_device_state(user_code, DeviceState::Denied)
     }
 
+    /// Answer the next `n` pending device-grant polls with `slow_down` (as GitLab does to a
+    /// client polling too fast), whatever their pace.
+    pub fn slow_down_next(&self, n: usize) {
+        self.with(|st| st.slow_downs = n)
+    }
+
     /// Revoke any kind of token (PAT, bot, deploy, job, OAuth access or refresh).
     pub fn revoke_token(&self, token: &str) {
         self.with(|st| {

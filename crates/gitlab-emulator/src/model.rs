@@ -151,6 +151,8 @@ pub(crate) struct State {
     pub oauth_apps: Vec<OAuthApp>,
     pub oauth_tokens: Vec<OAuthToken>,
     pub devices: Vec<DeviceGrant>,
+    /// Answer this many pending device polls with `slow_down`, however slow they are.
+    pub slow_downs: usize,
     pub faults: Vec<FaultEntry>,
     pub requests: Vec<RequestRecord>,
     pub bans: HashMap<IpAddr, BanState>,
@@ -182,6 +184,7 @@ impl State {
             oauth_apps: Vec::new(),
             oauth_tokens: Vec::new(),
             devices: Vec::new(),
+            slow_downs: 0,
             faults: Vec::new(),
             requests: Vec::new(),
             bans: HashMap::new(),

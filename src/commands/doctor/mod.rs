@@ -591,6 +591,18 @@ fn check_registry(
 
     const STORE: &str = "store";
     let secret = match credentials::load(state_file, host) {
+        // An OAuth entry stores its token pair; docker gets (and GitLab sees) the access token.
+        Ok(Some((e, secret)))
+            if e.gitlab
+                .as_ref()
+                .is_some_and(|g| g.kind == TokenKind::OauthToken) =>
+        {
+            out.push(Finding::pass(
+                STORE,
+                format!("the {} store answers and holds the token pair", entry.store),
+            ));
+            crate::renew::oauth::access_token(&secret)
+        }
         Ok(Some((_, secret))) => {
             out.push(Finding::pass(
                 STORE,

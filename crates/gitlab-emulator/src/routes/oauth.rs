@@ -157,8 +157,18 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
                     "The resource owner or authorization server denied the request.",
                 ),
                 DeviceState::Pending => {
-                    let too_fast = grant.last_poll.is_some_and(|t| t.elapsed() < interval);
+                    let forced = st.slow_downs > 0;
+                    let grant = st
+                        .devices
+                        .iter_mut()
+                        .find(|d| d.device_code == code)
+                        .expect("found above");
+                    let too_fast =
+                        forced || grant.last_poll.is_some_and(|t| t.elapsed() < interval);
                     grant.last_poll = Some(Instant::now());
+                    if forced {
+                        st.slow_downs -= 1;
+                    }
                     if too_fast {
                         oauth_error(
                             400,

@@ -1,0 +1,336 @@
+//! `login --oauth`: the OAuth device flow against the emulator's device grant and token
+//! endpoint, then the real registry and a real keyring: approval, pending, slow_down (the
+//! poll interval grows), expiry, denial and Ctrl-C (nothing stored, Docker's config
+//! untouched); refresh before hand-out, single flight for two racing processes, and
+//! `logout --revoke`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gitlab_emulator::Config;
+use support::gitlab::GitLabWorld;
+use support::*;
+
+const CLIENT: &str = "docker-helper-app";
+const TOKEN_PATH: &str = "/oauth/token";
+
+fn world(config: Config) -> Option<GitLabWorld> {
+    let w = GitLabWorld::start(config)?;
+    w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry", "api"]);
+    Some(w)
+}
+
+fn fast() -> Config {
+    Config {
+        device_poll_interval: Duration::from_secs(1),
+        ..Config::default()
+    }
+}
+
+/// A running `login --oauth`, its stderr collected as it comes.
+struct Login {
+    child: Child,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Login {
+    fn start(w: &GitLabWorld, extra: &[&str]) -> Login {
+        let host = w.registry.host();
+        let mut args = vec!["login", host.as_str(), "--oauth", "--client-id", CLIENT];
+        args.extend_from_slice(extra);
+        let mut child = w.s.spawn(Command::new(BIN).args(&args), "");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Login { child, stderr }
+    }
+
+    /// The user code, once printed.
+    fn user_code(&self) -> String {
+        let mut code = String::new();
+        wait_until("the user code", Duration::from_secs(10), || {
+            let text = self.stderr.lock().unwrap().clone();
+            if let Some(rest) = text.split("enter the code ").nth(1) {
+                code = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                true
+            } else {
+                false
+            }
+        });
+        code
+    }
+
+    fn finish(self) -> (Option<i32>, String, String) {
+        let out = self.child.wait_with_output().unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().clone();
+        (out.status.code(), stdout(&out), stderr)
+    }
+}
+
+fn nothing_stored(w: &GitLabWorld) {
+    assert_eq!(stdout(&w.s.helper(&["list"], "")), "{}\n");
+    assert!(
+        !w.s.docker_config_dir().join("config.json").exists(),
+        "Docker's config was touched"
+    );
+}
+
+fn device_polls(w: &GitLabWorld) -> Vec<jiff::Timestamp> {
+    w.gl.requests()
+        .iter()
+        .filter(|r| r.path == TOKEN_PATH)
+        .map(|r| r.at)
+        .collect()
+}
+
+#[test]
+fn the_device_flow_logs_in_and_get_hands_out_the_access_token() {
+    let Some(mut w) = world(fast()) else { return };
+    let login = Login::start(&w, &[]);
+    let code = login.user_code();
+    // Pending for a while: the helper keeps polling at the interval.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(w.gl.approve_device(&code, w.user));
+    let (status, out, err) = login.finish();
+    assert_eq!(status, Some(0), "{out}{err}");
+    assert!(out.contains("Login Succeeded"), "{out}");
+    assert!(err.contains("/oauth/device"), "{err}");
+    assert!(device_polls(&w).len() >= 2, "never pending");
+
+    let host = w.registry.host();
+    let got: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["get"], &host).stdout).unwrap();
+    assert_eq!(got["Username"], "oauth2");
+    let access = got["Secret"].as_str().unwrap().to_owned();
+    let info = w.gl.token_info(&access).unwrap();
+    assert!(info.active, "{info:?}");
+    // The keychain holds the pair; the state file holds no secret.
+    let stored = w.s.secret_tool_lookup(&host).unwrap();
+    assert!(
+        stored.contains("refresh_token"),
+        "the refresh token is not kept"
+    );
+    let state = std::fs::read_to_string(w.s.state_path()).unwrap();
+    assert!(!state.contains(&access));
+    // status: an OAuth token that renews with its refresh token.
+    let rows: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(rows[0]["kind"], "OAuth token", "{rows}");
+    assert_eq!(rows[0]["renews_with"], "refresh token", "{rows}");
+    assert!(rows[0]["expires_at"].is_string(), "{rows}");
+    // Docker now asks the helper; a push goes through the real registry.
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.s.docker_config_dir().join("config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config["credHelpers"][&host], "gitlab",
+        "Docker was not configured"
+    );
+    w.s.configure_docker(&[&host]); // and our binary first on skopeo's PATH
+    let layout = write_oci_image(w.s.dir.path(), 16 * 1024);
+    let out = w.s.run(
+        Command::new("skopeo").args([
+            "copy",
+            "--retry-times=0",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", layout.display()),
+            &format!("docker://{host}/group/oauth:v1"),
+        ]),
+        "",
+    );
+    assert_success(&out, "skopeo push with the OAuth token");
+
+    // logout --revoke revokes the access token (and its refresh token) at GitLab.
+    let out = w.s.helper(&["logout", &host, "--revoke"], "");
+    assert_success(&out, "logout --revoke");
+    assert!(!w.gl.token_info(&access).unwrap().active);
+    assert_eq!(stdout(&w.s.helper(&["list"], "")), "{}\n");
+}
+
+#[test]
+fn slow_down_makes_the_poll_interval_grow_by_five_seconds() {
+    let Some(w) = world(fast()) else { return };
+    w.gl.slow_down_next(1);
+    let login = Login::start(&w, &["--no-configure"]);
+    let code = login.user_code();
+    wait_until("two polls", Duration::from_secs(20), || {
+        device_polls(&w).len() >= 2
+    });
+    assert!(w.gl.approve_device(&code, w.user));
+    let (status, out, err) = login.finish();
+    assert_eq!(status, Some(0), "{out}{err}");
+    let polls = device_polls(&w);
+    let gap = polls[1].duration_since(polls[0]);
+    assert!(
+        gap >= jiff::SignedDuration::from_secs(6),
+        "after slow_down the next poll came {gap} later (interval 1 s + 5 s)"
+    );
+}
+
+#[test]
+fn expired_denied_and_interrupted_logins_store_nothing() {
+    // Denied.
+    let Some(w) = world(fast()) else { return };
+    let login = Login::start(&w, &[]);
+    let code = login.user_code();
+    assert!(w.gl.deny_device(&code));
+    let (status, _, err) = login.finish();
+    assert_eq!(status, Some(1), "{err}");
+    assert!(err.contains("denied"), "{err}");
+    nothing_stored(&w);
+
+    // Expired: the emulator's clock moves past the code's 300 s.
+    let login = Login::start(&w, &[]);
+    let _ = login.user_code();
+    w.gl.set_clock_offset(jiff::SignedDuration::from_secs(301));
+    let (status, _, err) = login.finish();
+    w.gl.set_clock_offset(jiff::SignedDuration::ZERO);
+    assert_eq!(status, Some(1), "{err}");
+    assert!(err.contains("expired"), "{err}");
+    nothing_stored(&w);
+
+    // Ctrl-C while waiting.
+    let login = Login::start(&w, &[]);
+    let _ = login.user_code();
+    let pid = login.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, _, _) = login.finish();
+    assert_ne!(status, Some(0));
+    nothing_stored(&w);
+}
+
+#[test]
+fn no_client_id_is_one_line_that_says_how_to_register_one() {
+    let Some(w) = world(fast()) else { return };
+    let host = w.registry.host();
+    let out = w.s.helper(&["login", &host, "--oauth"], "");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error")).count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("--client-id") && err.contains("DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID"),
+        "{err}"
+    );
+    assert!(err.contains("oauth_client_ids"), "{err}");
+    nothing_stored(&w);
+}
+
+/// Logs in through the device flow, approving as soon as the code shows.
+fn oauth_login(w: &GitLabWorld, extra: &[&str]) {
+    let login = Login::start(w, extra);
+    let code = login.user_code();
+    assert!(w.gl.approve_device(&code, w.user));
+    let (status, out, err) = login.finish();
+    assert_eq!(status, Some(0), "{out}{err}");
+}
+
+/// Two processes race a refresh: exactly one refresh request, and both hand out the same
+/// new access token; the old refresh token is spent (GitLab refuses it, as it does).
+#[test]
+fn racing_gets_refresh_once() {
+    let Some(mut w) = world(Config {
+        oauth_token_lifetime: Duration::from_secs(120),
+        ..fast()
+    }) else {
+        return;
+    };
+    oauth_login(&w, &["--no-configure"]);
+    let host = w.registry.host();
+    let before = w.s.secret_tool_lookup(&host).unwrap();
+    // 120 s tokens, a 119 s promise: the access token no longer keeps it.
+    w.s.extra_env.push((
+        "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
+        "119s".into(),
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    w.gl.clear_requests();
+    let s = &w.s;
+    let secrets: Vec<String> = std::thread::scope(|scope| {
+        let gets: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| s.helper(&["get"], &host)))
+            .collect();
+        gets.into_iter()
+            .map(|g| {
+                let out = g.join().unwrap();
+                assert_success(&out, "get");
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                v["Secret"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    });
+    assert_eq!(
+        secrets[0], secrets[1],
+        "the two processes got different tokens"
+    );
+    let refreshes =
+        w.gl.requests()
+            .iter()
+            .filter(|r| r.path == TOKEN_PATH && r.method == "POST")
+            .count();
+    assert_eq!(refreshes, 1, "{:?}", w.gl.requests());
+    assert!(w.gl.token_info(&secrets[0]).unwrap().active);
+    let old: serde_json::Value = serde_json::from_str(&before).unwrap();
+    let old_access = old["access_token"].as_str().unwrap();
+    assert!(
+        !w.gl.token_info(old_access).unwrap().active,
+        "old token alive"
+    );
+}
+
+/// A min_validity beyond an access token's life (2 h) is said at login and never causes a
+/// refresh on every get.
+#[test]
+fn a_promise_longer_than_an_access_token_never_loops() {
+    let Some(mut w) = world(fast()) else { return };
+    w.s.extra_env
+        .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3h".into()));
+    let login = Login::start(&w, &["--no-configure"]);
+    let code = login.user_code();
+    assert!(w.gl.approve_device(&code, w.user));
+    let (status, _, err) = login.finish();
+    assert_eq!(status, Some(0), "{err}");
+    assert!(
+        err.contains("longer than an OAuth access token lives"),
+        "{err}"
+    );
+    let host = w.registry.host();
+    w.gl.clear_requests();
+    for _ in 0..3 {
+        assert_success(&w.s.helper(&["get"], &host), "get");
+    }
+    assert_eq!(
+        w.gl.requests()
+            .iter()
+            .filter(|r| r.path == TOKEN_PATH)
+            .count(),
+        0,
+        "refreshed on every get"
+    );
+}
