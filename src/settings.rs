@@ -113,12 +113,14 @@ impl Settings {
                 value: v.to_owned(),
             })
         };
-        let mut s = Settings::default();
-        s.oauth_client_ids = file
-            .oauth_client_ids
-            .iter()
-            .map(|(url, id)| (url.trim_end_matches('/').to_owned(), id.clone()))
-            .collect();
+        let mut s = Settings {
+            oauth_client_ids: file
+                .oauth_client_ids
+                .iter()
+                .map(|(url, id)| (url.trim_end_matches('/').to_owned(), id.clone()))
+                .collect(),
+            ..Settings::default()
+        };
         if let Some(v) = &file.min_validity {
             s.min_validity = parse("min_validity", v)?;
         }
