@@ -22,19 +22,38 @@ struct Run {
     /// (simulated time of the hand-out, the token handed out)
     handouts: Vec<(Timestamp, String)>,
     stderr: String,
+    promise: SignedDuration,
 }
 
 fn live_through(w: &mut GitLabWorld, host: &str) -> Run {
+    live_through_with(
+        w,
+        host,
+        SignedDuration::from_hours(PROMISE_H),
+        SignedDuration::from_hours(STEP_H),
+        DAYS * 24 / STEP_H,
+    )
+}
+
+/// `steps` gets, `step` apart in simulated time, each promising `promise`.
+fn live_through_with(
+    w: &mut GitLabWorld,
+    host: &str,
+    promise: SignedDuration,
+    step_by: SignedDuration,
+    steps: i64,
+) -> Run {
     w.s.extra_env.push((
         "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
-        format!("{PROMISE_H}h"),
+        format!("{}s", promise.as_secs()),
     ));
     let mut run = Run {
         handouts: Vec::new(),
         stderr: String::new(),
+        promise,
     };
-    for step in 0..(DAYS * 24 / STEP_H) {
-        let offset = SignedDuration::from_hours(step * STEP_H);
+    for step in 0..steps {
+        let offset = step_by * (step as i32);
         w.gl.set_clock_offset(offset);
         w.s.extra_env
             .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS");
@@ -43,7 +62,7 @@ fn live_through(w: &mut GitLabWorld, host: &str) -> Run {
             offset.as_secs().to_string(),
         ));
         let out = w.s.helper(&["get"], host);
-        assert_success(&out, &format!("get at +{}h", step * STEP_H));
+        assert_success(&out, &format!("get at +{offset}"));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         run.handouts
             .push((w.gl.now(), v["Secret"].as_str().unwrap().to_owned()));
@@ -58,7 +77,7 @@ fn cut(w: &GitLabWorld, run: &Run) -> Vec<String> {
         .iter()
         .filter_map(|(at, token)| {
             let revoked = w.gl.token_info(token)?.revoked_at?;
-            let promised = *at + SignedDuration::from_hours(PROMISE_H);
+            let promised = *at + run.promise;
             (revoked < promised).then(|| format!("handed out {at}, revoked {revoked}"))
         })
         .collect()
@@ -187,4 +206,81 @@ fn a_standby_token_must_be_a_second_renewable_token_of_the_same_user() {
     let out = w.s.helper(&["status", "--json"], "");
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.as_array().unwrap().len(), 1, "{rows}");
+}
+
+/// OAuth on a busy host: 2 h access tokens (GitLab's), a get every 10 min promising 20 min,
+/// for 12 simulated hours, with a pair of OAuth grants (`login --oauth --standby`): no
+/// access token handed out is revoked (by a refresh) within its promise.
+fn oauth_busy_host(pair: bool) -> Option<(GitLabWorld, Run, String)> {
+    let mut w = GitLabWorld::start(Config {
+        device_poll_interval: std::time::Duration::from_secs(1),
+        ..Config::default()
+    })?;
+    const CLIENT: &str = "busy-host-app";
+    w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry"]);
+    let host = w.registry.host();
+    let logins: &[&[&str]] = if pair { &[&[], &["--standby"]] } else { &[&[]] };
+    for extra in logins {
+        let mut args = vec![
+            "login",
+            host.as_str(),
+            "--oauth",
+            "--client-id",
+            CLIENT,
+            "--no-configure",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = w.s.spawn(std::process::Command::new(BIN).args(&args), "");
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let code = loop {
+            let mut line = String::new();
+            assert!(
+                std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
+                "no code"
+            );
+            if let Some(rest) = line.split("enter the code ").nth(1) {
+                break rest.trim().to_owned();
+            }
+        };
+        assert!(w.gl.approve_device(&code, w.user));
+        let out = child.wait_with_output().unwrap();
+        assert_success(&out, "login --oauth");
+    }
+    let run = live_through_with(
+        &mut w,
+        &host,
+        SignedDuration::from_mins(20),
+        SignedDuration::from_mins(10),
+        12 * 6,
+    );
+    assert!(
+        distinct_tokens(&run) >= 6,
+        "only {} access tokens over 12 h: refresh never ran",
+        distinct_tokens(&run)
+    );
+    Some((w, run, host))
+}
+
+#[test]
+fn an_oauth_pair_never_cuts_a_hand_out() {
+    let Some((w, run, _)) = oauth_busy_host(true) else {
+        return;
+    };
+    assert_eq!(cut(&w, &run), Vec::<String>::new(), "hand-outs were cut");
+}
+
+/// The same without a pair: every refresh lands in the hard window and cuts live
+/// hand-outs, and the helper says so with the fix.
+#[test]
+fn an_oauth_token_alone_cuts_and_says_so() {
+    let Some((w, run, host)) = oauth_busy_host(false) else {
+        return;
+    };
+    assert!(!cut(&w, &run).is_empty(), "expected cut hand-outs");
+    assert!(
+        run.stderr
+            .contains(&format!("docker-credential-gitlab login {host} --standby")),
+        "{}",
+        run.stderr
+    );
 }

@@ -569,7 +569,10 @@ impl Emulator {
             st.oauth_tokens
                 .iter_mut()
                 .filter(|t| t.access_token == token || t.refresh_token == token)
-                .for_each(|t| t.revoked = true);
+                .for_each(|t| {
+                    t.revoked_at.get_or_insert(now);
+                    t.revoked = true;
+                });
         })
     }
 

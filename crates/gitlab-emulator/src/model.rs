@@ -107,6 +107,8 @@ pub(crate) struct OAuthToken {
     pub expires_in: i64,
     pub kill_at: Option<Timestamp>,
     pub revoked: bool,
+    /// When it was revoked (by a refresh or /oauth/revoke), emulator clock.
+    pub revoked_at: Option<Timestamp>,
     /// The refresh token has been spent (single use).
     pub refresh_used: bool,
 }
@@ -348,7 +350,7 @@ impl State {
                 name: None,
                 active: self.oauth_active(&t),
                 revoked: t.revoked,
-                revoked_at: None,
+                revoked_at: t.revoked_at,
                 expires_at: None,
                 dies_at: Some(State::oauth_death(&t)),
                 scopes: t.scopes.clone(),

@@ -61,6 +61,7 @@ pub(crate) fn issue(
         expires_in: st.config.oauth_token_lifetime.as_secs() as i64,
         kill_at: None,
         revoked: false,
+        revoked_at: None,
         refresh_used: false,
     };
     st.oauth_tokens.push(t.clone());
@@ -106,6 +107,7 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
                     "Missing required parameter: refresh_token.",
                 );
             };
+            let now = st.now();
             let Some(old) = st
                 .oauth_tokens
                 .iter_mut()
@@ -122,6 +124,7 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
             // Single use: the old pair dies now.
             old.refresh_used = true;
             old.revoked = true;
+            old.revoked_at = Some(now);
             let (user_id, client, scopes) =
                 (old.user_id, old.client_id.clone(), old.scopes.clone());
             let new = issue(&mut st, user_id, &client, scopes);
@@ -271,12 +274,14 @@ pub(crate) fn authorize_device(shared: &Shared, req: &Req) -> Resp {
 
 pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
     let mut st = shared.lock();
+    let now = st.now();
     if let Some(token) = req.param("token") {
         for t in st
             .oauth_tokens
             .iter_mut()
             .filter(|t| t.access_token == token || t.refresh_token == token)
         {
+            t.revoked_at.get_or_insert(now);
             t.revoked = true;
         }
     }
