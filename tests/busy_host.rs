@@ -221,30 +221,9 @@ fn oauth_busy_host(pair: bool) -> Option<(GitLabWorld, Run, String)> {
     let host = w.registry.host();
     let logins: &[&[&str]] = if pair { &[&[], &["--standby"]] } else { &[&[]] };
     for extra in logins {
-        let mut args = vec![
-            "login",
-            host.as_str(),
-            "--oauth",
-            "--client-id",
-            CLIENT,
-            "--no-configure",
-        ];
+        let mut args = vec!["--no-configure"];
         args.extend_from_slice(extra);
-        let mut child = w.s.spawn(std::process::Command::new(BIN).args(&args), "");
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let code = loop {
-            let mut line = String::new();
-            assert!(
-                std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0,
-                "no code"
-            );
-            if let Some(rest) = line.split("enter the code ").nth(1) {
-                break rest.trim().to_owned();
-            }
-        };
-        assert!(w.gl.approve_device(&code, w.user));
-        let out = child.wait_with_output().unwrap();
-        assert_success(&out, "login --oauth");
+        assert_success(&w.oauth_login(&host, CLIENT, &args), "login --oauth");
     }
     let run = live_through_with(
         &mut w,

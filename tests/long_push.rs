@@ -539,3 +539,79 @@ fn assert_rotated_once_and_succeeded(
     assert_ne!(stored, token_b);
     assert!(gl.token_info(&stored).unwrap().active);
 }
+
+/// The same long push with an OAuth credential (`login --oauth`): 100 s access tokens, the
+/// original one dying 59 s into the ~80 s push, before skopeo re-exchanges the credential
+/// at 60 s. With min_validity above the access token's remaining life, `get` refreshes it
+/// before hand-out, exactly once, and the push succeeds.
+#[test]
+fn a_push_outliving_the_oauth_access_token_succeeds_with_ours() {
+    if !(have_tool("docker-registry") && have_tool("skopeo")) {
+        return;
+    }
+    const CLIENT: &str = "long-push-app";
+    let Some(mut w) = support::gitlab::GitLabWorld::start(Config {
+        oauth_token_lifetime: Duration::from_secs(100),
+        device_poll_interval: Duration::from_secs(1),
+        ..Config::default()
+    }) else {
+        return;
+    };
+    w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry"]);
+    let proxy = SlowProxy::start(w.registry.port());
+    let host = proxy.host();
+    assert_success(
+        &w.oauth_login(&host, CLIENT, &["--no-configure"]),
+        "login --oauth",
+    );
+    w.s.configure_docker(&[&host]);
+    let stored: serde_json::Value =
+        serde_json::from_str(&w.s.secret_tool_lookup(&host).unwrap()).unwrap();
+    let original = stored["access_token"].as_str().unwrap().to_owned();
+    let dies = w.gl.token_info(&original).unwrap().dies_at.unwrap();
+    // Wait until the original access token has less than 60 s left.
+    while dies.duration_since(w.gl.now()) > SignedDuration::from_secs(59) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    w.s.extra_env
+        .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "90s".into()));
+    let layout = write_oci_image(&w.s.dir.path().join("image-oauth"), LAYER_BYTES + 8192);
+    w.gl.clear_requests();
+    let (out, took) = push(&w.s, &layout, &format!("{host}/group/oauth:v1"));
+    let log = w.gl.requests();
+    eprintln!(
+        "OAuth run: push {} after {took:.1?}, original access token dead from {dies}\n{}",
+        if out.status.success() {
+            "succeeded"
+        } else {
+            "failed"
+        },
+        log_lines(&log)
+    );
+    assert!(
+        out.status.success(),
+        "the push failed after {took:?}: {}\n{}\nregistry log:\n{}",
+        stderr(&out),
+        log_lines(&log),
+        w.registry.log()
+    );
+    // One refresh, before the first token exchange; exchanges after the original died
+    // all succeeded with the refreshed token.
+    let refreshes: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.method == "POST" && r.path == "/oauth/token")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(refreshes.len(), 1, "{}", log_lines(&log));
+    let first_auth = log.iter().position(is_jwt_auth).expect("no /jwt/auth");
+    assert!(refreshes[0] < first_auth, "{}", log_lines(&log));
+    let auths: Vec<&RequestRecord> = log.iter().filter(|r| is_jwt_auth(r)).collect();
+    assert!(auths.iter().all(|r| r.status == 200), "{}", log_lines(&log));
+    assert!(
+        auths.iter().any(|r| r.at >= dies),
+        "no token exchange after the original access token died ({took:?})\n{}",
+        log_lines(&log)
+    );
+    assert!(!w.gl.token_info(&original).unwrap().active);
+}

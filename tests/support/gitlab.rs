@@ -42,3 +42,29 @@ impl GitLabWorld {
             .token
     }
 }
+
+impl GitLabWorld {
+    /// `login HOST --oauth --client-id CLIENT EXTRA…` through the device flow, approving as
+    /// alice as soon as the code shows on stderr.
+    pub fn oauth_login(&self, host: &str, client: &str, extra: &[&str]) -> std::process::Output {
+        let mut args = vec!["login", host, "--oauth", "--client-id", client];
+        args.extend_from_slice(extra);
+        let mut child = self
+            .s
+            .spawn(std::process::Command::new(super::BIN).args(&args), "");
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let code = loop {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+            assert!(n > 0, "login --oauth printed no code");
+            if let Some(rest) = line.split("enter the code ").nth(1) {
+                break rest.trim().to_owned();
+            }
+        };
+        assert!(
+            self.gl.approve_device(&code, self.user),
+            "unknown code {code}"
+        );
+        child.wait_with_output().unwrap()
+    }
+}
