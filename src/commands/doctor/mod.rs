@@ -294,14 +294,18 @@ fn renewal_findings(file: &StateFile, state: &State, host: &RegistryHost) -> Vec
     }
     if let Ok(settings) = crate::settings::Settings::load() {
         let min = settings.min_validity(host.as_str());
-        if info.kind == TokenKind::PersonalAccessToken && min > crate::renew::pat::max_validity() {
+        let max = match info.kind {
+            TokenKind::OauthToken => crate::renew::oauth::lifetime(info),
+            _ => crate::renew::pat::max_validity(),
+        };
+        if min > max {
             out.push(
                 Finding::warn(
                     CHECK,
                     format!(
-                        "min_validity ({}) is longer than any token GitLab issues ({} days): renewal cannot keep it",
+                        "min_validity ({}) is longer than renewing can give ({}): renewal cannot keep it",
                         crate::settings::describe(min),
-                        crate::renew::pat::MAX_LIFETIME_DAYS
+                        crate::settings::describe(max)
                     ),
                 )
                 .fix("lower min_validity (DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY or config.json)"),
