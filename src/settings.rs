@@ -232,6 +232,27 @@ mod tests {
     }
 
     #[test]
+    fn oauth_client_ids_per_gitlab() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"oauth_client_ids": {"https://gitlab.example.com/": "abc123"}}"#,
+        )
+        .unwrap();
+        let s = Settings::from_file(&path).unwrap();
+        assert_eq!(
+            s.oauth_client_id("https://gitlab.example.com"),
+            Some("abc123")
+        );
+        assert_eq!(
+            s.oauth_client_id("https://gitlab.example.com/"),
+            Some("abc123")
+        );
+        assert_eq!(s.oauth_client_id("https://other.example.com"), None);
+    }
+
+    #[test]
     fn file_and_per_registry_values() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.json");

@@ -334,3 +334,30 @@ fn a_promise_longer_than_an_access_token_never_loops() {
         "refreshed on every get"
     );
 }
+
+/// The grant was revoked in GitLab (the user removed the application's access): the refresh
+/// is refused with invalid_grant, the store is re-read (nobody else refreshed), and get
+/// says a new `login --oauth` is needed, exit 1, without handing out a dead token.
+#[test]
+fn a_revoked_grant_asks_for_a_new_oauth_login() {
+    let Some(mut w) = world(Config {
+        oauth_token_lifetime: Duration::from_secs(120),
+        ..fast()
+    }) else {
+        return;
+    };
+    oauth_login(&w, &["--no-configure"]);
+    let host = w.registry.host();
+    let stored: serde_json::Value =
+        serde_json::from_str(&w.s.secret_tool_lookup(&host).unwrap()).unwrap();
+    w.gl.revoke_token(stored["refresh_token"].as_str().unwrap());
+    w.s.extra_env.push((
+        "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
+        "119s".into(),
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    let out = w.s.helper(&["get"], &host);
+    let line = assert_one_line_error(&out, "get with a revoked grant");
+    assert!(line.contains(&format!("login {host} --oauth")), "{line}");
+    assert!(!line.contains(stored["refresh_token"].as_str().unwrap()));
+}
