@@ -229,7 +229,24 @@ pub fn record_renewal(
         return Ok(None);
     }
     let keys = keys_sharing(&state, host, old);
-    for key in &keys {
+    store_for_keys(guard, &mut state, &keys, token, &info)?;
+    let updated = state.entries[host.as_str()].clone();
+    guard.save(&state)?;
+    crate::renew::fault_point("after-state");
+    Ok(Some(updated))
+}
+
+/// Writes a renewed `token` for each of `keys` (their secret first, each in its own store),
+/// then their metadata in `state` (saved by the caller). The new `stored_at` tells other
+/// processes the token changed.
+fn store_for_keys(
+    guard: &WriteGuard<'_>,
+    state: &mut crate::state::State,
+    keys: &[String],
+    token: &Secret,
+    info: &GitLabInfo,
+) -> Result<(), Error> {
+    for key in keys {
         let entry = &state.entries[key];
         let key_host = RegistryHost::from_key(key).map_err(|_| StoreError::Failed {
             backend: entry.store,
@@ -239,15 +256,12 @@ pub fn record_renewal(
     }
     crate::renew::fault_point("after-store-secret");
     let now = crate::clock::now();
-    for key in &keys {
+    for key in keys {
         let entry = state.entries.get_mut(key).expect("listed above");
         entry.stored_at = now;
         entry.gitlab = Some(info.clone());
     }
-    let updated = state.entries[host.as_str()].clone();
-    guard.save(&state)?;
-    crate::renew::fault_point("after-state");
-    Ok(Some(updated))
+    Ok(())
 }
 
 /// Moves a kept token (see [`crate::renew::kept`]) into the store, as a renewal would:
@@ -269,20 +283,7 @@ pub fn adopt(
         })
         .map(|(k, _)| k.clone())
         .collect();
-    for key in &keys {
-        let entry = &state.entries[key];
-        let key_host = RegistryHost::from_key(key).map_err(|_| StoreError::Failed {
-            backend: entry.store,
-            detail: format!("invalid registry key {key:?} in the state file"),
-        })?;
-        SecretStore::open(entry.store, guard.dir())?.set(guard, &key_host, &kept.token)?;
-    }
-    let now = crate::clock::now();
-    for key in &keys {
-        let entry = state.entries.get_mut(key).expect("listed above");
-        entry.stored_at = now;
-        entry.gitlab = Some(kept.info.clone());
-    }
+    store_for_keys(guard, &mut state, &keys, &kept.token, &kept.info)?;
     if !keys.is_empty() {
         guard.save(&state)?;
     }

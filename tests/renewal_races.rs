@@ -65,15 +65,7 @@ fn a_kept_token_reaches_every_sharing_key() {
     let other = w.host.replace("127.0.0.1", "localhost");
     login(&w.w, &other, &w.token);
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
-    let child = w.get_paused_at("after-rotate-response");
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .open(w.w.s.data_dir().join("state.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    std::fs::remove_file(w.marker()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    drop(lock);
+    let out = w.get_with_state_lock_held();
     let new = secret(&out);
     assert_ne!(new, w.token);
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
@@ -91,15 +83,7 @@ fn a_kept_token_reaches_every_sharing_key() {
 fn a_kept_token_does_not_override_a_later_login() {
     let Some(mut w) = world(2) else { return };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
-    let child = w.get_paused_at("after-rotate-response");
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .open(w.w.s.data_dir().join("state.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    std::fs::remove_file(w.marker()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    drop(lock);
+    let out = w.get_with_state_lock_held();
     let kept = secret(&out);
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
     // The user logs in again, explicitly, with another token.
@@ -161,15 +145,7 @@ fn a_kept_standby_token_is_used_by_the_pair() {
     // Both inside their early window for a 25 d promise; nobody holds the standby.
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
     let started = std::time::Instant::now();
-    let child = w.get_paused_at("after-rotate-response");
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .open(w.w.s.data_dir().join("state.lock"))
-        .unwrap();
-    lock.lock().unwrap();
-    std::fs::remove_file(w.marker()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    drop(lock);
+    let out = w.get_with_state_lock_held();
     // The minted token is handed out, within the get deadline, although the state lock
     // was held past every wait.
     assert!(

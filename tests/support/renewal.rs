@@ -96,3 +96,20 @@ pub fn login_standby(w: &GitLabWorld, host: &str, token: &str) {
     );
     assert_success(&out, "login --standby");
 }
+
+impl W {
+    /// A `get` that renews while someone else holds the state lock from GitLab's answer
+    /// until the `get` is done (past every lock wait): its output.
+    pub fn get_with_state_lock_held(&mut self) -> Output {
+        let child = self.get_paused_at("after-rotate-response");
+        let lock = std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.w.s.data_dir().join("state.lock"))
+            .unwrap();
+        lock.lock().unwrap();
+        std::fs::remove_file(self.marker()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        drop(lock);
+        out
+    }
+}
