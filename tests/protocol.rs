@@ -475,3 +475,23 @@ fn parallel_gets_and_stores_stay_consistent(s: &Session) {
     let list: serde_json::Value = serde_json::from_slice(&s.helper(&["list"], "").stdout).unwrap();
     assert_eq!(list.as_object().unwrap().len(), 2);
 }
+
+/// gnome-keyring crashes (seen under heavy concurrent replaces) and the session starts it
+/// again: a `get` that runs into the gap waits briefly and asks again instead of failing.
+#[test]
+fn a_keyring_that_crashes_and_comes_back_is_asked_again() {
+    let Some(s) = Session::unlocked() else { return };
+    s.store(GITLAB, "alice", "glpat-survives");
+    let pid = s.keyring_pid().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = s.helper(&["get"], GITLAB);
+    assert_success(&out, "get right after the keyring crashed");
+    assert!(stdout(&out).contains("glpat-survives"), "{}", stdout(&out));
+    assert_ne!(s.keyring_pid().to_string(), pid, "not restarted");
+}

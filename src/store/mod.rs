@@ -281,12 +281,10 @@ impl SecretStore {
 
     /// The secret for `host`, or `None` when this store has no item for it.
     pub fn get(&self, host: &RegistryHost) -> Result<Option<Secret>, StoreError> {
-        match self.get_once(host) {
-            // A read is idempotent: when the keychain daemon dropped the call (seen with
-            // gnome-keyring while an item is being replaced under heavy load), ask once more.
-            Err(StoreError::Failed { detail, .. }) if is_transient(&detail) => self.get_once(host),
-            other => other,
-        }
+        // A read is idempotent: when the keychain daemon dropped the call, or was not
+        // there for a moment (gnome-keyring can crash under heavy concurrent replaces; a
+        // desktop session's bus starts it again), ask again after a short pause.
+        retry_transient(|| self.get_once(host))
     }
 
     fn get_once(&self, host: &RegistryHost) -> Result<Option<Secret>, StoreError> {
@@ -311,11 +309,14 @@ impl SecretStore {
         if let Inner::File(file) = &self.inner {
             return file.set(guard, host, secret);
         }
-        let entry = self.entry(host)?;
-        // The worker thread needs its own copy; it is wiped when dropped.
-        let secret = secret_from(secret.expose_secret().to_owned());
-        self.call(move || entry.set_password(secret.expose_secret()))?
-            .map_err(|e| self.op_error(e))
+        // Replacing an item is idempotent too.
+        retry_transient(|| {
+            let entry = self.entry(host)?;
+            // The worker thread needs its own copy; it is wiped when dropped.
+            let secret = secret_from(secret.expose_secret().to_owned());
+            self.call(move || entry.set_password(secret.expose_secret()))?
+                .map_err(|e| self.op_error(e))
+        })
     }
 
     /// Deletes the item for `host`, under the state write lock; deleting an absent item
@@ -416,9 +417,31 @@ fn with_deadline<T: Send + 'static>(
 
 /// D-Bus errors that mean "the call was lost", not "the answer is no".
 fn is_transient(detail: &str) -> bool {
-    ["NoReply", "disconnected", "UnknownObject", "ServiceUnknown"]
-        .iter()
-        .any(|m| detail.contains(m))
+    [
+        "NoReply",
+        "disconnected",
+        "UnknownObject",
+        "ServiceUnknown",
+        "no Secret Service provider",
+    ]
+    .iter()
+    .any(|m| detail.contains(m))
+}
+
+/// Runs an idempotent store call, and again (twice at most, 200 then 400 ms later) when it
+/// failed because the call was lost rather than answered.
+fn retry_transient<T>(mut call: impl FnMut() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    let mut pause = Duration::from_millis(200);
+    for _ in 0..2 {
+        match call() {
+            Err(StoreError::Failed { detail, .. }) if is_transient(&detail) => {
+                std::thread::sleep(pause);
+                pause *= 2;
+            }
+            other => return other,
+        }
+    }
+    call()
 }
 
 /// Platform error texts can span lines; protocol errors must be one line.

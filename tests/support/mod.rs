@@ -61,12 +61,85 @@ impl Drop for Killed {
     }
 }
 
+/// gnome-keyring, watched: gnome-keyring can crash under heavy concurrent item replaces
+/// (seen in CI); a desktop session's bus would start it again, so the watcher does, on the
+/// same keyring file, unlocked as before. Stopping it on purpose (drop) stops the watcher.
+struct Keyring {
+    child: std::sync::Arc<std::sync::Mutex<Child>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Keyring {
+    fn spawn(envs: &[(std::ffi::OsString, Option<std::ffi::OsString>)], unlock: bool) -> Child {
+        let mut cmd = Command::new("gnome-keyring-daemon");
+        cmd.args(["--foreground", "--components=secrets"]);
+        if unlock {
+            cmd.arg("--unlock");
+        }
+        for (k, v) in envs {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start gnome-keyring-daemon");
+        let mut stdin = child.stdin.take().unwrap();
+        if unlock {
+            stdin.write_all(KEYRING_PASSWORD.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        child
+    }
+
+    fn start(envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>, unlock: bool) -> Keyring {
+        use std::sync::atomic::Ordering;
+        let child = std::sync::Arc::new(std::sync::Mutex::new(Keyring::spawn(&envs, unlock)));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, st) = (child.clone(), stop.clone());
+        let watcher = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                {
+                    let mut guard = c.lock().unwrap();
+                    if !st.load(Ordering::Relaxed) && matches!(guard.try_wait(), Ok(Some(_))) {
+                        eprintln!("test support: gnome-keyring-daemon died; starting it again");
+                        *guard = Keyring::spawn(&envs, unlock);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Keyring {
+            child,
+            stop,
+            watcher: Some(watcher),
+        }
+    }
+}
+
+impl Drop for Keyring {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        let mut child = self.child.lock().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 /// A private D-Bus session bus with gnome-keyring's Secret Service on it, plus a private
 /// HOME and data directory: the environment one helper invocation sees.
 pub struct Session {
     pub dir: tempfile::TempDir,
     bus_address: Option<String>,
-    keyring: Option<Killed>,
+    keyring: Option<Keyring>,
     bus: Option<Killed>,
     pub extra_env: Vec<(String, String)>,
 }
@@ -85,6 +158,11 @@ impl Session {
         self.keyring = None; // kills the daemon
         self.wait_name_owner(false);
         self.start_keyring(false);
+    }
+
+    /// The running gnome-keyring's pid (to crash it from a test).
+    pub fn keyring_pid(&self) -> u32 {
+        self.keyring.as_ref().unwrap().child.lock().unwrap().id()
     }
 
     /// Stops gnome-keyring: the Secret Service goes away (the bus stays).
@@ -182,19 +260,12 @@ impl Session {
         if unlock {
             cmd.arg("--unlock");
         }
-        let mut child = self
-            .env(&mut cmd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gnome-keyring-daemon");
-        let mut stdin = child.stdin.take().unwrap();
-        if unlock {
-            stdin.write_all(KEYRING_PASSWORD.as_bytes()).unwrap();
-        }
-        drop(stdin);
-        self.keyring = Some(Killed(child));
+        self.env(&mut cmd);
+        let envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)> = cmd
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+            .collect();
+        self.keyring = Some(Keyring::start(envs, unlock));
         self.wait_name_owner(true);
     }
 
