@@ -103,14 +103,18 @@ impl RegistryHost {
 
     /// Loopback registries are the only ones allowed over plain HTTP.
     pub fn is_loopback(&self) -> bool {
-        let host = self.hostname();
-        host == "localhost"
-            || host.ends_with(".localhost")
-            || host
-                .parse::<std::net::IpAddr>()
-                .map(|ip| ip.is_loopback())
-                .unwrap_or(false)
+        is_loopback_host(self.hostname())
     }
+}
+
+/// Whether a host name (without port or brackets) is this machine: `localhost`,
+/// `*.localhost`, or a loopback address. The one rule for plain HTTP and proxy bypass.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// In messages a standby key shows as `HOST --standby`, so that the commands they suggest

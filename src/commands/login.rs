@@ -14,8 +14,9 @@ use reqwest::Url;
 
 use crate::credentials::{self, NewCredential};
 use crate::docker_config;
+use crate::gitlab::http::{Http, same_base};
 use crate::gitlab::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
-use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf, http::Http};
+use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf};
 use crate::registry::RegistryHost;
 use crate::secret::{ExposeSecret, Secret, secret_from};
 use crate::state::{GitLabInfo, Resource, StateFile, TokenKind};
@@ -269,13 +270,6 @@ pub(super) fn choose_gitlab(
         );
     }
     Ok(realm_gitlab)
-}
-
-fn same_base(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-        && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
 }
 
 /// Works out what the credential is, from GitLab's answers; prefixes are only hints.

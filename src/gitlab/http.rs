@@ -225,12 +225,15 @@ pub fn check_transport(url: &Url) -> Result<(), GitLabError> {
 
 pub fn is_loopback(url: &Url) -> bool {
     let host = url.host_str().unwrap_or_default();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    crate::registry::is_loopback_host(host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// Whether two GitLab URLs are the same instance: scheme, host, port and path.
+pub fn same_base(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+        && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
 }
 
 /// URLs in messages never carry credentials or query strings.

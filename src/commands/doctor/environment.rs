@@ -4,9 +4,9 @@
 
 use reqwest::Url;
 
-use super::{Finding, Net, same_base, window_finding};
+use super::{Finding, Net, window_finding};
 use crate::environment::Environment;
-use crate::gitlab::http::{check_transport, redact};
+use crate::gitlab::http::{check_transport, redact, same_base};
 use crate::gitlab::{self, JwtAuth, jwt};
 use crate::registry::RegistryHost;
 use crate::sources::{EnvCredential, Source};

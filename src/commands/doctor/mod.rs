@@ -27,7 +27,7 @@ use serde_json::Value;
 use crate::credentials;
 use crate::docker_config;
 use crate::environment::Environment;
-use crate::gitlab::http::{Auth, Http, check_transport, redact};
+use crate::gitlab::http::{Auth, Http, check_transport, redact, same_base};
 use crate::gitlab::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, PatInfo, PatSelf, jwt};
 use crate::registry::RegistryHost;
@@ -792,13 +792,6 @@ fn realm_matches(challenge: &Challenge, info: &GitLabInfo) -> Result<Url, Findin
         )
         .fix("if the move is expected, log in again with a token from the new GitLab")),
     }
-}
-
-fn same_base(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-        && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
 }
 
 /// What `/jwt/auth` answered: the HTTP status (0 when it could not be reached) and
