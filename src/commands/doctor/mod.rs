@@ -912,7 +912,7 @@ fn token_findings(
             } else {
                 Finding::pass("scopes", format!("{list} ({source}): pull and push"))
             });
-            let renewable = scopes.iter().any(|s| s == "api" || s == "self_rotate");
+            let renewable = crate::gitlab::token::can_renew(TokenKind::PersonalAccessToken, scopes);
             out.push(if renewable {
                 Finding::pass("renewal", "the token can rotate itself (api or self_rotate)")
             } else {
