@@ -169,48 +169,36 @@ fn config_path() -> Option<PathBuf> {
         .map(|p| p.config_dir().join("config.json"))
 }
 
-/// A duration as people read it: `90 min`, `36 h`, `30 days`.
+/// A duration as people read it, in jiff's friendly format: `1h 30m`, `36h`, `30d`.
 pub fn describe(d: SignedDuration) -> String {
-    let mins = d.as_secs() / 60;
-    if mins.abs() >= 48 * 60 {
-        format!("{} days", mins / (24 * 60))
-    } else if mins.abs() >= 120 {
-        format!("{} h", mins / 60)
-    } else {
-        format!("{mins} min")
+    let rounded = jiff::Span::try_from(d).and_then(|span| {
+        span.round(
+            jiff::SpanRound::new()
+                .largest(jiff::Unit::Day)
+                .smallest(jiff::Unit::Minute)
+                .days_are_24_hours(),
+        )
+    });
+    match rounded {
+        Ok(span) => format!("{span:#}"),
+        Err(_) => format!("{d:#}"),
     }
 }
 
-/// Parses `90m`, `36h`, `2d`, `1h30m`, `45s`, `1w`.
+/// Parses `90m`, `36h`, `2d`, `1h30m`, `1h 30m`, `45s`, `1w` (jiff's friendly format, or
+/// ISO 8601), with days as 24 hours. Negative, fractional or calendar (month, year)
+/// durations, a number without a unit, and more than ten years are refused.
 pub fn parse_duration(s: &str) -> Option<SignedDuration> {
     let s = s.trim();
-    if s.is_empty() {
+    if s.contains(['.', ',', '-']) || s.contains("ago") {
         return None;
     }
-    let mut total: i64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits.parse().ok()?;
-        digits.clear();
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit)?)?;
-    }
-    if !digits.is_empty() {
-        return None; // a number without a unit is ambiguous
-    }
+    let span: jiff::Span = s.parse().ok()?;
+    let d = span
+        .to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .ok()?;
     // Nothing sensible is longer; beyond it time arithmetic would overflow.
-    (total <= MAX_DURATION_SECS).then(|| SignedDuration::from_secs(total))
+    (!d.is_negative() && d.as_secs() <= MAX_DURATION_SECS).then_some(d)
 }
 
 /// Ten years: the longest duration a setting may hold.
@@ -226,9 +214,33 @@ mod tests {
         assert_eq!(parse_duration("36h"), Some(SignedDuration::from_hours(36)));
         assert_eq!(parse_duration("2d"), Some(SignedDuration::from_hours(48)));
         assert_eq!(parse_duration("1h30m"), Some(SignedDuration::from_mins(90)));
-        for bad in ["", "90", "m", "1x", "-5m", "1.5h", "100000000d", "4000d"] {
+        assert_eq!(
+            parse_duration("1h 30m"),
+            Some(SignedDuration::from_mins(90))
+        );
+        assert_eq!(parse_duration("1w"), Some(SignedDuration::from_hours(168)));
+        for bad in [
+            "",
+            "90",
+            "m",
+            "1x",
+            "-5m",
+            "1.5h",
+            "100000000d",
+            "4000d",
+            "5m ago",
+            "1mo",
+            "1y",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(describe(SignedDuration::from_mins(90)), "1h 30m");
+        assert_eq!(describe(SignedDuration::from_hours(36)), "1d 12h");
+        assert_eq!(describe(SignedDuration::from_hours(24 * 30)), "30d");
     }
 
     #[test]
