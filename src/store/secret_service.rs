@@ -35,10 +35,8 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::{Future, poll_fn};
-use std::pin::pin;
+use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 
 use keyring_core::api::{Credential, CredentialApi, CredentialStoreApi};
 use keyring_core::{Entry, Error, Result};
@@ -459,39 +457,14 @@ fn call_error(method: &str, e: zbus::Error) -> Error {
 
 /// Polls both futures until both are done (for two calls in flight at once).
 async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    let (mut ra, mut rb) = (None, None);
-    poll_fn(|cx| {
-        if ra.is_none()
-            && let Poll::Ready(v) = a.as_mut().poll(cx)
-        {
-            ra = Some(v);
-        }
-        if rb.is_none()
-            && let Poll::Ready(v) = b.as_mut().poll(cx)
-        {
-            rb = Some(v);
-        }
-        match (ra.take(), rb.take()) {
-            (Some(x), Some(y)) => Poll::Ready((x, y)),
-            (x, y) => {
-                (ra, rb) = (x, y);
-                Poll::Pending
-            }
-        }
-    })
-    .await
+    futures_lite::future::zip(a, b).await
 }
 
 /// The output of `fut`, polling `background` (which never finishes) alongside it.
 async fn race<T>(fut: impl Future<Output = T>, background: impl Future<Output = ()>) -> T {
-    let (mut fut, mut background) = (pin!(fut), pin!(background));
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(v);
-        }
-        let _ = background.as_mut().poll(cx);
-        Poll::Pending
+    futures_lite::future::or(fut, async {
+        background.await;
+        std::future::pending().await
     })
     .await
 }
