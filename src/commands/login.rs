@@ -102,28 +102,7 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
     for warning in warnings(&info) {
         eprintln!("warning: {warning}");
     }
-    if let Some(warning) = promise_warning(&host, &info)? {
-        eprintln!("warning: {warning}");
-    }
-
-    let state_file = StateFile::open_default()?;
-    let key = if args.standby {
-        check_standby(&state_file, &host, &info)?;
-        host.standby()
-    } else {
-        host.clone()
-    };
-    let backend = credentials::save(
-        &state_file,
-        StoreChoice::from_env()?,
-        NewCredential {
-            host: &key,
-            server_url: host.as_str(),
-            username: &username,
-            secret: &secret,
-            gitlab: Some(info.clone()),
-        },
-    )?;
+    let backend = store(&host, &info, &username, &secret, args.standby)?;
     if args.standby {
         println!(
             "Stored {} as the standby token for {host} in the {backend} store: get switches to it \
@@ -191,15 +170,44 @@ pub(super) fn check_standby(
 }
 
 /// A min_validity no token can keep: say so now, not on every docker command.
-fn promise_warning(host: &RegistryHost, info: &GitLabInfo) -> anyhow::Result<Option<String>> {
+/// What both logins do once GitLab accepted the credential: warn about a min_validity no
+/// renewal can keep, check a standby, store the secret (the registry's key, or its
+/// standby's) and the facts. Returns the store that took it.
+pub(super) fn store(
+    host: &RegistryHost,
+    info: &GitLabInfo,
+    username: &str,
+    secret: &Secret,
+    standby: bool,
+) -> anyhow::Result<crate::store::Backend> {
     let min = crate::settings::Settings::load()?.min_validity(host.as_str());
-    Ok((info.can_renew() && min > crate::renew::pat::max_validity()).then(|| {
-        format!(
-            "min_validity for {host} ({}) is longer than any token GitLab issues ({} days): renewal cannot keep that promise; lower it",
+    let max = crate::renew::max_validity(info);
+    if info.can_renew() && min > max {
+        eprintln!(
+            "warning: min_validity for {host} ({}) is longer than renewing can give ({}): \
+             renewal cannot keep that promise; lower it",
             crate::settings::describe(min),
-            crate::renew::pat::MAX_LIFETIME_DAYS
-        )
-    }))
+            crate::settings::describe(max)
+        );
+    }
+    let state_file = StateFile::open_default()?;
+    let key = if standby {
+        check_standby(&state_file, host, info)?;
+        host.standby()
+    } else {
+        host.clone()
+    };
+    Ok(credentials::save(
+        &state_file,
+        StoreChoice::from_env()?,
+        NewCredential {
+            host: &key,
+            server_url: host.as_str(),
+            username,
+            secret,
+            gitlab: Some(info.clone()),
+        },
+    )?)
 }
 
 /// Adds the `credHelpers` entry for `host`, printing what changed and any warnings.

@@ -19,14 +19,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use super::login::{check_standby, choose_gitlab, configure_docker_for, parse_gitlab_url};
-use crate::credentials::{self, NewCredential};
+use super::login::{choose_gitlab, configure_docker_for, parse_gitlab_url};
 use crate::gitlab::oauth::{self, Poll};
 use crate::gitlab::{self, DEFAULT_USERNAME, JwtAuth, http::Http};
 use crate::registry::RegistryHost;
 use crate::settings::{OAUTH_CLIENT_ID_ENV, Settings};
-use crate::state::{GitLabInfo, StateFile, TokenKind};
-use crate::store::StoreChoice;
+use crate::state::{GitLabInfo, TokenKind};
 
 /// What `login --oauth` asks for unless `--scopes` says otherwise.
 pub const DEFAULT_SCOPES: &str = "read_registry write_registry";
@@ -107,29 +105,8 @@ pub fn run(args: OAuthArgs) -> anyhow::Result<()> {
             "warning: GitLab issued no refresh token, so the access token cannot be renewed (it expires in 2 h)"
         );
     }
-    if let Some(warning) = promise_warning(&host, &info)? {
-        eprintln!("warning: {warning}");
-    }
-
-    let state_file = StateFile::open_default()?;
-    let key = if args.standby {
-        check_standby(&state_file, &host, &info)?;
-        host.standby()
-    } else {
-        host.clone()
-    };
     let secret = crate::renew::oauth::pack(&pair);
-    let backend = credentials::save(
-        &state_file,
-        StoreChoice::from_env()?,
-        NewCredential {
-            host: &key,
-            server_url: host.as_str(),
-            username: DEFAULT_USERNAME,
-            secret: &secret,
-            gitlab: Some(info),
-        },
-    )?;
+    let backend = super::login::store(&host, &info, DEFAULT_USERNAME, &secret, args.standby)?;
     println!(
         "Stored an OAuth token{} for {host} in the {backend} store; it renews itself with its refresh token.",
         if args.standby { " (standby)" } else { "" }
@@ -223,18 +200,4 @@ fn clear(tty: bool) {
     if tty {
         eprint!("\r\x1b[2K");
     }
-}
-
-/// A min_validity beyond what an access token lives cannot be kept by refreshing.
-fn promise_warning(host: &RegistryHost, info: &GitLabInfo) -> anyhow::Result<Option<String>> {
-    let min = Settings::load()?.min_validity(host.as_str());
-    let lifetime = crate::renew::oauth::lifetime(info);
-    Ok((min > lifetime).then(|| {
-        format!(
-            "min_validity for {host} ({}) is longer than an OAuth access token lives ({}): refreshing cannot keep that \
-             promise; lower it, or use an access token (login without --oauth)",
-            crate::settings::describe(min),
-            crate::settings::describe(lifetime)
-        )
-    }))
 }

@@ -303,10 +303,7 @@ fn renewal_notes(
             ));
         }
         let min = settings.min_validity(registry);
-        let max = match info.kind {
-            crate::state::TokenKind::OauthToken => crate::renew::oauth::lifetime(info),
-            _ => crate::renew::pat::max_validity(),
-        };
+        let max = crate::renew::max_validity(info);
         if min > max && RegistryHost::standby_of(key).is_none() {
             notes.push(format!(
                 "{registry}: min_validity ({}) is longer than renewing can give ({}): it cannot be kept; lower it",

@@ -106,6 +106,15 @@ pub struct Renewed {
     pub rotated_here: bool,
 }
 
+/// The longest validity one renewal can give this credential (a `min_validity` beyond it
+/// cannot be kept): GitLab's longest access token, or one OAuth access token's life.
+pub fn max_validity(info: &GitLabInfo) -> SignedDuration {
+    match Method::of(info) {
+        Method::Pat => pat::max_validity(),
+        Method::OAuth => oauth::lifetime(info),
+    }
+}
+
 /// What the caller promises with the secret it is about to hand out.
 #[derive(Debug, Clone, Copy)]
 pub struct Promise {

@@ -18,7 +18,7 @@ use crate::credentials;
 use crate::leases;
 use crate::policy::{self, Decision, PairDecision};
 use crate::registry::RegistryHost;
-use crate::renew::{self, Promise, RenewError, kept, pat};
+use crate::renew::{self, Promise, RenewError, kept};
 use crate::secret::Secret;
 use crate::settings::{Settings, SettingsError, describe};
 use crate::state::{Entry, StateFile};
@@ -180,13 +180,7 @@ fn facts_for(
         min_validity: settings.min_validity(registry.as_str()),
         early_renewal: settings.early_renewal(),
         lease_until: leases::lease_until(dir, key),
-        // The most a renewal can give: GitLab's longest access token, or one more OAuth
-        // access token's life.
-        max_validity: if oauth {
-            renew::oauth::lifetime(info)
-        } else {
-            pat::max_validity()
-        },
+        max_validity: renew::max_validity(info),
     }
 }
 

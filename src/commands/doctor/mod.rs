@@ -294,10 +294,7 @@ fn renewal_findings(file: &StateFile, state: &State, host: &RegistryHost) -> Vec
     }
     if let Ok(settings) = crate::settings::Settings::load() {
         let min = settings.min_validity(host.as_str());
-        let max = match info.kind {
-            TokenKind::OauthToken => crate::renew::oauth::lifetime(info),
-            _ => crate::renew::pat::max_validity(),
-        };
+        let max = crate::renew::max_validity(info);
         if min > max {
             out.push(
                 Finding::warn(
