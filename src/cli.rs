@@ -30,7 +30,10 @@ use crate::protocol::Verb;
         DOCKER_CREDENTIAL_GITLAB_TOKEN     a token from the environment (other CI systems); with\n  \
         DOCKER_CREDENTIAL_GITLAB_USERNAME  its username (default oauth2) and\n  \
         DOCKER_CREDENTIAL_GITLAB_REGISTRY  the hosts it serves, comma-separated (default registry.gitlab.com)\n  \
-        GITLAB_CI=true                     serve CI_REGISTRY_* / CI_JOB_TOKEN / CI_DEPENDENCY_PROXY_* (GitLab CI jobs)"
+        GITLAB_CI=true                     serve CI_REGISTRY_* / CI_JOB_TOKEN / CI_DEPENDENCY_PROXY_* (GitLab CI jobs)\n  \
+        DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY  how long a handed-out token must stay valid (default 60m)\n  \
+        DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR    directory of config.json (min_validity, oauth_client_ids)\n  \
+        DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID  OAuth application id for login --oauth"
 )]
 struct Cli {
     /// Print the version and exit.
