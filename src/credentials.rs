@@ -128,11 +128,18 @@ pub fn entry_shared(
     state_file: &StateFile,
     host: &RegistryHost,
 ) -> Result<Option<(Entry, Vec<String>)>, Error> {
-    let state = state_file.load()?;
-    Ok(state.entries.get(host.as_str()).map(|entry| {
-        let keys = keys_sharing(&state, host, entry);
+    Ok(entry_shared_in(&state_file.load()?, host))
+}
+
+/// [`entry_shared`] in a state already read.
+pub fn entry_shared_in(
+    state: &crate::state::State,
+    host: &RegistryHost,
+) -> Option<(Entry, Vec<String>)> {
+    state.entries.get(host.as_str()).map(|entry| {
+        let keys = keys_sharing(state, host, entry);
         (entry.clone(), keys)
-    }))
+    })
 }
 
 /// The secret the store holds for `host`'s entry.

@@ -83,6 +83,17 @@ fn cut(w: &GitLabWorld, run: &Run) -> Vec<String> {
         .collect()
 }
 
+/// Hand-outs were cut, and stderr named the fix.
+fn assert_cut_and_announced(w: &GitLabWorld, run: &Run, host: &str) {
+    assert!(!cut(w, run).is_empty(), "expected cut hand-outs");
+    assert!(
+        run.stderr
+            .contains(&format!("docker-credential-gitlab login {host} --standby")),
+        "{}",
+        run.stderr
+    );
+}
+
 fn distinct_tokens(run: &Run) -> usize {
     let mut tokens: Vec<&String> = run.handouts.iter().map(|(_, t)| t).collect();
     tokens.sort();
@@ -155,13 +166,7 @@ fn without_a_pair_the_cut_is_announced_with_the_fix() {
     let run = live_through(&mut w, &host);
     assert!(distinct_tokens(&run) >= 2, "renewal never ran");
     // The hard window cuts live hand-outs: there was no safe moment.
-    assert!(!cut(&w, &run).is_empty(), "expected cut hand-outs");
-    assert!(
-        run.stderr
-            .contains(&format!("docker-credential-gitlab login {host} --standby")),
-        "{}",
-        run.stderr
-    );
+    assert_cut_and_announced(&w, &run, &host);
     let text = stdout(&w.s.helper(&["status"], ""));
     assert!(text.contains("still inside their promise"), "{text}");
     let text = stdout(&w.s.helper(&["doctor", &host], ""));
@@ -255,11 +260,5 @@ fn an_oauth_token_alone_cuts_and_says_so() {
     let Some((w, run, host)) = oauth_busy_host(false) else {
         return;
     };
-    assert!(!cut(&w, &run).is_empty(), "expected cut hand-outs");
-    assert!(
-        run.stderr
-            .contains(&format!("docker-credential-gitlab login {host} --standby")),
-        "{}",
-        run.stderr
-    );
+    assert_cut_and_announced(&w, &run, &host);
 }

@@ -251,18 +251,24 @@ fn oauth_login(w: &GitLabWorld, extra: &[&str]) {
     assert_eq!(status, Some(0), "{out}{err}");
 }
 
+/// A world logged in through the device flow, whose access tokens live 120 s.
+fn logged_in_with_120s_tokens() -> Option<(GitLabWorld, String)> {
+    let w = world(Config {
+        oauth_token_lifetime: Duration::from_secs(120),
+        ..fast()
+    })?;
+    oauth_login(&w, &["--no-configure"]);
+    let host = w.registry.host();
+    Some((w, host))
+}
+
 /// Two processes race a refresh: exactly one refresh request, and both hand out the same
 /// new access token; the old refresh token is spent (GitLab refuses it, as it does).
 #[test]
 fn racing_gets_refresh_once() {
-    let Some(mut w) = world(Config {
-        oauth_token_lifetime: Duration::from_secs(120),
-        ..fast()
-    }) else {
+    let Some((mut w, host)) = logged_in_with_120s_tokens() else {
         return;
     };
-    oauth_login(&w, &["--no-configure"]);
-    let host = w.registry.host();
     let before = w.s.secret_tool_lookup(&host).unwrap();
     // 120 s tokens, a 119 s promise: the access token no longer keeps it.
     w.s.extra_env.push((
@@ -337,14 +343,9 @@ fn a_promise_longer_than_an_access_token_never_loops() {
 /// says a new `login --oauth` is needed, exit 1, without handing out a dead token.
 #[test]
 fn a_revoked_grant_asks_for_a_new_oauth_login() {
-    let Some(mut w) = world(Config {
-        oauth_token_lifetime: Duration::from_secs(120),
-        ..fast()
-    }) else {
+    let Some((mut w, host)) = logged_in_with_120s_tokens() else {
         return;
     };
-    oauth_login(&w, &["--no-configure"]);
-    let host = w.registry.host();
     let stored: serde_json::Value =
         serde_json::from_str(&w.s.secret_tool_lookup(&host).unwrap()).unwrap();
     w.gl.revoke_token(stored["refresh_token"].as_str().unwrap());

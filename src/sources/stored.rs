@@ -51,7 +51,11 @@ pub fn get(
         state.entries.get(host.as_str()),
         state.entries.get(standby.as_str()),
     ) else {
-        return get_key(state_file, host, host, deadline);
+        // The common case: one token. The state just read serves (one read fewer).
+        let Some(found) = credentials::entry_shared_in(&state, host) else {
+            return Ok(None);
+        };
+        return get_key(state_file, host, host, Some(found), deadline);
     };
     let (active, idle) = if standby_active(primary) {
         (standby.clone(), host.clone())
@@ -72,7 +76,7 @@ pub fn get(
         (facts(&standby, second), facts(host, primary))
     };
     let (Some(fa), Some(fi)) = (fa, fi) else {
-        return get_key(state_file, host, &active, deadline);
+        return get_key(state_file, host, &active, None, deadline);
     };
     // A token minted for either key that the store refused is the one to hand out.
     for key in [&active, &idle] {
@@ -82,14 +86,16 @@ pub fn get(
             if *key == idle {
                 switch_to(state_file, host, &idle, deadline);
             }
-            return get_key(state_file, host, key, deadline);
+            return get_key(state_file, host, key, None, deadline);
         }
     }
     match policy::decide_pair(&fa, &fi) {
-        PairDecision::Active | PairDecision::Single => get_key(state_file, host, &active, deadline),
+        PairDecision::Active | PairDecision::Single => {
+            get_key(state_file, host, &active, None, deadline)
+        }
         PairDecision::Switch => {
             switch_to(state_file, host, &idle, deadline);
-            get_key(state_file, host, &idle, deadline)
+            get_key(state_file, host, &idle, None, deadline)
         }
         PairDecision::RenewIdleThenSwitch => {
             let promise = Promise {
@@ -102,7 +108,7 @@ pub fn get(
                 // Renewed (or kept): hand it out even if recording the switch fails.
                 Ok(_) => {
                     switch_to(state_file, host, &idle, deadline);
-                    get_key(state_file, host, &idle, deadline)
+                    get_key(state_file, host, &idle, None, deadline)
                 }
                 Err(e) => {
                     if leases::first_warning_today(dir, host, "standby", now) {
@@ -110,7 +116,7 @@ pub fn get(
                             "the standby token for {host} could not be renewed ({e}); staying on the active one"
                         ));
                     }
-                    get_key(state_file, host, &active, deadline)
+                    get_key(state_file, host, &active, None, deadline)
                 }
             }
         }
@@ -185,15 +191,21 @@ fn facts_for(
 }
 
 /// One token: the key `key` (the registry itself, or its standby) of `registry`.
+/// `found`: the entry and its token's keys, when the caller has just read them.
 fn get_key(
     state_file: &StateFile,
     registry: &RegistryHost,
     key: &RegistryHost,
+    found: Option<(Entry, Vec<String>)>,
     deadline: Instant,
 ) -> Result<Option<(String, Secret)>, Error> {
     let host = key;
     let dir = state_file.dir();
-    let Some((mut entry, keys)) = credentials::entry_shared(state_file, host)? else {
+    let found = match found {
+        Some(f) => Some(f),
+        None => credentials::entry_shared(state_file, host)?,
+    };
+    let Some((mut entry, keys)) = found else {
         return Ok(None);
     };
     // Lock, journal and kept copy go by the token's group (every key holding it).
