@@ -359,3 +359,41 @@ fn a_revoked_grant_asks_for_a_new_oauth_login() {
     assert!(line.contains(&format!("login {host} --oauth")), "{line}");
     assert!(!line.contains(stored["refresh_token"].as_str().unwrap()));
 }
+
+/// GitLab refreshed, but the answer was lost (a proxy's 502 after the work, or no answer
+/// at all): the new pair is gone and the old one is spent. get never hands out the dead
+/// access token with exit 0, then or on the next run; it says to log in again.
+#[test]
+fn a_lost_refresh_answer_is_never_answered_with_the_dead_token() {
+    for fault in [
+        gitlab_emulator::Fault::StatusAfterWork(502),
+        gitlab_emulator::Fault::DropAfterWork,
+    ] {
+        let Some((mut w, host)) = logged_in_with_120s_tokens() else {
+            return;
+        };
+        w.s.extra_env.push((
+            "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
+            "119s".into(),
+        ));
+        std::thread::sleep(Duration::from_secs(2));
+        w.gl.inject_fault(TOKEN_PATH, fault.clone(), 1);
+        w.gl.clear_requests();
+        for run in ["first", "next"] {
+            let out = w.s.helper(&["get"], &host);
+            let line = assert_one_line_error(&out, &format!("{fault:?}, {run} get"));
+            assert!(
+                line.contains("docker-credential-gitlab login"),
+                "{fault:?}: {line}"
+            );
+        }
+        assert_eq!(
+            w.gl.requests()
+                .iter()
+                .filter(|r| r.path == TOKEN_PATH && r.method == "POST")
+                .count(),
+            1,
+            "{fault:?}: refreshed twice"
+        );
+    }
+}
