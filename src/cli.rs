@@ -12,7 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::BINARY_NAME;
 use crate::commands::{
-    configure_docker, doctor, login, logout, oauth_login, rotate, status, verbs,
+    completions, configure_docker, doctor, login, logout, man, oauth_login, rotate, status, verbs,
 };
 use crate::protocol::Verb;
 
@@ -131,6 +131,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, powershell, elvish).
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `docker-credential-gitlab man | man -l -`.
+    Man,
+}
+
+/// The whole command line, as `--help`, the completions and the man page show it.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// The usage line docker-credential-helpers prints for a malformed invocation.
@@ -214,6 +223,12 @@ pub fn main() -> ExitCode {
         }) => configure_docker::run(&registries, dry_run, force),
         Some(Command::Status { json }) => status::run(json),
         Some(Command::Doctor { registry, json }) => doctor::run(registry.as_deref(), json),
+        Some(Command::Completions { shell }) => {
+            completions::run(shell, command(), &mut std::io::stdout().lock())
+                .map_err(|e| anyhow::anyhow!("cannot write the completion script: {e}"))
+        }
+        Some(Command::Man) => man::run(command(), &mut std::io::stdout().lock())
+            .map_err(|e| anyhow::anyhow!("cannot write the man page: {e}")),
         // Verbs were dispatched above; reaching here means extra flags were given.
         Some(_) | None => return fail(&usage_line()),
     };
