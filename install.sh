@@ -1,24 +1,37 @@
 #!/bin/sh
-# Installs docker-credential-gitlab for the current user (no sudo).
+# Installs docker-credential-gitlab: the binary, its man page and shell completions.
 #
-#   ./install.sh                  build from this checkout with cargo, install to ~/.local/bin
-#   ./install.sh --prefix DIR     install to DIR/bin instead
-#   ./install.sh --binary FILE    install a prebuilt binary (release archive); FILE.sha256
-#                                 next to it is verified when present
+#   ./install.sh                      from a checkout: build with cargo and install;
+#                                     from inside an unpacked release archive: install it
+#   ./install.sh --archive FILE       install a release archive (.tar.gz), verified against
+#                                     the SHA256SUMS file next to it
 #
-# Docker finds credential helpers on PATH as docker-credential-<name>; the script warns when
-# the install directory is not on PATH, and prints how to point Docker at the helper.
+# Options:
+#   --prefix DIR         install under DIR (default ~/.local): DIR/bin, DIR/share/man, ...
+#   --bin-dir DIR        put the binary in DIR instead of PREFIX/bin
+#   --configure REGISTRY then point Docker's credHelpers at the helper for REGISTRY
+#   --sudo               install with sudo (never used unless asked)
+#   --uninstall          remove exactly what an earlier install under PREFIX put there
+#   -h, --help           this text
+#
+# Idempotent: running it again replaces the same files. Docker finds credential helpers on
+# PATH as docker-credential-<name>; the script warns when the binary's directory is not on it.
 set -eu
 
 name=docker-credential-gitlab
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
   echo "install.sh: $*" >&2
   exit 1
+}
+
+# Runs a command that writes into the install locations, with sudo only when asked.
+as_installer() {
+  if [ "$use_sudo" = 1 ]; then sudo "$@"; else "$@"; fi
 }
 
 sha256_of() {
@@ -31,41 +44,181 @@ sha256_of() {
   fi
 }
 
+# verify SUMS_FILE DIR NAME: NAME's SHA-256 must be the one SUMS_FILE lists for it.
+verify() {
+  expected=$(awk -v f="$3" '{ n = $2; sub(/^\*/, "", n) } n == f { print $1; exit }' "$1")
+  [ -n "$expected" ] || die "$1 lists no checksum for $3: refusing to install it"
+  actual=$(sha256_of "$2/$3")
+  [ "$expected" = "$actual" ] ||
+    die "checksum mismatch for $3 (expected $expected, got $actual): refusing to install it"
+}
+
+# The Rust target of this machine, as release archives name it (OS and architecture only).
+host_target() {
+  case "$(uname -m)" in
+    x86_64 | amd64) arch=x86_64 ;;
+    aarch64 | arm64) arch=aarch64 ;;
+    *) arch=$(uname -m) ;;
+  esac
+  case "$(uname -s)" in
+    Linux) os=unknown-linux ;;
+    Darwin) os=apple-darwin ;;
+    MINGW* | MSYS* | CYGWIN*) os=pc-windows ;;
+    *) os=$(uname -s) ;;
+  esac
+  echo "$arch-$os"
+}
+
+# stage_from_checkout DIR: build with cargo and lay the release files out in DIR.
+stage_from_checkout() {
+  command -v cargo >/dev/null 2>&1 ||
+    die "cargo not found: install Rust from https://rustup.rs, or use --archive FILE"
+  echo "==> building $name (release) with cargo"
+  (cd "$here" && cargo build --release --locked --bin "$name")
+  target_dir=$(cd "$here" && cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  cp "${target_dir:-$here/target}/release/$name" "$1/$name"
+  mkdir -p "$1/man" "$1/completions"
+  "$1/$name" man >"$1/man/$name.1"
+  "$1/$name" completions bash >"$1/completions/$name.bash"
+  "$1/$name" completions zsh >"$1/completions/_$name"
+  "$1/$name" completions fish >"$1/completions/$name.fish"
+}
+
+# check_unpacked DIR: every file the archive's own SHA256SUMS lists is intact.
+check_unpacked() {
+  [ -f "$1/SHA256SUMS" ] || die "$1 has no SHA256SUMS: not a release archive"
+  awk '{ sub(/^\*/, "", $2); print $2 }' "$1/SHA256SUMS" | while read -r file; do
+    verify "$1/SHA256SUMS" "$1" "$file"
+  done
+}
+
+# The files of a staged release and where each goes: "SOURCE MODE DESTINATION" lines
+# (the destination last, so it may hold spaces).
+layout() {
+  echo "$name 0755 $bindir/$name"
+  echo "man/$name.1 0644 $prefix/share/man/man1/$name.1"
+  echo "completions/$name.bash 0644 $prefix/share/bash-completion/completions/$name"
+  echo "completions/_$name 0644 $prefix/share/zsh/site-functions/_$name"
+  echo "completions/$name.fish 0644 $prefix/share/fish/vendor_completions.d/$name.fish"
+}
+
+# mkdirs DIR: create DIR and its missing parents, recording each one created in the manifest.
+mkdirs() {
+  [ -d "$1" ] && return 0
+  mkdirs "$(dirname "$1")"
+  as_installer mkdir "$1"
+  echo "$1/" >>"$new_manifest"
+}
+
+install_staged() {
+  stage=$1
+  [ -x "$stage/$name" ] || die "$stage/$name is missing or not executable"
+  new_manifest=$(mktemp)
+  # Directories an earlier run created stay ours, so --uninstall can remove them.
+  if [ -f "$manifest" ]; then grep '/$' "$manifest" >>"$new_manifest" || true; fi
+  mkdirs "$(dirname "$manifest")"
+  layout | while read -r src mode dest; do
+    [ -f "$stage/$src" ] || die "the release has no $src"
+    mkdirs "$(dirname "$dest")"
+    # Copy beside the old file and rename, so a running docker never sees half a binary.
+    as_installer cp "$stage/$src" "$dest.new.$$"
+    as_installer chmod "$mode" "$dest.new.$$"
+    as_installer mv -f "$dest.new.$$" "$dest"
+    echo "$dest" >>"$new_manifest"
+  done
+  echo "$manifest" >>"$new_manifest"
+  sort -u "$new_manifest" | as_installer tee "$manifest" >/dev/null
+  rm -f "$new_manifest"
+  echo "==> installed $bindir/$name ($("$bindir/$name" version))"
+  echo "    man page, bash/zsh/fish completions under $prefix/share; list in $manifest"
+}
+
+uninstall() {
+  [ -f "$manifest" ] || die "nothing to uninstall: no $manifest (was it installed with --prefix?)"
+  # Files first (the manifest among them), then the directories this script created,
+  # deepest first, if empty.
+  listed=$(cat "$manifest")
+  printf '%s\n' "$listed" | grep -v '/$' | while read -r f; do
+    as_installer rm -f "$f"
+    echo "removed $f"
+  done
+  printf '%s\n' "$listed" | grep '/$' | sort -r | while read -r d; do
+    if as_installer rmdir "$d" 2>/dev/null; then echo "removed $d"; fi
+  done
+}
+
 main() {
   prefix="${XDG_BIN_HOME:+${XDG_BIN_HOME%/bin}}"
   prefix="${prefix:-$HOME/.local}"
-  binary=""
+  bindir=""
+  archive=""
+  registry=""
+  use_sudo=0
+  action=install
   while [ $# -gt 0 ]; do
     case "$1" in
-      --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; prefix="$2"; shift 2 ;;
-      --prefix=*) prefix="${1#--prefix=}"; shift ;;
-      --binary) [ $# -ge 2 ] || die "--binary needs a file"; binary="$2"; shift 2 ;;
-      -h|--help) usage; exit 0 ;;
+      --prefix | --bin-dir | --archive | --configure)
+        [ $# -ge 2 ] || die "$1 needs a value"
+        case "$1" in
+          --prefix) prefix=$2 ;;
+          --bin-dir) bindir=$2 ;;
+          --archive) archive=$2 ;;
+          --configure) registry=$2 ;;
+        esac
+        shift 2
+        ;;
+      --prefix=*) prefix=${1#*=}; shift ;;
+      --bin-dir=*) bindir=${1#*=}; shift ;;
+      --archive=*) archive=${1#*=}; shift ;;
+      --configure=*) registry=${1#*=}; shift ;;
+      --sudo) use_sudo=1; shift ;;
+      --uninstall) action=uninstall; shift ;;
+      -h | --help) usage; exit 0 ;;
       *) die "unknown option $1 (see ./install.sh --help)" ;;
     esac
   done
-  bindir="$prefix/bin"
+  case "$prefix" in /*) ;; *) prefix="$(pwd)/$prefix" ;; esac
+  bindir=${bindir:-$prefix/bin}
+  case "$bindir" in /*) ;; *) bindir="$(pwd)/$bindir" ;; esac
+  manifest="$prefix/share/$name/installed-files"
+  here=$(cd "$(dirname "$0")" && pwd)
 
-  if [ -z "$binary" ]; then
-    here=$(cd "$(dirname "$0")" && pwd)
-    [ -f "$here/Cargo.toml" ] || die "run me from a checkout, or pass --binary FILE"
-    command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust from https://rustup.rs, or pass --binary FILE"
-    echo "==> building $name (release) with cargo"
-    (cd "$here" && cargo build --release --locked --bin "$name")
-    binary="$here/target/release/$name"
-  elif [ -f "$binary.sha256" ]; then
-    expected=$(cut -d' ' -f1 < "$binary.sha256")
-    actual=$(sha256_of "$binary")
-    [ "$expected" = "$actual" ] || die "checksum mismatch for $binary (expected $expected, got $actual)"
-    echo "==> checksum verified"
+  if [ "$action" = uninstall ]; then
+    uninstall
+    return
   fi
-  [ -f "$binary" ] || die "no such file: $binary"
 
-  mkdir -p "$bindir"
-  # Install next to the old binary and rename, so a running docker never sees half a file.
-  install -m 0755 "$binary" "$bindir/.$name.new"
-  mv -f "$bindir/.$name.new" "$bindir/$name"
-  echo "==> installed $bindir/$name ($("$bindir/$name" version))"
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  trap 'exit 1' INT TERM
+  if [ -n "$archive" ]; then
+    [ -f "$archive" ] || die "no such file: $archive"
+    file=$(basename "$archive")
+    dir=$(cd "$(dirname "$archive")" && pwd)
+    [ -f "$dir/SHA256SUMS" ] || die "no SHA256SUMS next to $archive: cannot verify it"
+    verify "$dir/SHA256SUMS" "$dir" "$file"
+    echo "==> $file: checksum verified against SHA256SUMS"
+    case "$file" in
+      "$name"-*-"$(host_target)"*.tar.gz) ;;
+      *) die "$file is not built for this machine ($(host_target))" ;;
+    esac
+    tar -xzf "$archive" -C "$work"
+    stage="$work/${file%.tar.gz}"
+    [ -d "$stage" ] || die "$file does not hold ${file%.tar.gz}/"
+    check_unpacked "$stage"
+  elif [ -f "$here/Cargo.toml" ]; then
+    stage="$work"
+    stage_from_checkout "$stage"
+  elif [ -f "$here/$name" ]; then
+    stage="$here"
+    check_unpacked "$stage"
+    echo "==> unpacked release verified against its SHA256SUMS"
+  else
+    die "run me from a checkout or an unpacked release, or pass --archive FILE"
+  fi
+
+  install_staged "$stage"
 
   case ":$PATH:" in
     *":$bindir:"*) ;;
@@ -76,6 +229,10 @@ main() {
       ;;
   esac
 
+  if [ -n "$registry" ]; then
+    "$bindir/$name" configure-docker "$registry"
+    return
+  fi
   cat <<EOF
 
 Next: log in to your GitLab registry. This validates the token, stores it in your keychain

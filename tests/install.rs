@@ -1,96 +1,405 @@
-//! install.sh: installs a binary for the user, verifies checksums, warns about PATH.
-//! (Building from the checkout is what `./install.sh` does by default; here the test binary
-//! stands in for a release binary so the test does not run a second cargo build.)
+//! install.sh, run by `dash` (POSIX sh, as on Debian and Ubuntu) as a user would: from a
+//! release archive verified against SHA256SUMS, from inside an unpacked archive, and from
+//! the checkout; `--uninstall` removes exactly what it installed. The archives come from
+//! `packaging/release.sh` (see `support::release_dir`).
 
 mod support;
 
-use std::process::Command;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
-use support::{BIN, assert_success, stderr, stdout};
+use support::{assert_success, have_tool, release_archive, release_dir, stderr, stdout};
 
-fn install(args: &[&str], path: &str) -> std::process::Output {
-    Command::new("sh")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh"))
+const NAME: &str = "docker-credential-gitlab";
+const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
+const HOST: &str = "x86_64-unknown-linux-gnu";
+
+fn sh(script: &Path, args: &[&str], path: &str) -> Output {
+    Command::new("dash")
+        .arg(script)
         .args(args)
         .env("PATH", path)
+        .env_remove("XDG_BIN_HOME")
         .output()
         .unwrap()
 }
 
-#[test]
-fn installs_verifies_and_warns_about_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let system_path = std::env::var("PATH").unwrap();
-    let prefix = dir.path().join("prefix");
-    let prefix_s = prefix.display().to_string();
+fn system_path() -> String {
+    std::env::var("PATH").unwrap()
+}
 
-    // A binary with a matching checksum installs, mode 0755, and runs.
-    let release = dir.path().join("docker-credential-gitlab");
-    std::fs::copy(BIN, &release).unwrap();
-    let sum = Command::new("sha256sum").arg(&release).output().unwrap();
-    std::fs::write(
-        dir.path().join("docker-credential-gitlab.sha256"),
-        &sum.stdout,
-    )
-    .unwrap();
-    let out = install(
-        &["--binary", release.to_str().unwrap(), "--prefix", &prefix_s],
-        &system_path,
-    );
-    assert_success(&out, "install.sh");
-    assert!(
-        stdout(&out).contains("checksum verified"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(
-        stdout(&out).contains("is not on your PATH"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(
-        stdout(&out).contains("docker-credential-gitlab login"),
-        "{}",
-        stdout(&out)
-    );
-    let installed = prefix.join("bin/docker-credential-gitlab");
+/// Every file and directory under `root`, relative to it.
+fn tree(root: &Path) -> BTreeSet<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if p.is_dir() {
+                out.insert(format!("{rel}/"));
+                walk(root, &p, out);
+            } else {
+                out.insert(rel);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
-        0o755
-    );
-    let version = Command::new(&installed).arg("version").output().unwrap();
-    assert!(stdout(&version).starts_with("docker-credential-gitlab ("));
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
 
-    // On PATH: no warning.
-    let out = install(
-        &["--binary", release.to_str().unwrap(), "--prefix", &prefix_s],
-        &format!("{}/bin:{system_path}", prefix_s),
+/// A copy of the host archive and its SHA256SUMS in a directory of the test's own.
+fn downloaded(release: &Path, into: &Path) -> PathBuf {
+    let archive = release_archive(release, HOST);
+    let copy = into.join(archive.file_name().unwrap());
+    std::fs::copy(&archive, &copy).unwrap();
+    std::fs::copy(release.join("SHA256SUMS"), into.join("SHA256SUMS")).unwrap();
+    copy
+}
+
+/// What an install puts under its prefix (directories end in `/`).
+fn the_installed_files() -> BTreeSet<String> {
+    [
+        "bin/",
+        "bin/docker-credential-gitlab",
+        "share/",
+        "share/bash-completion/",
+        "share/bash-completion/completions/",
+        "share/bash-completion/completions/docker-credential-gitlab",
+        "share/docker-credential-gitlab/",
+        "share/docker-credential-gitlab/installed-files",
+        "share/fish/",
+        "share/fish/vendor_completions.d/",
+        "share/fish/vendor_completions.d/docker-credential-gitlab.fish",
+        "share/man/",
+        "share/man/man1/",
+        "share/man/man1/docker-credential-gitlab.1",
+        "share/zsh/",
+        "share/zsh/site-functions/",
+        "share/zsh/site-functions/_docker-credential-gitlab",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}
+
+#[test]
+fn a_release_archive_installs_verified_again_idempotently_and_uninstalls_exactly() {
+    let Some(release) = release_dir() else { return };
+    if !have_tool("dash") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let archive = downloaded(&release, dir.path());
+    let prefix = dir.path().join("prefix");
+    // Something of the user's already in the prefix: never touched.
+    std::fs::create_dir_all(prefix.join("share/man/man1")).unwrap();
+    std::fs::write(prefix.join("share/man/man1/other.1"), "mine").unwrap();
+    let before = tree(&prefix);
+
+    let args = ["--archive", archive.to_str().unwrap(), "--prefix"];
+    let out = sh(
+        Path::new(INSTALL_SH),
+        &[&args[..], &[prefix.to_str().unwrap()]].concat(),
+        &system_path(),
     );
-    assert_success(&out, "install.sh on PATH");
+    assert_success(&out, "install.sh --archive");
+    let text = stdout(&out);
+    assert!(
+        text.contains("checksum verified against SHA256SUMS"),
+        "{text}"
+    );
+    assert!(text.contains("is not on your PATH"), "{text}");
+    assert!(text.contains("docker-credential-gitlab login"), "{text}");
+
+    let mut expected = the_installed_files();
+    expected.extend(before.iter().cloned());
+    assert_eq!(tree(&prefix), expected);
+    let bin = prefix.join("bin").join(NAME);
+    assert_eq!(mode(&bin), 0o755);
+    let version = Command::new(&bin).arg("version").output().unwrap();
+    assert!(
+        stdout(&version).contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        stdout(&version)
+    );
+    let page = std::fs::read_to_string(prefix.join("share/man/man1/docker-credential-gitlab.1"));
+    assert!(page.unwrap().contains(".TH docker-credential-gitlab 1"));
+
+    // Again, with the bin directory on PATH: the same files, no PATH warning.
+    let manifest = std::fs::read(prefix.join("share/docker-credential-gitlab/installed-files"));
+    let on_path = format!("{}:{}", prefix.join("bin").display(), system_path());
+    let out = sh(
+        Path::new(INSTALL_SH),
+        &[&args[..], &[prefix.to_str().unwrap()]].concat(),
+        &on_path,
+    );
+    assert_success(&out, "install.sh again");
     assert!(!stdout(&out).contains("is not on your PATH"));
+    assert_eq!(tree(&prefix), expected);
+    assert_eq!(
+        std::fs::read(prefix.join("share/docker-credential-gitlab/installed-files")).unwrap(),
+        manifest.unwrap()
+    );
 
-    // A wrong checksum is refused and nothing is replaced.
-    std::fs::write(
-        dir.path().join("docker-credential-gitlab.sha256"),
-        "0000000000000000000000000000000000000000000000000000000000000000  x\n",
-    )
-    .unwrap();
-    let before = std::fs::read(&installed).unwrap();
-    let out = install(
-        &["--binary", release.to_str().unwrap(), "--prefix", &prefix_s],
-        &system_path,
+    // Uninstall: back to exactly what was there before.
+    let out = sh(
+        Path::new(INSTALL_SH),
+        &["--uninstall", "--prefix", prefix.to_str().unwrap()],
+        &system_path(),
+    );
+    assert_success(&out, "install.sh --uninstall");
+    assert_eq!(tree(&prefix), before);
+    assert_eq!(
+        std::fs::read(prefix.join("share/man/man1/other.1")).unwrap(),
+        b"mine"
+    );
+
+    // Nothing left to uninstall: one line, exit 1.
+    let out = sh(
+        Path::new(INSTALL_SH),
+        &["--uninstall", "--prefix", prefix.to_str().unwrap()],
+        &system_path(),
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("checksum mismatch"),
+        stderr(&out).contains("nothing to uninstall"),
         "{}",
         stderr(&out)
     );
-    assert_eq!(std::fs::read(&installed).unwrap(), before);
+}
 
-    // Bad options: one line, exit 1.
-    let out = install(&["--frobnicate"], &system_path);
+#[test]
+fn a_corrupted_or_unverifiable_archive_is_refused_and_installs_nothing() {
+    let Some(release) = release_dir() else { return };
+    if !have_tool("dash") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let archive = downloaded(&release, dir.path());
+    let prefix = dir.path().join("prefix");
+    let install = |what: &str| {
+        let out = sh(
+            Path::new(INSTALL_SH),
+            &[
+                "--archive",
+                archive.to_str().unwrap(),
+                "--prefix",
+                prefix.to_str().unwrap(),
+            ],
+            &system_path(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
+        assert!(!prefix.exists(), "{what}: something was installed");
+        stderr(&out)
+    };
+
+    // One byte changed in the middle of the archive.
+    let good = std::fs::read(&archive).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x01;
+    std::fs::write(&archive, &bad).unwrap();
+    let err = install("corrupted");
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // The archive intact, but SHA256SUMS does not list it.
+    std::fs::write(&archive, &good).unwrap();
+    std::fs::write(dir.path().join("SHA256SUMS"), "").unwrap();
+    let err = install("unlisted");
+    assert!(err.contains("lists no checksum"), "{err}");
+
+    // No SHA256SUMS at all.
+    std::fs::remove_file(dir.path().join("SHA256SUMS")).unwrap();
+    let err = install("no SHA256SUMS");
+    assert!(err.contains("no SHA256SUMS"), "{err}");
+
+    // An archive for another machine, correctly listed, is refused too.
+    let other = dir.path().join(format!(
+        "{NAME}-{}-aarch64-apple-darwin.tar.gz",
+        env!("CARGO_PKG_VERSION")
+    ));
+    std::fs::copy(&archive, &other).unwrap();
+    let sum = Command::new("sha256sum")
+        .arg(&other)
+        .current_dir(dir.path())
+        .output();
+    let line = stdout(&sum.unwrap()).replace(&format!("{}/", dir.path().display()), "");
+    std::fs::write(dir.path().join("SHA256SUMS"), line).unwrap();
+    let out = sh(
+        Path::new(INSTALL_SH),
+        &[
+            "--archive",
+            other.to_str().unwrap(),
+            "--prefix",
+            prefix.to_str().unwrap(),
+        ],
+        &system_path(),
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("unknown option"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not built for this machine"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!prefix.exists());
+}
+
+#[test]
+fn from_inside_an_unpacked_archive_its_own_sums_are_checked() {
+    let Some(release) = release_dir() else { return };
+    if !have_tool("dash") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let archive = release_archive(&release, HOST);
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_success(&out, "tar -x");
+    let unpacked = dir.path().join(
+        archive
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(".tar.gz"),
+    );
+    let prefix = dir.path().join("prefix");
+    let out = sh(
+        &unpacked.join("install.sh"),
+        &["--prefix", prefix.to_str().unwrap()],
+        &system_path(),
+    );
+    assert_success(&out, "unpacked install.sh");
+    assert!(
+        stdout(&out).contains("unpacked release verified"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(tree(&prefix), the_installed_files());
+
+    // A damaged file in the unpacked release is refused, and the installed one is kept.
+    let installed = std::fs::read(prefix.join("bin").join(NAME)).unwrap();
+    let mut page = std::fs::read(unpacked.join("man/docker-credential-gitlab.1")).unwrap();
+    page.extend_from_slice(b".\\\" tampered\n");
+    std::fs::write(unpacked.join("man/docker-credential-gitlab.1"), page).unwrap();
+    let out = sh(
+        &unpacked.join("install.sh"),
+        &["--prefix", prefix.to_str().unwrap()],
+        &system_path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("checksum mismatch for man/docker-credential-gitlab.1"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(prefix.join("bin").join(NAME)).unwrap(),
+        installed
+    );
+}
+
+#[test]
+fn from_the_checkout_it_builds_installs_and_configures_docker() {
+    if !have_tool("dash") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    let bin_dir = dir.path().join("my bin");
+    let docker_config = dir.path().join("docker");
+    // As from a user's shell: without what `cargo test` adds to the environment, which
+    // would make the inner `cargo build --release` rebuild instead of reusing the release
+    // build `./scripts/test.sh` made.
+    let mut install = Command::new("dash");
+    for (key, _) in std::env::vars_os() {
+        let key_s = key.to_string_lossy();
+        if key_s.starts_with("CARGO") || key_s.starts_with("RUSTUP") || key_s == "LD_LIBRARY_PATH" {
+            install.env_remove(&key);
+        }
+    }
+    let out = install
+        .arg(INSTALL_SH)
+        .args(["--prefix", prefix.to_str().unwrap()])
+        .args(["--bin-dir", bin_dir.to_str().unwrap()])
+        .args(["--configure", "gitlab.example.com:5050"])
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    assert_success(&out, "install.sh from the checkout");
+    let bin = bin_dir.join(NAME);
+    assert_eq!(mode(&bin), 0o755);
+    assert!(
+        prefix
+            .join("share/man/man1/docker-credential-gitlab.1")
+            .is_file()
+    );
+    let config = std::fs::read_to_string(docker_config.join("config.json")).unwrap();
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    assert_eq!(
+        config["credHelpers"]["gitlab.example.com:5050"], "gitlab",
+        "{config}"
+    );
+
+    // --uninstall removes the binary from --bin-dir too, and the directory it made.
+    let out = Command::new("dash")
+        .arg(INSTALL_SH)
+        .args(["--uninstall", "--prefix", prefix.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out, "install.sh --uninstall");
+    assert!(!bin_dir.exists());
+    assert!(!prefix.exists(), "{:?}", tree(&prefix));
+}
+
+#[test]
+fn bad_options_are_one_line_and_exit_1() {
+    if !have_tool("dash") {
+        return;
+    }
+    for args in [&["--frobnicate"][..], &["--archive"], &["--prefix"]] {
+        let out = sh(Path::new(INSTALL_SH), args, &system_path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert_eq!(
+            stderr(&out).lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn the_shell_scripts_are_shellcheck_clean() {
+    if !have_tool("shellcheck") {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("shellcheck")
+        .current_dir(root)
+        .args([
+            "install.sh",
+            "packaging/release.sh",
+            "scripts/test.sh",
+            "scripts/build-static.sh",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out, "shellcheck");
 }

@@ -613,3 +613,33 @@ pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
 pub mod dockerd;
 pub mod gitlab;
 pub mod renewal;
+
+/// The directory `packaging/release.sh --out-dir` filled (archives, .deb, .rpm, SHA256SUMS):
+/// `DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR`, which `./scripts/test.sh` sets. None (skip)
+/// outside CI when unset; panics in CI.
+pub fn release_dir() -> Option<PathBuf> {
+    match std::env::var_os("DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR") {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None if std::env::var_os("CI").is_some() => panic!(
+            "DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR is not set: run ./scripts/test.sh, which \
+             runs packaging/release.sh first"
+        ),
+        None => {
+            eprintln!(
+                "SKIPPED: DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR is not set (CI would fail here)"
+            );
+            None
+        }
+    }
+}
+
+/// The one release archive in `dir` for `target`.
+pub fn release_archive(dir: &Path, target: &str) -> PathBuf {
+    let name = format!(
+        "docker-credential-gitlab-{}-{target}.tar.gz",
+        env!("CARGO_PKG_VERSION")
+    );
+    let path = dir.join(&name);
+    assert!(path.is_file(), "no {name} in {}", dir.display());
+    path
+}
