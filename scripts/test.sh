@@ -17,6 +17,11 @@ packages=(
   hyperfine time jq openssl ca-certificates              # benchmark tools, JSON, keys
   docker.io    # dockerd for tests/dockerd.rs; its /usr/bin/docker stays behind /usr/local/bin's
   musl-tools   # musl-gcc: ring's C code in the static build (tests/static_binary.rs)
+  podman buildah python3-docker                          # more real clients (tests/clients.rs)
+  golang-go golang-github-docker-docker-credential-helpers-dev golang-golang-x-sys-dev
+                                                         # the Go client library docker uses
+  gcc-mingw-w64-x86-64 wine64                            # the Windows build, run under wine
+  dash shellcheck rpm man-db                             # install.sh, the .rpm, man -w
 )
 
 missing=()
@@ -34,6 +39,14 @@ if ((${#missing[@]})); then
   fi
 fi
 
+# cargo subcommands that build the .deb and .rpm (packaging/release.sh).
+for tool in cargo-deb cargo-generate-rpm; do
+  if ! command -v "$tool" >/dev/null; then
+    echo "==> cargo install $tool"
+    cargo install --locked --quiet "$tool"
+  fi
+done
+
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
@@ -41,5 +54,10 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> static musl build (tests/static_binary.rs runs it in an empty chroot)"
 DOCKER_CREDENTIAL_GITLAB_STATIC_BIN="$(./scripts/build-static.sh | tail -1)"
 export DOCKER_CREDENTIAL_GITLAB_STATIC_BIN
+echo "==> release files (tests/install.rs and tests/packages.rs install them)"
+DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR="$PWD/target/release-files"
+rm -rf "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR"
+./packaging/release.sh --out-dir "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR" >/dev/null
+export DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR
 echo "==> cargo test (with the test-only fault-injection points, for the crash tests)"
 cargo test --workspace --all-features --locked
