@@ -115,6 +115,10 @@ enum Command {
         /// Replace entries that point at another credential helper.
         #[arg(long)]
         force: bool,
+        /// Configure podman, buildah and skopeo instead: containers-auth.json at
+        /// $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json.
+        #[arg(long)]
+        podman: bool,
     },
     /// Show the stored credentials: registry, GitLab, kind, scopes, expiry. Never secrets.
     Status {
@@ -220,7 +224,8 @@ pub fn main() -> ExitCode {
             registries,
             dry_run,
             force,
-        }) => configure_docker::run(&registries, dry_run, force),
+            podman,
+        }) => configure_docker::run(&registries, dry_run, force, podman),
         Some(Command::Status { json }) => status::run(json),
         Some(Command::Doctor { registry, json }) => doctor::run(registry.as_deref(), json),
         Some(Command::Completions { shell }) => {

@@ -136,6 +136,21 @@ pub fn default_path() -> Option<PathBuf> {
     path_from(non_empty_var(DOCKER_CONFIG_ENV), home)
 }
 
+/// Where podman, buildah and skopeo look first for credentials (containers-auth.json, the
+/// same JSON shape as `config.json`): `$REGISTRY_AUTH_FILE`, else
+/// `$XDG_RUNTIME_DIR/containers/auth.json`. `None` when neither variable is set.
+pub fn containers_auth_path() -> Option<PathBuf> {
+    non_empty_var(REGISTRY_AUTH_FILE_ENV)
+        .map(PathBuf::from)
+        .or_else(|| {
+            non_empty_var("XDG_RUNTIME_DIR")
+                .map(|dir| PathBuf::from(dir).join("containers").join("auth.json"))
+        })
+}
+
+/// Environment variable naming podman's, buildah's and skopeo's auth file.
+pub const REGISTRY_AUTH_FILE_ENV: &str = "REGISTRY_AUTH_FILE";
+
 fn non_empty_var(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
@@ -426,9 +441,32 @@ pub fn configure(
     force: bool,
     dry_run: bool,
 ) -> Result<Plan, ConfigError> {
-    let existing = read(path)?.unwrap_or_else(|| Value::Object(Map::new()));
     let env = std::env::var_os(DOCKER_AUTH_CONFIG_ENV).map(|v| v.to_string_lossy().into_owned());
-    let plan = plan(path, &existing, registries, helper, force, env.as_deref())?;
+    configure_file(path, registries, helper, force, dry_run, env.as_deref())
+}
+
+/// [`configure`] for containers-auth.json ([`containers_auth_path`]): the same rules, without
+/// docker's `DOCKER_AUTH_CONFIG`, which podman does not read.
+pub fn configure_containers(
+    path: &Path,
+    registries: &[String],
+    helper: &str,
+    force: bool,
+    dry_run: bool,
+) -> Result<Plan, ConfigError> {
+    configure_file(path, registries, helper, force, dry_run, None)
+}
+
+fn configure_file(
+    path: &Path,
+    registries: &[String],
+    helper: &str,
+    force: bool,
+    dry_run: bool,
+    auth_env: Option<&str>,
+) -> Result<Plan, ConfigError> {
+    let existing = read(path)?.unwrap_or_else(|| Value::Object(Map::new()));
+    let plan = plan(path, &existing, registries, helper, force, auth_env)?;
     if !dry_run {
         apply(path, &plan)?;
     }

@@ -26,7 +26,12 @@ fn package(dir: &Path, suffix: &str) -> PathBuf {
         .map(|e| e.unwrap().path())
         .filter(|p| p.to_string_lossy().ends_with(suffix))
         .collect();
-    assert_eq!(found.len(), 1, "one {suffix} in {}: {found:?}", dir.display());
+    assert_eq!(
+        found.len(),
+        1,
+        "one {suffix} in {}: {found:?}",
+        dir.display()
+    );
     found[0].clone()
 }
 
@@ -52,13 +57,20 @@ fn the_deb_installs_runs_and_removes_cleanly() {
         return;
     }
     let deb = package(&release, ".deb");
-    let listed = Command::new("dpkg-deb").arg("-c").arg(&deb).output().unwrap();
+    let listed = Command::new("dpkg-deb")
+        .arg("-c")
+        .arg(&deb)
+        .output()
+        .unwrap();
     assert_success(&listed, "dpkg-deb -c");
     for f in FILES
         .iter()
         .chain(&["/usr/share/zsh/vendor-completions/_docker-credential-gitlab"])
     {
-        assert!(stdout(&listed).contains(&format!(".{f}\n")), "{f} not in the .deb");
+        assert!(
+            stdout(&listed).contains(&format!(".{f}\n")),
+            "{f} not in the .deb"
+        );
     }
 
     let _installed = Installed;
@@ -82,17 +94,21 @@ fn the_deb_installs_runs_and_removes_cleanly() {
     );
     // The installed bash completion parses and registers itself for the command.
     let completion = "/usr/share/bash-completion/completions/docker-credential-gitlab";
-    let out = Command::new("bash").args(["-n", completion]).output().unwrap();
+    let out = Command::new("bash")
+        .args(["-n", completion])
+        .output()
+        .unwrap();
     assert_success(&out, "bash -n");
     let out = Command::new("bash")
-        .args([
-            "-c",
-            &format!("source {completion} && complete -p {NAME}"),
-        ])
+        .args(["-c", &format!("source {completion} && complete -p {NAME}")])
         .output()
         .unwrap();
     assert_success(&out, "complete -p");
-    assert!(stdout(&out).contains("-F _docker__credential__gitlab"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("-F _docker__credential__gitlab"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = Command::new("dpkg").args(["-r", NAME]).output().unwrap();
     assert_success(&out, "dpkg -r");
@@ -151,6 +167,9 @@ fn every_release_file_is_listed_in_sha256sums() {
     ] {
         let file = package(&release, suffix);
         let name = file.file_name().unwrap().to_str().unwrap();
-        assert!(sums.contains(&format!("  {name}\n")), "{name} not in SHA256SUMS");
+        assert!(
+            sums.contains(&format!("  {name}\n")),
+            "{name} not in SHA256SUMS"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! `configure-docker [REGISTRY…] [--dry-run] [--force]`: point Docker's `credHelpers` at
+//! `configure-docker [REGISTRY…] [--dry-run] [--force] [--podman]`: point Docker's
+//! `credHelpers` (or, with `--podman`, podman's/buildah's/skopeo's containers-auth.json) at
 //! this helper, safely (see `docker_config`).
 
 use anyhow::{Context, bail};
@@ -7,7 +8,7 @@ use crate::docker_config;
 use crate::registry::RegistryHost;
 use crate::state::StateFile;
 
-pub fn run(registries: &[String], dry_run: bool, force: bool) -> anyhow::Result<()> {
+pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> anyhow::Result<()> {
     let mut hosts = Vec::new();
     for r in registries {
         let host = RegistryHost::parse(r)?;
@@ -28,9 +29,24 @@ pub fn run(registries: &[String], dry_run: bool, force: bool) -> anyhow::Result<
             hosts.push(crate::gitlab::GITLAB_COM_REGISTRY.to_owned());
         }
     }
-    let path = docker_config::default_path()
-        .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
-    let plan = docker_config::configure(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run)?;
+    let (path, plan) = if podman {
+        let path = docker_config::containers_auth_path().context(
+            "cannot find podman's auth file: set REGISTRY_AUTH_FILE (or XDG_RUNTIME_DIR)",
+        )?;
+        let plan = docker_config::configure_containers(
+            &path,
+            &hosts,
+            crate::HELPER_SUFFIX,
+            force,
+            dry_run,
+        )?;
+        (path, plan)
+    } else {
+        let path = docker_config::default_path()
+            .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
+        let plan = docker_config::configure(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run)?;
+        (path, plan)
+    };
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }

@@ -415,8 +415,15 @@ impl Session {
             serde_json::json!({ "credHelpers": helpers }).to_string(),
         )
         .unwrap();
+        self.put_helper_on_path();
+    }
+
+    /// Puts the binary's directory first on PATH, where clients look for
+    /// `docker-credential-gitlab`.
+    pub fn put_helper_on_path(&mut self) {
         let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
         let path = format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default());
+        self.extra_env.retain(|(k, _)| k != "PATH");
         self.extra_env.push(("PATH".into(), path));
     }
 }
@@ -610,6 +617,7 @@ pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
     std::fs::File::open(path).ok()?.read_to_end(&mut buf).ok()?;
     Some(buf)
 }
+pub mod containers;
 pub mod dockerd;
 pub mod gitlab;
 pub mod renewal;
