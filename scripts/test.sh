@@ -2,8 +2,9 @@
 # Runs every test of docker-credential-gitlab, as CI does.
 #
 # The end-to-end tests use real parts: gnome-keyring in a private D-Bus session, the CNCF
-# registry (`docker-registry`), the docker CLI, dockerd and skopeo, and the static musl
-# binary in an empty chroot. On Debian, as root, this script
+# registry (`docker-registry`), the docker CLI, dockerd, skopeo, podman, buildah, docker-py
+# and the Go client library, the static musl binary in an empty chroot, the Windows build
+# under wine, and the release archives, .deb and .rpm. On Debian, as root, this script
 # installs whatever is missing; elsewhere it names the packages to install. With CI set, a
 # missing tool fails the tests instead of skipping them.
 set -euo pipefail
@@ -54,6 +55,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> static musl build (tests/static_binary.rs runs it in an empty chroot)"
 DOCKER_CREDENTIAL_GITLAB_STATIC_BIN="$(./scripts/build-static.sh | tail -1)"
 export DOCKER_CREDENTIAL_GITLAB_STATIC_BIN
+echo "==> Windows build (tests/windows.rs runs it under wine)"
+DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE="$(./scripts/build-windows.sh | tail -1)"
+export DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE
 echo "==> release files (tests/install.rs and tests/packages.rs install them)"
 DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR="$PWD/target/release-files"
 rm -rf "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR"

@@ -6,12 +6,8 @@ mod support;
 
 use std::process::Command;
 
+use support::conformance::{self, GITLAB};
 use support::*;
-
-const GITLAB: &str = "registry.gitlab.example";
-
-/// How a test looks into a backend behind the binary's back.
-type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 #[test]
 fn conformance_vectors_secret_service() {
@@ -19,13 +15,13 @@ fn conformance_vectors_secret_service() {
     if !have_tool("secret-tool") {
         return;
     }
-    conformance_vectors(&s, &|h| s.secret_tool_lookup(h));
+    conformance::vectors(&s, &|h| s.secret_tool_lookup(h));
 }
 
 #[test]
 fn conformance_vectors_file_store() {
     let s = Session::file_store();
-    conformance_vectors(&s, &|h| s.file_store_lookup(h));
+    conformance::vectors(&s, &|h| s.file_store_lookup(h));
     // The file is private and holds nothing any more.
     assert_eq!(mode(&s.secrets_path()), 0o600);
     assert_eq!(mode(&s.data_dir()), 0o700);
@@ -36,126 +32,9 @@ fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-fn conformance_vectors(s: &Session, lookup: Lookup<'_>) {
-    // Miss: the exact sentinel on stdout, exit 1, silent stderr.
-    let out = s.helper(&["get"], "registry.example.org");
-    assert_eq!(stdout(&out), "credentials not found in native keychain\n");
-    assert_eq!(out.status.code(), Some(1));
-    assert!(out.stderr.is_empty());
-
-    // Empty list is `{}`.
-    let out = s.helper(&["list"], "unused");
-    assert_success(&out, "list");
-    assert_eq!(stdout(&out), "{}\n");
-
-    // docker CLI's store payload (JSON + newline).
-    let out = s.helper(
-        &["store"],
-        format!(
-            "{{\"ServerURL\":\"{GITLAB}\",\"Username\":\"alice\",\"Secret\":\"glpat-vector\"}}\n"
-        ),
-    );
-    assert_success(&out, "store");
-    assert!(out.stdout.is_empty() && out.stderr.is_empty());
-    assert_eq!(lookup(GITLAB).as_deref(), Some("glpat-vector"));
-
-    // Hit: the server string is echoed as received (trimmed), byte-exact JSON.
-    let out = s.helper(&["get"], GITLAB);
-    assert_success(&out, "get");
-    assert_eq!(
-        stdout(&out),
-        format!(
-            "{{\"ServerURL\":\"{GITLAB}\",\"Username\":\"alice\",\"Secret\":\"glpat-vector\"}}\n"
-        )
-    );
-    assert!(out.stderr.is_empty());
-
-    // Every spelling finds the same entry, and is echoed back as sent.
-    for spelling in [
-        format!("https://{GITLAB}/"),
-        format!("http://{GITLAB}/v2/"),
-        format!("{GITLAB}/group/project"),
-        GITLAB.to_uppercase(),
-        format!("{GITLAB}\n"),
-        format!("  {GITLAB}  "),
-    ] {
-        let out = s.helper(&["get"], &spelling);
-        assert_success(&out, &spelling);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(v["ServerURL"], spelling.trim(), "{spelling:?}");
-        assert_eq!(v["Secret"], "glpat-vector");
-    }
-    // A different port is a different registry.
-    let out = s.helper(&["get"], format!("{GITLAB}:5050"));
-    assert_eq!(stdout(&out), "credentials not found in native keychain\n");
-
-    let out = s.helper(&["list"], "unused");
-    assert_eq!(stdout(&out), format!("{{\"{GITLAB}\":\"alice\"}}\n"));
-
-    // docker-py's payload: spaces, no newline, replaces the secret.
-    let out = s.helper(
-        &["store"],
-        format!("{{\"ServerURL\": \"https://{GITLAB}\", \"Username\": \"bob\", \"Secret\": \"glpat-two\"}}"),
-    );
-    assert_success(&out, "store docker-py");
-    let v: serde_json::Value = serde_json::from_slice(&s.helper(&["get"], GITLAB).stdout).unwrap();
-    assert_eq!(
-        (v["Username"].as_str(), v["Secret"].as_str()),
-        (Some("bob"), Some("glpat-two"))
-    );
-
-    // Erase, then erase again (absent): both succeed silently.
-    for _ in 0..2 {
-        let out = s.helper(&["erase"], format!("https://{GITLAB}"));
-        assert_success(&out, "erase");
-        assert!(out.stdout.is_empty() && out.stderr.is_empty());
-    }
-    assert_eq!(
-        stdout(&s.helper(&["get"], GITLAB)),
-        "credentials not found in native keychain\n"
-    );
-    assert_eq!(stdout(&s.helper(&["list"], "")), "{}\n");
-    assert_eq!(lookup(GITLAB), None);
-}
-
 #[test]
 fn argv_contract() {
-    let s = Session::without_bus();
-    let version = format!(
-        "docker-credential-gitlab (gitlab.com/docker-credential-gitlab/docker-credential-gitlab) v{}\n",
-        env!("CARGO_PKG_VERSION")
-    );
-    for args in [&["version"][..], &["-v"], &["--version"]] {
-        let out = s.helper(args, "");
-        assert_success(&out, "version");
-        assert_eq!(stdout(&out), version);
-    }
-    let usage = "Usage: docker-credential-gitlab <store|get|erase|list|version>\n";
-    for args in [
-        &[][..],
-        &["get", "extra-arg"],
-        &["get", "list"],
-        &["store", "--force"],
-    ] {
-        let out = s.helper(args, "");
-        assert_eq!(stdout(&out), usage, "{args:?}");
-        assert_eq!(out.status.code(), Some(1));
-        assert!(out.stderr.is_empty());
-    }
-    let out = s.helper(&["frobnicate"], "");
-    assert_eq!(
-        stdout(&out),
-        "docker-credential-gitlab: unknown action: frobnicate\n"
-    );
-    assert_eq!(out.status.code(), Some(1));
-
-    for flag in ["-h", "--help"] {
-        let out = s.helper(&[flag], "");
-        assert_success(&out, flag);
-        let text = stdout(&out);
-        assert!(text.contains("Usage:") && text.contains("store") && text.contains("get"));
-        assert!(text.contains("DOCKER_CREDENTIAL_GITLAB_STORE"));
-    }
+    conformance::argv(&Session::without_bus());
 }
 
 #[test]

@@ -617,6 +617,7 @@ pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
     std::fs::File::open(path).ok()?.read_to_end(&mut buf).ok()?;
     Some(buf)
 }
+pub mod conformance;
 pub mod containers;
 pub mod dockerd;
 pub mod gitlab;

@@ -1130,8 +1130,9 @@ mod tests {
     #[test]
     fn binary_on_path() {
         let dir = tempfile::tempdir().unwrap();
-        let me = dir.path().join("a/docker-credential-gitlab");
-        let other = dir.path().join("b/docker-credential-gitlab");
+        let file = format!("{BINARY_NAME}{}", std::env::consts::EXE_SUFFIX);
+        let me = dir.path().join("a").join(&file);
+        let other = dir.path().join("b").join(&file);
         for p in [&me, &other] {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, "#!/bin/sh\n").unwrap();
