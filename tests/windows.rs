@@ -97,7 +97,7 @@ impl Wine {
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect();
         // UTF-16LE, as Windows' own tools (and its Credential Manager UI) store passwords.
-        assert!(bytes.len() % 2 == 0, "not UTF-16: {hex}");
+        assert!(bytes.len().is_multiple_of(2), "not UTF-16: {hex}");
         let units: Vec<u16> = bytes
             .chunks(2)
             .map(|c| u16::from_le_bytes([c[0], c[1]]))
