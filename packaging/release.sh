@@ -8,6 +8,16 @@
 #                                                    binary, install.sh, man page,
 #                                                    bash/zsh/fish/PowerShell completions,
 #                                                    README, licenses, and their SHA256SUMS
+#   docker-credential-gitlab-VERSION-x86_64-pc-windows-gnu.zip
+#                                                    the Windows .exe (scripts/build-windows.sh,
+#                                                    when MinGW-w64 is there), README, licenses,
+#                                                    PowerShell completion
+#   docker-credential-gitlab-VERSION.tar.gz          the source (git archive), which the
+#                                                    Homebrew formula builds
+#   docker-credential-gitlab.rb, docker-credential-gitlab.json
+#                                                    packaging/homebrew's formula and
+#                                                    packaging/scoop's manifest, filled in
+#                                                    with this version and checksums
 #   docker-credential-gitlab_VERSION-1_ARCH.deb      (cargo-deb) and
 #   docker-credential-gitlab-VERSION-1.ARCH.rpm      (cargo-generate-rpm), when those cargo
 #                                                    subcommands are installed
@@ -25,7 +35,7 @@ while (($#)); do
   case "$1" in
     --out-dir) out=${2:?--out-dir needs a directory}; shift 2 ;;
     --out-dir=*) out=${1#*=}; shift ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "release.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done
@@ -75,6 +85,41 @@ archive() {
 archive "$host" "$native"
 [[ $host == x86_64-unknown-linux-musl ]] || archive x86_64-unknown-linux-musl "$static"
 
+# The Windows build, zipped (Scoop installs from it).
+windows_zip=""
+if command -v x86_64-w64-mingw32-gcc >/dev/null; then
+  echo "==> Windows build (x86_64-pc-windows-gnu)" >&2
+  exe=$(./scripts/build-windows.sh | tail -1)
+  base="$name-$version-x86_64-pc-windows-gnu"
+  stage=$(mktemp -d)
+  mkdir -p "$stage/$base/completions"
+  install -m 0755 "$exe" "$stage/$base/"
+  install -m 0644 README.md LICENSE-MIT LICENSE-APACHE "$stage/$base/"
+  install -m 0644 "$assets/_$name.ps1" "$stage/$base/completions/"
+  (cd "$stage/$base" && find . -type f | sed 's|^\./||' | sort | xargs sha256sum >../SHA256SUMS)
+  mv "$stage/SHA256SUMS" "$stage/$base/SHA256SUMS"
+  (cd "$stage" && find "$base" -exec touch -d "@$SOURCE_DATE_EPOCH" {} + &&
+    python3 -m zipfile -c "$out/$base.zip" "$base")
+  rm -rf "$stage"
+  windows_zip="$out/$base.zip"
+  echo "==> $windows_zip" >&2
+else
+  echo "==> no Windows zip: x86_64-w64-mingw32-gcc is not installed (gcc-mingw-w64-x86-64)" >&2
+fi
+
+# The source, for the Homebrew formula (which builds with cargo).
+git archive --format=tar --prefix="$name-$version/" HEAD | gzip -9n >"$out/$name-$version.tar.gz"
+echo "==> $out/$name-$version.tar.gz" >&2
+
+# The formula and the manifest, filled in.
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+sed -e "s/@VERSION@/$version/g" -e "s/@SOURCE_SHA256@/$(sha "$out/$name-$version.tar.gz")/" \
+  packaging/homebrew/$name.rb >"$out/$name.rb"
+if [[ -n $windows_zip ]]; then
+  sed -e "s/@VERSION@/$version/g" -e "s/@SHA256@/$(sha "$windows_zip")/" \
+    packaging/scoop/$name.json >"$out/$name.json"
+fi
+
 # Distribution packages, from the metadata in Cargo.toml, of the host build.
 if cargo deb --version >/dev/null 2>&1; then
   cargo deb --no-build --no-strip --locked --output "$out" >&2
@@ -88,7 +133,8 @@ else
 fi
 
 (cd "$out" && rm -f SHA256SUMS &&
-  find . -maxdepth 1 -type f \( -name "$name*.tar.gz" -o -name '*.deb' -o -name '*.rpm' \) |
+  find . -maxdepth 1 -type f \( -name "$name*.tar.gz" -o -name "$name*.zip" -o -name '*.deb' \
+    -o -name '*.rpm' \) |
   sed 's|^\./||' | sort | xargs sha256sum >SHA256SUMS)
 echo "==> $out/SHA256SUMS" >&2
 cat "$out/SHA256SUMS"

@@ -22,7 +22,7 @@ packages=(
   golang-go golang-github-docker-docker-credential-helpers-dev golang-golang-x-sys-dev
                                                          # the Go client library docker uses
   gcc-mingw-w64-x86-64 wine64                            # the Windows build, run under wine
-  dash shellcheck rpm man-db                             # install.sh, the .rpm, man -w
+  dash shellcheck rpm man-db ruby                        # install.sh, .rpm, man -w, the formula
 )
 
 missing=()

@@ -1,6 +1,7 @@
 //! The distribution packages `packaging/release.sh` builds (see `support::release_dir`): the
 //! `.deb` installs with dpkg, runs, has its man page and completions, and `dpkg -r` takes it
-//! all away again; the `.rpm` holds the same files; the bash completion loads.
+//! all away again; the `.rpm` holds the same files; the bash completion loads; the Homebrew
+//! formula and the Scoop manifest name this release's files and checksums.
 
 mod support;
 
@@ -162,6 +163,8 @@ fn every_release_file_is_listed_in_sha256sums() {
     for suffix in [
         "-x86_64-unknown-linux-gnu.tar.gz",
         "-x86_64-unknown-linux-musl.tar.gz",
+        "-x86_64-pc-windows-gnu.zip",
+        &format!("-{}.tar.gz", env!("CARGO_PKG_VERSION")),
         ".deb",
         ".rpm",
     ] {
@@ -172,4 +175,91 @@ fn every_release_file_is_listed_in_sha256sums() {
             "{name} not in SHA256SUMS"
         );
     }
+}
+
+/// The SHA-256 that `SHA256SUMS` lists for `name`.
+fn listed_sha256(release: &Path, name: &str) -> String {
+    let sums = std::fs::read_to_string(release.join("SHA256SUMS")).unwrap();
+    sums.lines()
+        .find_map(|l| l.strip_suffix(&format!("  {name}")))
+        .unwrap_or_else(|| panic!("{name} not in SHA256SUMS"))
+        .to_owned()
+}
+
+#[test]
+fn the_homebrew_formula_builds_this_source_archive() {
+    let Some(release) = release_dir() else { return };
+    let version = env!("CARGO_PKG_VERSION");
+    let source = format!("{NAME}-{version}.tar.gz");
+    let formula = std::fs::read_to_string(release.join(format!("{NAME}.rb"))).unwrap();
+    assert!(!formula.contains('@'), "unfilled placeholder:\n{formula}");
+    assert!(
+        formula.contains(&format!("/v{version}/downloads/{source}\"")),
+        "{formula}"
+    );
+    let sha = listed_sha256(&release, &source);
+    assert!(formula.contains(&format!("sha256 \"{sha}\"")), "{formula}");
+    assert!(formula.contains("test do"), "{formula}");
+    if have_tool("ruby") {
+        let out = Command::new("ruby")
+            .arg("-c")
+            .arg(release.join(format!("{NAME}.rb")))
+            .output()
+            .unwrap();
+        assert_success(&out, "ruby -c");
+    }
+    // What `cargo install` needs: the workspace, its lock file, and the emulator crate the
+    // workspace names.
+    let out = Command::new("tar")
+        .arg("-tzf")
+        .arg(release.join(&source))
+        .output()
+        .unwrap();
+    assert_success(&out, "tar -t");
+    for f in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "crates/gitlab-emulator/Cargo.toml",
+        "LICENSE-MIT",
+    ] {
+        let path = format!("{NAME}-{version}/{f}\n");
+        assert!(stdout(&out).contains(&path), "{f} not in {source}");
+    }
+}
+
+#[test]
+fn the_scoop_manifest_installs_the_windows_zip() {
+    let Some(release) = release_dir() else { return };
+    let version = env!("CARGO_PKG_VERSION");
+    let zip = format!("{NAME}-{version}-x86_64-pc-windows-gnu.zip");
+    let text = std::fs::read_to_string(release.join(format!("{NAME}.json"))).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(manifest["version"], version);
+    let arch = &manifest["architecture"]["64bit"];
+    assert!(
+        arch["url"].as_str().unwrap().ends_with(&format!("/{zip}")),
+        "{arch}"
+    );
+    assert_eq!(arch["hash"], listed_sha256(&release, &zip));
+    // The zip holds the .exe where `extract_dir` and `bin` say.
+    let inside = format!(
+        "{}/{}",
+        arch["extract_dir"].as_str().unwrap(),
+        manifest["bin"].as_str().unwrap()
+    );
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; print('\\n'.join(zipfile.ZipFile(sys.argv[1]).namelist()))",
+        ])
+        .arg(release.join(&zip))
+        .output()
+        .unwrap();
+    assert_success(&out, "zip listing");
+    assert!(
+        stdout(&out).lines().any(|l| l == inside),
+        "{inside} not in {zip}: {}",
+        stdout(&out)
+    );
 }
