@@ -8,7 +8,7 @@
 #
 # Options:
 #   --prefix DIR         install under DIR (default ~/.local): DIR/bin, DIR/share/man, ...
-#   --bin-dir DIR        put the binary in DIR instead of PREFIX/bin
+#   --bin-dir DIR        put the binary in DIR (default $XDG_BIN_HOME, else PREFIX/bin)
 #   --configure REGISTRY then point Docker's credHelpers at the helper for REGISTRY
 #   --sudo               install with sudo (never used unless asked)
 #   --uninstall          remove exactly what an earlier install under PREFIX put there
@@ -46,11 +46,22 @@ sha256_of() {
 
 # verify SUMS_FILE DIR NAME: NAME's SHA-256 must be the one SUMS_FILE lists for it.
 verify() {
-  expected=$(awk -v f="$3" '{ n = $2; sub(/^\*/, "", n) } n == f { print $1; exit }' "$1")
+  expected=$(awk -v f="$3" '{ sub(/\r$/, ""); n = $2; sub(/^\*/, "", n) }
+    n == f { print tolower($1) }' "$1" | sort -u)
   [ -n "$expected" ] || die "$1 lists no checksum for $3: refusing to install it"
+  case "$expected" in *"
+"*) die "$1 lists different checksums for $3: refusing to install it" ;; esac
   actual=$(sha256_of "$2/$3")
   [ "$expected" = "$actual" ] ||
     die "checksum mismatch for $3 (expected $expected, got $actual): refusing to install it"
+}
+
+# absolute PATH: PATH made absolute, without trailing slashes.
+absolute() {
+  p=$1
+  case "$p" in /*) ;; *) p="$(pwd)/$p" ;; esac
+  while [ "${p%/}" != "$p" ] && [ "$p" != / ]; do p=${p%/}; done
+  echo "$p"
 }
 
 # The Rust target of this machine, as release archives name it (OS and architecture only).
@@ -85,11 +96,15 @@ stage_from_checkout() {
   "$1/$name" completions fish >"$1/completions/$name.fish"
 }
 
-# check_unpacked DIR: every file the archive's own SHA256SUMS lists is intact.
+# check_unpacked DIR: every file the archive's own SHA256SUMS lists is intact, and it lists
+# every file that gets installed.
 check_unpacked() {
   [ -f "$1/SHA256SUMS" ] || die "$1 has no SHA256SUMS: not a release archive"
-  awk '{ sub(/^\*/, "", $2); print $2 }' "$1/SHA256SUMS" | while read -r file; do
+  awk '{ sub(/\r$/, ""); sub(/^\*/, "", $2); print $2 }' "$1/SHA256SUMS" | while read -r file; do
     verify "$1/SHA256SUMS" "$1" "$file"
+  done
+  layout | while read -r src _; do
+    verify "$1/SHA256SUMS" "$1" "$src"
   done
 }
 
@@ -103,54 +118,84 @@ layout() {
   echo "completions/$name.fish 0644 $prefix/share/fish/vendor_completions.d/$name.fish"
 }
 
-# mkdirs DIR: create DIR and its missing parents, recording each one created in the manifest.
+# mkdirs DIR: create DIR and its missing parents (0755), noting each one created.
 mkdirs() {
   [ -d "$1" ] && return 0
-  mkdirs "$(dirname "$1")"
-  as_installer mkdir "$1"
-  echo "$1/" >>"$new_manifest"
+  mkdirs "$(dirname -- "$1")"
+  as_installer mkdir -m 0755 "$1"
+  echo "$1/" >>"$work/created"
+}
+
+# Adds what mkdirs created, and PATH if given, to the manifest: before a file is copied, so
+# that an install that fails or is interrupted half way can still be undone.
+record() {
+  [ $# -eq 0 ] || echo "$1" >>"$work/created"
+  as_installer tee -a "$manifest" <"$work/created" >/dev/null
+  : >"$work/created"
 }
 
 install_staged() {
   stage=$1
   [ -x "$stage/$name" ] || die "$stage/$name is missing or not executable"
-  new_manifest=$(mktemp)
-  # Directories an earlier run created stay ours, so --uninstall can remove them.
-  if [ -f "$manifest" ]; then grep '/$' "$manifest" >>"$new_manifest" || true; fi
-  mkdirs "$(dirname "$manifest")"
+  : >"$work/created"
+  mkdirs "$(dirname -- "$manifest")"
+  record "$manifest"
   layout | while read -r src mode dest; do
     [ -f "$stage/$src" ] || die "the release has no $src"
-    mkdirs "$(dirname "$dest")"
-    # Copy beside the old file and rename, so a running docker never sees half a binary.
+    mkdirs "$(dirname -- "$dest")"
+    record "$dest"
+    # Copy beside the old file and rename, so a running docker never sees half a binary;
+    # the EXIT trap removes the copy if we are stopped in between.
+    echo "$dest.new.$$" >>"$work/partial"
     as_installer cp "$stage/$src" "$dest.new.$$"
     as_installer chmod "$mode" "$dest.new.$$"
     as_installer mv -f "$dest.new.$$" "$dest"
-    echo "$dest" >>"$new_manifest"
   done
-  echo "$manifest" >>"$new_manifest"
-  sort -u "$new_manifest" | as_installer tee "$manifest" >/dev/null
-  rm -f "$new_manifest"
+  # One line per path (an earlier install's lines kept: a binary it put elsewhere is ours).
+  sort -u "$manifest" >"$work/manifest"
+  as_installer cp "$work/manifest" "$manifest"
+  as_installer chmod 0644 "$manifest"
   echo "==> installed $bindir/$name ($("$bindir/$name" version))"
   echo "    man page, bash/zsh/fish completions under $prefix/share; list in $manifest"
+}
+
+# Whether PATH is one of the files install.sh installs (by name): --uninstall removes
+# nothing else, whatever the manifest says.
+ours() {
+  case "$(basename -- "$1")" in
+    "$name" | "$name.1" | "_$name" | "$name.fish" | installed-files) return 0 ;;
+    *) return 1 ;;
+  esac
 }
 
 uninstall() {
   [ -f "$manifest" ] || die "nothing to uninstall: no $manifest (was it installed with --prefix?)"
   # Files first (the manifest among them), then the directories this script created,
-  # deepest first, if empty.
+  # deepest first, and only if empty.
   listed=$(cat "$manifest")
-  printf '%s\n' "$listed" | grep -v '/$' | while read -r f; do
-    as_installer rm -f "$f"
-    echo "removed $f"
+  printf '%s\n' "$listed" | grep -v '/$' | while IFS= read -r file; do
+    if ! ours "$file"; then
+      echo "skipped $file: install.sh does not install such a file"
+    elif [ -e "$file" ] || [ -L "$file" ]; then
+      as_installer rm -f "$file"
+      echo "removed $file"
+    else
+      echo "already gone: $file"
+    fi
   done
-  printf '%s\n' "$listed" | grep '/$' | sort -r | while read -r d; do
+  printf '%s\n' "$listed" | grep '/$' | sort -r | while IFS= read -r d; do
     if as_installer rmdir "$d" 2>/dev/null; then echo "removed $d"; fi
   done
 }
 
+# On exit: no half-copied file is left beside an installed one, and no temporary directory.
+cleanup() {
+  while IFS= read -r copy; do as_installer rm -f "$copy"; done <"$work/partial"
+  rm -rf "$work"
+}
+
 main() {
-  prefix="${XDG_BIN_HOME:+${XDG_BIN_HOME%/bin}}"
-  prefix="${prefix:-$HOME/.local}"
+  prefix=""
   bindir=""
   archive=""
   registry=""
@@ -159,7 +204,7 @@ main() {
   while [ $# -gt 0 ]; do
     case "$1" in
       --prefix | --bin-dir | --archive | --configure)
-        [ $# -ge 2 ] || die "$1 needs a value"
+        if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
         case "$1" in
           --prefix) prefix=$2 ;;
           --bin-dir) bindir=$2 ;;
@@ -178,9 +223,20 @@ main() {
       *) die "unknown option $1 (see ./install.sh --help)" ;;
     esac
   done
-  case "$prefix" in /*) ;; *) prefix="$(pwd)/$prefix" ;; esac
-  bindir=${bindir:-$prefix/bin}
-  case "$bindir" in /*) ;; *) bindir="$(pwd)/$bindir" ;; esac
+  for value in "$prefix" "$bindir" "$archive"; do
+    case "$value" in "~"*) die "$value: ~ is not expanded here; write \$HOME instead" ;; esac
+  done
+  if [ "$use_sudo" = 1 ] && ! command -v sudo >/dev/null 2>&1; then
+    die "--sudo: sudo is not installed"
+  fi
+  if [ -z "$prefix" ]; then
+    [ -n "${HOME:-}" ] || die "HOME is not set: pass --prefix DIR"
+    prefix="$HOME/.local"
+  fi
+  prefix=$(absolute "$prefix")
+  # The binary goes to --bin-dir, else $XDG_BIN_HOME, else PREFIX/bin.
+  [ -n "$bindir" ] || bindir=${XDG_BIN_HOME:-$prefix/bin}
+  bindir=$(absolute "$bindir")
   manifest="$prefix/share/$name/installed-files"
   here=$(cd "$(dirname "$0")" && pwd)
 
@@ -190,12 +246,13 @@ main() {
   fi
 
   work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
+  : >"$work/partial"
+  trap cleanup EXIT
   trap 'exit 1' INT TERM
   if [ -n "$archive" ]; then
     [ -f "$archive" ] || die "no such file: $archive"
-    file=$(basename "$archive")
-    dir=$(cd "$(dirname "$archive")" && pwd)
+    file=$(basename -- "$archive")
+    dir=$(cd -- "$(dirname -- "$archive")" && pwd)
     [ -f "$dir/SHA256SUMS" ] || die "no SHA256SUMS next to $archive: cannot verify it"
     verify "$dir/SHA256SUMS" "$dir" "$file"
     echo "==> $file: checksum verified against SHA256SUMS"

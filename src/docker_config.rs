@@ -442,22 +442,12 @@ pub fn configure(
     dry_run: bool,
 ) -> Result<Plan, ConfigError> {
     let env = std::env::var_os(DOCKER_AUTH_CONFIG_ENV).map(|v| v.to_string_lossy().into_owned());
-    configure_file(path, registries, helper, force, dry_run, env.as_deref())
+    configure_with(path, registries, helper, force, dry_run, env.as_deref())
 }
 
-/// [`configure`] for containers-auth.json ([`containers_auth_path`]): the same rules, without
-/// docker's `DOCKER_AUTH_CONFIG`, which podman does not read.
-pub fn configure_containers(
-    path: &Path,
-    registries: &[String],
-    helper: &str,
-    force: bool,
-    dry_run: bool,
-) -> Result<Plan, ConfigError> {
-    configure_file(path, registries, helper, force, dry_run, None)
-}
-
-fn configure_file(
+/// [`configure`] with the `DOCKER_AUTH_CONFIG` value given: `None` for containers-auth.json
+/// ([`containers_auth_path`]), which podman reads without docker's variable.
+pub fn configure_with(
     path: &Path,
     registries: &[String],
     helper: &str,

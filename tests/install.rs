@@ -56,13 +56,19 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
-/// A copy of the host archive and its SHA256SUMS in a directory of the test's own.
-fn downloaded(release: &Path, into: &Path) -> PathBuf {
-    let archive = release_archive(release, HOST);
-    let copy = into.join(archive.file_name().unwrap());
+/// A copy of the host archive and its SHA256SUMS in a directory of the test's own, as after
+/// a download. `None` (skip) when the release files or dash are missing outside CI.
+fn downloaded() -> Option<(tempfile::TempDir, PathBuf)> {
+    let release = release_dir()?;
+    if !have_tool("dash") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let archive = release_archive(&release, HOST);
+    let copy = dir.path().join(archive.file_name().unwrap());
     std::fs::copy(&archive, &copy).unwrap();
-    std::fs::copy(release.join("SHA256SUMS"), into.join("SHA256SUMS")).unwrap();
-    copy
+    std::fs::copy(release.join("SHA256SUMS"), dir.path().join("SHA256SUMS")).unwrap();
+    Some((dir, copy))
 }
 
 /// What an install puts under its prefix (directories end in `/`).
@@ -93,12 +99,9 @@ fn the_installed_files() -> BTreeSet<String> {
 
 #[test]
 fn a_release_archive_installs_verified_again_idempotently_and_uninstalls_exactly() {
-    let Some(release) = release_dir() else { return };
-    if !have_tool("dash") {
+    let Some((dir, archive)) = downloaded() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let archive = downloaded(&release, dir.path());
+    };
     let prefix = dir.path().join("prefix");
     // Something of the user's already in the prefix: never touched.
     std::fs::create_dir_all(prefix.join("share/man/man1")).unwrap();
@@ -179,12 +182,9 @@ fn a_release_archive_installs_verified_again_idempotently_and_uninstalls_exactly
 
 #[test]
 fn a_corrupted_or_unverifiable_archive_is_refused_and_installs_nothing() {
-    let Some(release) = release_dir() else { return };
-    if !have_tool("dash") {
+    let Some((dir, archive)) = downloaded() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let archive = downloaded(&release, dir.path());
+    };
     let prefix = dir.path().join("prefix");
     let install = |what: &str| {
         let out = sh(
@@ -252,6 +252,90 @@ fn a_corrupted_or_unverifiable_archive_is_refused_and_installs_nothing() {
         stderr(&out)
     );
     assert!(!prefix.exists());
+}
+
+#[test]
+fn a_failed_install_can_be_undone_and_uninstall_removes_only_its_own_files() {
+    let Some((dir, archive)) = downloaded() else {
+        return;
+    };
+    let prefix = dir.path().join("prefix");
+    // A file where install.sh needs a directory: the install fails half way, after the
+    // binary, the man page and the bash completion are in place.
+    std::fs::create_dir_all(prefix.join("share")).unwrap();
+    std::fs::write(prefix.join("share/zsh"), "a file of the user's").unwrap();
+    // CRLF line endings (a SHA256SUMS edited on Windows) are fine.
+    let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
+    std::fs::write(dir.path().join("SHA256SUMS"), sums.replace('\n', "\r\n")).unwrap();
+    let out = sh(
+        Path::new(INSTALL_SH),
+        &[
+            "--archive",
+            archive.to_str().unwrap(),
+            "--prefix",
+            prefix.to_str().unwrap(),
+        ],
+        &system_path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(prefix.join("bin").join(NAME).is_file());
+    assert!(
+        !tree(&prefix).iter().any(|p| p.contains(".new.")),
+        "a half-copied file is left: {:?}",
+        tree(&prefix)
+    );
+
+    // A manifest that names a file install.sh never installs (edited, or stale): kept.
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let manifest = prefix.join("share/docker-credential-gitlab/installed-files");
+    let mut listed = std::fs::read_to_string(&manifest).unwrap();
+    listed.push_str(&format!("{}\n", victim.display()));
+    std::fs::write(&manifest, listed).unwrap();
+
+    // HOME unset: --prefix is all it needs.
+    let out = Command::new("dash")
+        .arg(INSTALL_SH)
+        .args(["--uninstall", "--prefix", prefix.to_str().unwrap()])
+        .env_remove("HOME")
+        .output()
+        .unwrap();
+    assert_success(&out, "install.sh --uninstall after a failed install");
+    assert!(stdout(&out).contains("skipped"), "{}", stdout(&out));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    let left: BTreeSet<String> = ["share/", "share/zsh"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(tree(&prefix), left);
+}
+
+#[test]
+fn xdg_bin_home_is_where_the_binary_goes() {
+    let Some((dir, archive)) = downloaded() else {
+        return;
+    };
+    let prefix = dir.path().join("prefix");
+    let xdg_bin = dir.path().join("xdg-bin");
+    let out = Command::new("dash")
+        .arg(INSTALL_SH)
+        .args([
+            "--archive",
+            archive.to_str().unwrap(),
+            "--prefix",
+            prefix.to_str().unwrap(),
+        ])
+        .env("XDG_BIN_HOME", &xdg_bin)
+        .output()
+        .unwrap();
+    assert_success(&out, "install.sh with XDG_BIN_HOME");
+    assert!(xdg_bin.join(NAME).is_file());
+    assert!(!prefix.join("bin").exists());
+    assert!(
+        prefix
+            .join("share/man/man1/docker-credential-gitlab.1")
+            .is_file()
+    );
 }
 
 #[test]
@@ -372,7 +456,13 @@ fn bad_options_are_one_line_and_exit_1() {
     if !have_tool("dash") {
         return;
     }
-    for args in [&["--frobnicate"][..], &["--archive"], &["--prefix"]] {
+    for args in [
+        &["--frobnicate"][..],
+        &["--archive"],
+        &["--prefix"],
+        &["--prefix", ""],
+        &["--prefix", "~/x"],
+    ] {
         let out = sh(Path::new(INSTALL_SH), args, &system_path());
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert_eq!(

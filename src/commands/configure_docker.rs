@@ -33,12 +33,14 @@ pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> a
         let path = docker_config::containers_auth_path().context(
             "cannot find podman's auth file: set REGISTRY_AUTH_FILE (or XDG_RUNTIME_DIR)",
         )?;
-        let plan = docker_config::configure_containers(
+        // podman does not read docker's DOCKER_AUTH_CONFIG.
+        let plan = docker_config::configure_with(
             &path,
             &hosts,
             crate::HELPER_SUFFIX,
             force,
             dry_run,
+            None,
         )?;
         (path, plan)
     } else {
