@@ -24,28 +24,44 @@
 #   SHA256SUMS                                       of everything above
 #
 # `install.sh --archive DIR/docker-credential-gitlab-…tar.gz` verifies an archive against
-# DIR/SHA256SUMS. Archives are reproducible: sorted, owned by root, dated SOURCE_DATE_EPOCH
-# (default: the last commit's time).
+# DIR/SHA256SUMS. Everything comes from one commit, HEAD: the working tree must be clean
+# (--allow-dirty builds from it anyway, for tests) and DIR new or empty. Archives are
+# reproducible: sorted, owned by root, modes fixed, dated SOURCE_DATE_EPOCH (default: the
+# commit's time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 name=docker-credential-gitlab
 out=""
+allow_dirty=0
 while (($#)); do
   case "$1" in
+    --allow-dirty) allow_dirty=1; shift ;;
     --out-dir) out=${2:?--out-dir needs a directory}; shift 2 ;;
     --out-dir=*) out=${1#*=}; shift ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -e/{/^set -e/!p}' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "release.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done
 [[ -n $out ]] || { echo "release.sh: --out-dir DIR is required" >&2; exit 1; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+if [[ -n $(ls -A "$out") ]]; then
+  echo "release.sh: $out is not empty: give a new or empty directory" >&2
+  exit 1
+fi
+rev=$(git rev-parse HEAD)
+if ((!allow_dirty)) && [[ -n $(git status --porcelain --untracked-files=no) ]]; then
+  echo "release.sh: the working tree has changes: commit them (or pass --allow-dirty)" >&2
+  exit 1
+fi
+# The same bytes from the same commit, whoever builds: UTC, C collation, fixed modes.
+export TZ=UTC LC_ALL=C
+umask 022
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 host=$(rustc -vV | sed -n 's/^host: //p')
-export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
+export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct "$rev")}"
 target_dir=$(cargo metadata --format-version 1 --no-deps | jq -r .target_directory)
 
 echo "==> release build ($host)" >&2
@@ -77,7 +93,7 @@ archive() {
     "$stage/$base/completions/"
   (cd "$stage/$base" && find . -type f | sed 's|^\./||' | sort | xargs sha256sum >../SHA256SUMS)
   mv "$stage/SHA256SUMS" "$stage/$base/SHA256SUMS"
-  tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
+  tar --sort=name --owner=0 --group=0 --numeric-owner --mode=u+rw,go=rX --mtime="@$SOURCE_DATE_EPOCH" \
     -C "$stage" -cf - "$base" | gzip -9n >"$out/$base.tar.gz"
   rm -rf "$stage"
   echo "==> $out/$base.tar.gz" >&2
@@ -108,7 +124,7 @@ else
 fi
 
 # The source, for the Homebrew formula (which builds with cargo).
-git archive --format=tar --prefix="$name-$version/" HEAD | gzip -9n >"$out/$name-$version.tar.gz"
+git archive --format=tar --prefix="$name-$version/" "$rev" | gzip -9n >"$out/$name-$version.tar.gz"
 echo "==> $out/$name-$version.tar.gz" >&2
 
 # The formula and the manifest, filled in.

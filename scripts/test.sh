@@ -61,7 +61,7 @@ export DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE
 echo "==> release files (tests/install.rs and tests/packages.rs install them)"
 DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR="$PWD/target/release-files"
 rm -rf "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR"
-./packaging/release.sh --out-dir "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR" >/dev/null
+./packaging/release.sh --allow-dirty --out-dir "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR" >/dev/null
 export DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR
 echo "==> cargo test (with the test-only fault-injection points, for the crash tests)"
 cargo test --workspace --all-features --locked

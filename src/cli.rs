@@ -116,7 +116,8 @@ enum Command {
         #[arg(long)]
         force: bool,
         /// Configure podman, buildah and skopeo instead: containers-auth.json at
-        /// $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json.
+        /// $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json, else (Linux)
+        /// /run/containers/UID/auth.json.
         #[arg(long)]
         podman: bool,
     },

@@ -137,15 +137,27 @@ pub fn default_path() -> Option<PathBuf> {
 }
 
 /// Where podman, buildah and skopeo look first for credentials (containers-auth.json, the
-/// same JSON shape as `config.json`): `$REGISTRY_AUTH_FILE`, else
-/// `$XDG_RUNTIME_DIR/containers/auth.json`. `None` when neither variable is set.
+/// same JSON shape as `config.json`), in containers/image's order: `$REGISTRY_AUTH_FILE`,
+/// else `$XDG_RUNTIME_DIR/containers/auth.json`, else on Linux
+/// `/run/containers/<uid>/auth.json` and elsewhere `~/.config/containers/auth.json`.
 pub fn containers_auth_path() -> Option<PathBuf> {
-    non_empty_var(REGISTRY_AUTH_FILE_ENV)
-        .map(PathBuf::from)
-        .or_else(|| {
-            non_empty_var("XDG_RUNTIME_DIR")
-                .map(|dir| PathBuf::from(dir).join("containers").join("auth.json"))
-        })
+    if let Some(file) = non_empty_var(REGISTRY_AUTH_FILE_ENV) {
+        return Some(PathBuf::from(file));
+    }
+    if let Some(dir) = non_empty_var("XDG_RUNTIME_DIR") {
+        return Some(PathBuf::from(dir).join("containers").join("auth.json"));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // The process's uid without libc: /proc/self belongs to it.
+        use std::os::unix::fs::MetadataExt as _;
+        let uid = fs::metadata("/proc/self").ok()?.uid();
+        Some(PathBuf::from(format!("/run/containers/{uid}/auth.json")))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        non_empty_var("HOME").map(|home| PathBuf::from(home).join(".config/containers/auth.json"))
+    }
 }
 
 /// Environment variable naming podman's, buildah's and skopeo's auth file.

@@ -30,9 +30,8 @@ pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> a
         }
     }
     let (path, plan) = if podman {
-        let path = docker_config::containers_auth_path().context(
-            "cannot find podman's auth file: set REGISTRY_AUTH_FILE (or XDG_RUNTIME_DIR)",
-        )?;
+        let path = docker_config::containers_auth_path()
+            .context("cannot find podman's auth file: set REGISTRY_AUTH_FILE")?;
         // podman does not read docker's DOCKER_AUTH_CONFIG.
         let plan = docker_config::configure_with(
             &path,
