@@ -4,7 +4,8 @@
 
 use reqwest::Url;
 
-use super::{Finding, Net, window_finding};
+use super::token::window_finding;
+use super::{Finding, Net};
 use crate::environment::Environment;
 use crate::gitlab::http::{check_transport, redact, same_base};
 use crate::gitlab::{self, JwtAuth, jwt};

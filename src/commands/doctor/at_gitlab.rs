@@ -1,0 +1,387 @@
+//! Checks 3, 4 and 7 for a stored credential, after Docker's side (`docker`): the secret
+//! store answers and holds the secret; the registry still sends clients to the GitLab
+//! recorded at login (the token is only ever sent there); GitLab's `/jwt/auth` accepts the
+//! credential. A 403 there is told apart: an IP ban, a token without registry scope, or a
+//! proxy that strips the `Authorization` header (GitLab then answers exactly as it does to
+//! an anonymous request). The token's own facts come from `token`.
+
+use reqwest::{Method, Url};
+
+use super::docker::docker_config_findings;
+use super::token::{token_findings, window_finding};
+use super::{Finding, Net};
+use crate::BINARY_NAME;
+use crate::credentials;
+use crate::gitlab::http::{Auth, Http, check_transport, redact, same_base};
+use crate::gitlab::token::can_pull;
+use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, PatSelf, jwt};
+use crate::registry::RegistryHost;
+use crate::secret::Secret;
+use crate::state::{GitLabInfo, StateFile, TokenKind};
+
+pub(super) fn check_registry(
+    host: &RegistryHost,
+    state_file: &StateFile,
+    entry: Option<&crate::state::Entry>,
+    net: &mut Net,
+) -> Vec<Finding> {
+    let mut out = docker_config_findings(host);
+    let Some(entry) = entry else {
+        out.push(
+            Finding::fail("credential", format!("no credential is stored for {host}"))
+                .fix(format!("log in with {BINARY_NAME} login {host}")),
+        );
+        return out;
+    };
+
+    const STORE: &str = "store";
+    let secret = match credentials::load(state_file, host) {
+        // An OAuth entry stores its token pair; docker gets (and GitLab sees) the access token.
+        Ok(Some((e, secret)))
+            if e.gitlab
+                .as_ref()
+                .is_some_and(|g| g.kind == TokenKind::OauthToken) =>
+        {
+            out.push(Finding::pass(
+                STORE,
+                format!("the {} store answers and holds the token pair", entry.store),
+            ));
+            crate::renew::oauth::access_token(&secret)
+        }
+        Ok(Some((_, secret))) => {
+            out.push(Finding::pass(
+                STORE,
+                format!("the {} store answers and holds the secret", entry.store),
+            ));
+            secret
+        }
+        Ok(None) => {
+            out.push(
+                Finding::fail(
+                    STORE,
+                    format!(
+                        "the state file lists {host} but the {} store holds no secret for it",
+                        entry.store
+                    ),
+                )
+                .fix(format!("log in again with {BINARY_NAME} login {host}")),
+            );
+            return out;
+        }
+        Err(e) => {
+            out.push(Finding::fail(STORE, e.to_string()));
+            return out;
+        }
+    };
+
+    let Some(info) = &entry.gitlab else {
+        out.push(
+            Finding::warn(
+                "gitlab",
+                "stored by docker login: GitLab instance unknown, so the token cannot be checked",
+            )
+            .fix(format!("run {BINARY_NAME} login {host} to enable checks")),
+        );
+        return out;
+    };
+
+    let http = match net.get() {
+        Ok(h) => h,
+        Err(e) => {
+            out.push(Finding::fail("gitlab", e));
+            out.extend(token_findings(info, None, crate::clock::now()));
+            return out;
+        }
+    };
+    out.extend(check_at_gitlab(http, host, &entry.username, &secret, info));
+    out
+}
+
+fn check_at_gitlab(
+    http: &Http,
+    host: &RegistryHost,
+    username: &str,
+    secret: &Secret,
+    info: &GitLabInfo,
+) -> Vec<Finding> {
+    const REGISTRY: &str = "registry";
+    const JWT: &str = "/jwt/auth";
+    let now = crate::clock::now();
+    let mut out = Vec::new();
+
+    let challenge = match gitlab::discover(http, host) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(Finding::fail(REGISTRY, e.to_string()));
+            out.extend(token_findings(info, None, now));
+            return out;
+        }
+    };
+    let gitlab_url = match realm_matches(&challenge, info) {
+        Ok(url) => url,
+        Err(f) => {
+            out.push(f);
+            out.extend(token_findings(info, None, now));
+            return out;
+        }
+    };
+    out.push(Finding::pass(
+        REGISTRY,
+        format!(
+            "{host} sends clients to {}, the GitLab recorded at login",
+            redact(&challenge.realm)
+        ),
+    ));
+
+    let jwt = gitlab::jwt_auth(http, &challenge, username, secret, None);
+    let reachable = !matches!(
+        jwt,
+        Err(GitLabError::Timeout { .. }
+            | GitLabError::Connect { .. }
+            | GitLabError::Network { .. })
+    );
+    // Fresh facts for access tokens (any PAT scope may call this endpoint).
+    let pat = (reachable && info.kind == TokenKind::PersonalAccessToken)
+        .then(|| gitlab::personal_access_token_self(http, &gitlab_url, secret));
+    let mut registry_token = None;
+    match jwt {
+        Ok(JwtAuth::Token(t)) => {
+            out.push(Finding::pass(
+                JWT,
+                "GitLab accepts the credential and issues registry tokens",
+            ));
+            registry_token = Some(t);
+        }
+        Ok(JwtAuth::Unauthorized(_)) => out.push(
+            Finding::fail(
+                JWT,
+                "GitLab refused the credential (401): it is wrong, expired or revoked",
+            )
+            .fix(format!(
+                "create a new token with read_registry, write_registry and self_rotate and log in again: {BINARY_NAME} login {host}"
+            )),
+        ),
+        Ok(JwtAuth::Denied(message)) => {
+            let with_auth = JwtOutcome {
+                status: 403,
+                message,
+            };
+            let anonymous = anonymous_jwt_auth(http, &challenge);
+            let token_ok = match &pat {
+                Some(Ok(PatSelf::Pat(p))) => p.active && !p.revoked && can_pull(&p.scopes),
+                _ => false,
+            };
+            out.push(explain_forbidden(&with_auth, &anonymous, token_ok));
+        }
+        Err(e) => out.push(Finding::fail(JWT, e.to_string())),
+    }
+
+    let fresh = match pat {
+        Some(Ok(PatSelf::Pat(p))) => Some(p),
+        Some(Ok(PatSelf::Unauthorized(reason))) => {
+            out.push(
+                Finding::fail("token", format!("GitLab says: {reason}")).fix(format!(
+                    "create a new token and log in again: {BINARY_NAME} login {host}"
+                )),
+            );
+            return out;
+        }
+        Some(Ok(PatSelf::NotPat)) => {
+            out.push(Finding::warn(
+                "token",
+                "GitLab no longer describes the credential as an access token; showing what was recorded at login",
+            ));
+            None
+        }
+        Some(Err(e)) => {
+            out.push(Finding::warn(
+                "token",
+                format!(
+                    "cannot ask GitLab about the token ({e}); showing what was recorded at login"
+                ),
+            ));
+            None
+        }
+        None => None,
+    };
+    out.extend(token_findings(info, fresh.as_ref(), now));
+    if let Some(t) = registry_token {
+        out.push(window_finding(
+            jwt::time_claims(&t).map(|c| c.window_secs()),
+        ));
+    }
+    out
+}
+
+/// The token may only go to the GitLab recorded at login; returns that GitLab's URL.
+fn realm_matches(challenge: &Challenge, info: &GitLabInfo) -> Result<Url, Finding> {
+    const CHECK: &str = "registry";
+    let realm = redact(&challenge.realm);
+    let recorded = Url::parse(&info.url).ok();
+    let realm_gitlab = challenge.gitlab_url();
+    match (realm_gitlab, recorded) {
+        (Some(now), Some(recorded)) if same_base(&now, &recorded) => {
+            check_transport(&challenge.realm).map_err(|e| Finding::fail(CHECK, e.to_string()))?;
+            Ok(now)
+        }
+        _ => Err(Finding::fail(
+            CHECK,
+            format!(
+                "the registry now points at another GitLab (sends clients to {realm}, recorded at login: {}); refusing to send the token",
+                info.url
+            ),
+        )
+        .fix("if the move is expected, log in again with a token from the new GitLab")),
+    }
+}
+
+/// What `/jwt/auth` answered: the HTTP status (0 when it could not be reached) and
+/// GitLab's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct JwtOutcome {
+    status: u16,
+    message: String,
+}
+
+/// `/jwt/auth` once more, without any credential, to compare with the authenticated answer.
+fn anonymous_jwt_auth(http: &Http, challenge: &Challenge) -> JwtOutcome {
+    match http.request(
+        Method::GET,
+        challenge.realm.clone(),
+        Auth::None,
+        &[("service", challenge.service.as_str())],
+    ) {
+        Ok(resp) => JwtOutcome {
+            status: resp.status.as_u16(),
+            message: gitlab::error_message(&resp.body),
+        },
+        Err(e) => JwtOutcome {
+            status: 0,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Tells apart the reasons for a 403 at `/jwt/auth`. `token_ok`: GitLab's token API accepts
+/// the token and lists a registry read scope.
+///
+/// GitLab answers an anonymous `/jwt/auth` request without a scope with the same 403
+/// "access forbidden" as a token without registry scope. So if the answer with our
+/// credential is identical to the answer without any, while the token itself is fine, the
+/// credential never reached GitLab: something between us and GitLab dropped the
+/// `Authorization` header (GitLab's "docker login fails with access forbidden"
+/// troubleshooting case).
+fn explain_forbidden(with_auth: &JwtOutcome, anonymous: &JwtOutcome, token_ok: bool) -> Finding {
+    const CHECK: &str = "/jwt/auth";
+    let said = format!("403: {}", with_auth.message);
+    if with_auth
+        .message
+        .contains("Too many failed authentication attempts")
+    {
+        return Finding::fail(
+            CHECK,
+            format!("GitLab has banned this IP address after failed logins ({said})"),
+        )
+        .fix("wait for the ban to expire and make sure no job or client retries an old token");
+    }
+    let same_as_anonymous = anonymous.status == with_auth.status
+        && anonymous.message == with_auth.message
+        && with_auth.message.contains("access forbidden");
+    if same_as_anonymous && token_ok {
+        return Finding::fail(
+            CHECK,
+            format!(
+                "GitLab treated the request as anonymous ({said}, exactly what it answers without credentials) although its token API accepts the token with registry scope: \
+                 a proxy between you and GitLab probably strips the Authorization header on /jwt/auth \
+                 (GitLab docs: \"docker login command fails with access forbidden\")"
+            ),
+        )
+        .fix("configure the proxy to pass the Authorization header through to /jwt/auth unchanged");
+    }
+    if token_ok {
+        return Finding::fail(
+            CHECK,
+            format!(
+                "GitLab refuses registry access ({said}) although the token has registry scope: the account may be blocked or have lost access"
+            ),
+        )
+        .fix("check the account's state and project membership in GitLab");
+    }
+    Finding::fail(
+        CHECK,
+        format!("GitLab accepts the credential but refuses registry access ({said}): the token lacks read_registry"),
+    )
+    .fix("create a token with read_registry (pull) and write_registry (push) and log in again")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::doctor::Status;
+    use crate::commands::doctor::tests::pat_info;
+
+    const FORBIDDEN: &str = "access forbidden";
+
+    fn outcome(status: u16, message: &str) -> JwtOutcome {
+        JwtOutcome {
+            status,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn stripped_authorization_header_is_recognised() {
+        let f = explain_forbidden(&outcome(403, FORBIDDEN), &outcome(403, FORBIDDEN), true);
+        assert_eq!(f.status, Status::Fail);
+        assert!(
+            f.message.contains("treated the request as anonymous"),
+            "{}",
+            f.line()
+        );
+        assert!(
+            f.message.contains("strips the Authorization header"),
+            "{}",
+            f.line()
+        );
+        assert!(f.fix.as_deref().unwrap().contains("proxy"));
+    }
+
+    #[test]
+    fn other_forbidden_cases() {
+        // The token API does not vouch for the token: the usual missing scope.
+        let f = explain_forbidden(&outcome(403, FORBIDDEN), &outcome(403, FORBIDDEN), false);
+        assert!(f.message.contains("lacks read_registry"), "{}", f.line());
+        // Anonymous answers differently (e.g. a public-pull-only instance): not the proxy.
+        let f = explain_forbidden(&outcome(403, FORBIDDEN), &outcome(200, ""), true);
+        assert!(!f.message.contains("proxy"), "{}", f.line());
+        // Unreachable anonymous request: no proxy claim either.
+        let f = explain_forbidden(&outcome(403, FORBIDDEN), &outcome(0, FORBIDDEN), true);
+        assert!(!f.message.contains("proxy"), "{}", f.line());
+        let f = explain_forbidden(
+            &outcome(403, "Too many failed authentication attempts from this IP"),
+            &outcome(403, "Too many failed authentication attempts from this IP"),
+            true,
+        );
+        assert!(f.message.contains("banned"), "{}", f.line());
+    }
+
+    #[test]
+    fn realm_must_match_the_recorded_gitlab() {
+        let info = pat_info(&[], None);
+        let same = Challenge {
+            realm: Url::parse("https://gitlab.example.com/jwt/auth").unwrap(),
+            service: "container_registry".into(),
+        };
+        assert!(realm_matches(&same, &info).is_ok());
+        let moved = Challenge {
+            realm: Url::parse("https://evil.example/jwt/auth").unwrap(),
+            service: "container_registry".into(),
+        };
+        let f = realm_matches(&moved, &info).unwrap_err();
+        assert!(
+            f.message.contains("refusing to send the token"),
+            "{}",
+            f.line()
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Check 2, per registry: Docker's `config.json` sends the registry to this helper
+//! (`credHelpers`), and nothing shadows or duplicates it: a plaintext `auths` entry still
+//! holding the old secret, a `credsStore` that may hold an old credential, or
+//! `DOCKER_AUTH_CONFIG`, which docker CLI 28.3 and newer consults before any helper.
+//! Reading the file is kept apart from judging it ([`config_checks`] is pure).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::Finding;
+use crate::docker_config;
+use crate::registry::RegistryHost;
+use crate::{BINARY_NAME, HELPER_SUFFIX};
+
+pub(super) fn docker_config_findings(host: &RegistryHost) -> Vec<Finding> {
+    let Some(path) = docker_config::default_path() else {
+        return vec![
+            Finding::fail("docker config", "cannot find Docker's config directory")
+                .fix("set DOCKER_CONFIG or HOME"),
+        ];
+    };
+    let config = docker_config::read(&path);
+    let env = std::env::var(docker_config::DOCKER_AUTH_CONFIG_ENV).ok();
+    config_checks(host, &path, config, env.as_deref())
+}
+
+/// Pure: what the config file (already read) and `DOCKER_AUTH_CONFIG` mean for `host`.
+fn config_checks(
+    host: &RegistryHost,
+    path: &Path,
+    config: Result<Option<Value>, docker_config::ConfigError>,
+    env_auth_config: Option<&str>,
+) -> Vec<Finding> {
+    const CHECK: &str = "docker config";
+    let configure = format!("run {BINARY_NAME} configure-docker {host}");
+    let mut out = Vec::new();
+    let config = match config {
+        Err(e) => return vec![Finding::fail(CHECK, e.to_string())],
+        Ok(None) => {
+            out.push(
+                Finding::fail(
+                    CHECK,
+                    format!(
+                        "{} does not exist: docker does not use the helper for {host}",
+                        path.display()
+                    ),
+                )
+                .fix(configure),
+            );
+            Value::Object(Default::default())
+        }
+        Ok(Some(v)) => {
+            out.push(match docker_config::helper_for(&v, host.as_str()) {
+                Some(HELPER_SUFFIX) => Finding::pass(
+                    CHECK,
+                    format!(
+                        "credHelpers sends {host} to {BINARY_NAME} ({})",
+                        path.display()
+                    ),
+                ),
+                Some(other) if !other.is_empty() => Finding::fail(
+                    CHECK,
+                    format!(
+                        "credHelpers sends {host} to docker-credential-{other}, not to this helper ({})",
+                        path.display()
+                    ),
+                )
+                .fix(format!("run {BINARY_NAME} configure-docker --force {host}")),
+                _ => Finding::fail(
+                    CHECK,
+                    format!(
+                        "credHelpers has no entry for {host} in {}: docker does not use the helper for it",
+                        path.display()
+                    ),
+                )
+                .fix(configure),
+            });
+            v
+        }
+    };
+
+    let plaintext = config
+        .get("auths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(key, entry)| same_host(key, host) && has_inline_secret(entry))
+        .map(|(key, _)| key.clone())
+        .collect::<Vec<_>>();
+    for key in plaintext {
+        out.push(
+            Finding::warn(
+                "docker auths",
+                format!(
+                    "{} holds a plaintext credential for {host} under \"auths\" → {key:?}",
+                    path.display()
+                ),
+            )
+            .fix("delete that entry so the old secret is off disk (the helper holds it now)"),
+        );
+    }
+
+    if let Some(store) = config
+        .get("credsStore")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty() && *s != HELPER_SUFFIX)
+    {
+        out.push(
+            Finding::warn(
+                "credsStore",
+                format!(
+                    "\"credsStore\" is {store:?}: docker-credential-{store} serves every registry without a credHelpers entry, \
+                     and may still hold an old credential for {host}"
+                ),
+            )
+            .fix(format!(
+                "keep the credHelpers entry for {host}; remove its old credential with `docker-credential-{store} erase`"
+            )),
+        );
+    }
+
+    if let Some(value) = env_auth_config.filter(|v| !v.trim().is_empty()) {
+        let lists_host = serde_json::from_str::<Value>(value)
+            .ok()
+            .and_then(|v| v.get("auths").and_then(Value::as_object).cloned())
+            .is_some_and(|auths| auths.keys().any(|k| same_host(k, host)));
+        let what = if lists_host {
+            format!("it lists {host}, so docker CLI 28.3 and newer bypasses the helper for it")
+        } else {
+            "docker CLI 28.3 and newer uses its credentials before any credential helper".to_owned()
+        };
+        out.push(
+            Finding::warn(
+                "DOCKER_AUTH_CONFIG",
+                format!("{} is set: {what}", docker_config::DOCKER_AUTH_CONFIG_ENV),
+            )
+            .fix("unset it (or drop this registry from it) to use the helper"),
+        );
+    }
+    out
+}
+
+/// Compares an `auths` key (`https://host/v1/`, `host`, …) with a registry, as docker does.
+fn same_host(key: &str, host: &RegistryHost) -> bool {
+    RegistryHost::parse(key).is_ok_and(|k| k == *host)
+}
+
+fn has_inline_secret(entry: &Value) -> bool {
+    entry.as_object().is_some_and(|o| {
+        o.iter().any(|(k, v)| {
+            ["auth", "password", "identitytoken", "registrytoken"]
+                .iter()
+                .any(|f| k.eq_ignore_ascii_case(f))
+                && v.as_str().is_some_and(|s| !s.is_empty())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::doctor::Status;
+    use crate::commands::doctor::tests::statuses;
+    use serde_json::json;
+
+    fn host(s: &str) -> RegistryHost {
+        RegistryHost::parse(s).unwrap()
+    }
+
+    #[test]
+    fn docker_config_checks() {
+        let h = host("gitlab.example.com:5050");
+        let p = Path::new("/h/.docker/config.json");
+        let ok = json!({"credHelpers": {"gitlab.example.com:5050": "gitlab"}});
+        let f = config_checks(&h, p, Ok(Some(ok)), None);
+        assert_eq!(statuses(&f), [("docker config", Status::Pass)]);
+
+        let other = json!({"credHelpers": {"gitlab.example.com:5050": "desktop"}});
+        let f = config_checks(&h, p, Ok(Some(other)), None);
+        assert_eq!(f[0].status, Status::Fail);
+        assert!(f[0].message.contains("docker-credential-desktop"));
+        assert!(f[0].fix.as_deref().unwrap().contains("--force"));
+
+        let f = config_checks(&h, p, Ok(None), None);
+        assert_eq!(f[0].status, Status::Fail);
+
+        let shadowed = json!({
+            "auths": {"https://gitlab.example.com:5050": {"auth": "dTpw"}, "gitlab.example.com": {"auth": "eA=="}},
+            "credsStore": "desktop",
+            "credHelpers": {"gitlab.example.com:5050": "gitlab"}
+        });
+        let f = config_checks(
+            &h,
+            p,
+            Ok(Some(shadowed)),
+            Some(r#"{"auths":{"gitlab.example.com:5050":{"auth":"x"}}}"#),
+        );
+        assert_eq!(
+            statuses(&f),
+            [
+                ("docker config", Status::Pass),
+                ("docker auths", Status::Warn),
+                ("credsStore", Status::Warn),
+                ("DOCKER_AUTH_CONFIG", Status::Warn),
+            ]
+        );
+        assert!(
+            f[3].message.contains("bypasses the helper"),
+            "{}",
+            f[3].line()
+        );
+        // Secrets from the file never reach the messages.
+        assert!(f.iter().all(|x| !x.line().contains("dTpw")));
+    }
+}
