@@ -197,6 +197,34 @@ pub fn jwt_auth(
     }
 }
 
+/// What `/jwt/auth` answered: the HTTP status (0 when it could not be reached) and
+/// GitLab's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JwtOutcome {
+    pub status: u16,
+    pub message: String,
+}
+
+/// `/jwt/auth` once more, without any credential, to compare with the authenticated answer
+/// (`doctor`: a proxy that strips the `Authorization` header makes the two identical).
+pub(crate) fn anonymous_jwt_auth(http: &Http, challenge: &Challenge) -> JwtOutcome {
+    match http.request(
+        Method::GET,
+        challenge.realm.clone(),
+        Auth::None,
+        &[("service", challenge.service.as_str())],
+    ) {
+        Ok(resp) => JwtOutcome {
+            status: resp.status.as_u16(),
+            message: error_message(&resp.body),
+        },
+        Err(e) => JwtOutcome {
+            status: 0,
+            message: e.to_string(),
+        },
+    }
+}
+
 /// What `GET /personal_access_tokens/self` says about a token.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct PatInfo {

@@ -5,16 +5,16 @@
 //! proxy that strips the `Authorization` header (GitLab then answers exactly as it does to
 //! an anonymous request). The token's own facts come from `token`.
 
-use reqwest::{Method, Url};
+use reqwest::Url;
 
 use super::docker::docker_config_findings;
 use super::token::{token_findings, window_finding};
 use super::{Finding, Net};
 use crate::BINARY_NAME;
 use crate::credentials;
-use crate::gitlab::http::{Auth, Http, check_transport, redact, same_base};
+use crate::gitlab::http::{Http, check_transport, redact, same_base};
 use crate::gitlab::token::can_pull;
-use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, PatSelf, jwt};
+use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, JwtOutcome, PatSelf, jwt};
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
 use crate::state::{GitLabInfo, StateFile, TokenKind};
@@ -166,7 +166,7 @@ fn check_at_gitlab(
                 status: 403,
                 message,
             };
-            let anonymous = anonymous_jwt_auth(http, &challenge);
+            let anonymous = gitlab::anonymous_jwt_auth(http, &challenge);
             let token_ok = match &pat {
                 Some(Ok(PatSelf::Pat(p))) => p.active && !p.revoked && can_pull(&p.scopes),
                 _ => false,
@@ -232,33 +232,6 @@ fn realm_matches(challenge: &Challenge, info: &GitLabInfo) -> Result<Url, Findin
             ),
         )
         .fix("if the move is expected, log in again with a token from the new GitLab")),
-    }
-}
-
-/// What `/jwt/auth` answered: the HTTP status (0 when it could not be reached) and
-/// GitLab's message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct JwtOutcome {
-    status: u16,
-    message: String,
-}
-
-/// `/jwt/auth` once more, without any credential, to compare with the authenticated answer.
-fn anonymous_jwt_auth(http: &Http, challenge: &Challenge) -> JwtOutcome {
-    match http.request(
-        Method::GET,
-        challenge.realm.clone(),
-        Auth::None,
-        &[("service", challenge.service.as_str())],
-    ) {
-        Ok(resp) => JwtOutcome {
-            status: resp.status.as_u16(),
-            message: gitlab::error_message(&resp.body),
-        },
-        Err(e) => JwtOutcome {
-            status: 0,
-            message: e.to_string(),
-        },
     }
 }
 
