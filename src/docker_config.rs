@@ -332,24 +332,15 @@ fn warnings(
 ) -> Vec<String> {
     let mut out = Vec::new();
 
-    if let Some(auths) = top.get(AUTHS).and_then(Value::as_object) {
-        for &registry in registries {
-            let wanted = hostname(registry);
-            for (key, entry) in auths {
-                if hostname(key) != wanted {
-                    continue;
-                }
-                let fields = secret_fields(entry);
-                if !fields.is_empty() {
-                    out.push(format!(
-                        "{} still holds a plaintext credential for {registry} (\"auths\" → \
-                         {key:?} has {}); docker now asks docker-credential-{helper} instead, so \
-                         delete that {key:?} entry from \"auths\" to get the old secret off disk",
-                        path.display(),
-                        fields.join(", "),
-                    ));
-                }
-            }
+    for &registry in registries {
+        for (key, fields) in plaintext_auths(top, registry) {
+            out.push(format!(
+                "{} still holds a plaintext credential for {registry} (\"auths\" → {key:?} has \
+                 {}); docker now asks docker-credential-{helper} instead, so delete that {key:?} \
+                 entry from \"auths\" to get the old secret off disk",
+                path.display(),
+                fields.join(", "),
+            ));
         }
     }
 
@@ -392,6 +383,30 @@ fn warnings(
     out
 }
 
+/// The `auths` entries of a config file's top-level object that hold a plaintext secret for
+/// `registry`: each key (in file order) with its non-empty secret fields. What
+/// `configure-docker` warns about and `doctor` flags.
+pub(crate) fn plaintext_auths<'a>(
+    top: &'a Map<String, Value>,
+    registry: &str,
+) -> Vec<(&'a str, Vec<&'static str>)> {
+    top.get(AUTHS)
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| same_registry(key, registry))
+        .map(|(key, entry)| (key.as_str(), secret_fields(entry)))
+        .filter(|(_, fields)| !fields.is_empty())
+        .collect()
+}
+
+/// Whether an `auths` key (`https://host/v1/`, `host`, …) is for `registry`: the one rule,
+/// for `configure-docker`, `doctor` and `DOCKER_AUTH_CONFIG` alike. Both sides go through
+/// [`hostname`], as docker/cli compares them.
+pub(crate) fn same_registry(key: &str, registry: &str) -> bool {
+    hostname(key) == hostname(registry)
+}
+
 /// Host part of an `auths` key or registry, compared the way docker/cli's
 /// `ConvertToHostname` does (scheme and path dropped), plus ASCII case folding.
 fn hostname(key: &str) -> String {
@@ -405,7 +420,7 @@ fn hostname(key: &str) -> String {
 
 /// Non-empty secret fields of an `auths` entry. Go matches JSON field names
 /// case-insensitively, so `"Auth"` counts as much as `"auth"`.
-fn secret_fields(entry: &Value) -> Vec<&str> {
+fn secret_fields(entry: &Value) -> Vec<&'static str> {
     let Some(entry) = entry.as_object() else {
         return Vec::new();
     };
@@ -1079,5 +1094,28 @@ mod tests {
         assert_eq!(hostname("https://Registry.GitLab.com/v2/"), GITLAB);
         assert_eq!(hostname("http://localhost:5000"), "localhost:5000");
         assert_eq!(hostname("localhost:5000/x"), "localhost:5000");
+    }
+
+    #[test]
+    fn one_rule_for_auths_keys() {
+        assert!(same_registry("https://Registry.GitLab.com/v2/", GITLAB));
+        assert!(same_registry(
+            "gitlab.example.com:5050",
+            "gitlab.example.com:5050"
+        ));
+        assert!(!same_registry(
+            "gitlab.example.com",
+            "gitlab.example.com:5050"
+        ));
+        assert!(!same_registry("registry.gitlab.com.evil", GITLAB));
+        let config = json!({"auths": {
+            "https://registry.gitlab.com": {"Auth": "x", "identitytoken": ""},
+            GITLAB: {},
+            "docker.io": {"auth": "x"}
+        }});
+        assert_eq!(
+            plaintext_auths(config.as_object().unwrap(), GITLAB),
+            [("https://registry.gitlab.com", vec!["auth"])]
+        );
     }
 }

@@ -80,15 +80,10 @@ fn config_checks(
         }
     };
 
-    let plaintext = config
-        .get("auths")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter(|(key, entry)| same_host(key, host) && has_inline_secret(entry))
-        .map(|(key, _)| key.clone())
-        .collect::<Vec<_>>();
-    for key in plaintext {
+    let plaintext = config.as_object().map_or_else(Vec::new, |top| {
+        docker_config::plaintext_auths(top, host.as_str())
+    });
+    for (key, _) in plaintext {
         out.push(
             Finding::warn(
                 "docker auths",
@@ -124,7 +119,11 @@ fn config_checks(
         let lists_host = serde_json::from_str::<Value>(value)
             .ok()
             .and_then(|v| v.get("auths").and_then(Value::as_object).cloned())
-            .is_some_and(|auths| auths.keys().any(|k| same_host(k, host)));
+            .is_some_and(|auths| {
+                auths
+                    .keys()
+                    .any(|k| docker_config::same_registry(k, host.as_str()))
+            });
         let what = if lists_host {
             format!("it lists {host}, so docker CLI 28.3 and newer bypasses the helper for it")
         } else {
@@ -139,22 +138,6 @@ fn config_checks(
         );
     }
     out
-}
-
-/// Compares an `auths` key (`https://host/v1/`, `host`, …) with a registry, as docker does.
-fn same_host(key: &str, host: &RegistryHost) -> bool {
-    RegistryHost::parse(key).is_ok_and(|k| k == *host)
-}
-
-fn has_inline_secret(entry: &Value) -> bool {
-    entry.as_object().is_some_and(|o| {
-        o.iter().any(|(k, v)| {
-            ["auth", "password", "identitytoken", "registrytoken"]
-                .iter()
-                .any(|f| k.eq_ignore_ascii_case(f))
-                && v.as_str().is_some_and(|s| !s.is_empty())
-        })
-    })
 }
 
 #[cfg(test)]
