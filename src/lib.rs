@@ -20,6 +20,7 @@ pub mod docker_config;
 pub mod environment;
 pub mod gitlab;
 pub mod leases;
+pub(crate) mod path_lookup;
 pub mod paths;
 pub mod policy;
 pub mod private_file;

@@ -5,6 +5,7 @@
 use anyhow::{Context, bail};
 
 use crate::docker_config;
+use crate::path_lookup::{Wanted, find_on_path};
 use crate::registry::RegistryHost;
 use crate::state::StateFile;
 
@@ -73,20 +74,13 @@ pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> a
     } else if plan.changed {
         println!("Updated {}.", path.display());
     }
-    if !on_path(crate::BINARY_NAME) {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| find_on_path(&path, crate::BINARY_NAME, Wanted::Present).is_some());
+    if !on_path {
         eprintln!(
             "warning: {} is not on PATH, so Docker cannot run it; add its directory to PATH",
             crate::BINARY_NAME
         );
     }
     Ok(())
-}
-
-fn on_path(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| {
-            let candidate = dir.join(name);
-            candidate.is_file() || candidate.with_extension("exe").is_file()
-        })
-    })
 }

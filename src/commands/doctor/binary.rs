@@ -3,41 +3,17 @@
 //! means no helper at all and another copy (an old install, a package) means every other
 //! check here may be about the wrong program.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::Finding;
 use crate::BINARY_NAME;
+use crate::path_lookup::{Wanted, find_on_path};
 
 pub(super) fn binary_finding() -> Finding {
     let me = std::env::current_exe().ok();
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let hit = find_on_path(&path, BINARY_NAME);
+    let hit = find_on_path(&path, BINARY_NAME, Wanted::Runnable);
     binary_check(me.as_deref(), hit.as_deref())
-}
-
-fn find_on_path(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
-    let file = if cfg!(windows) {
-        format!("{name}.exe")
-    } else {
-        name.to_owned()
-    };
-    std::env::split_paths(path)
-        .filter(|d| !d.as_os_str().is_empty())
-        .map(|d| d.join(&file))
-        .find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    }
-    #[cfg(not(unix))]
-    {
-        p.is_file()
-    }
 }
 
 fn binary_check(me: Option<&Path>, hit: Option<&Path>) -> Finding {
@@ -98,7 +74,7 @@ mod tests {
             }
         }
         let path = std::env::join_paths([dir.path().join("a"), dir.path().join("b")]).unwrap();
-        let hit = find_on_path(&path, BINARY_NAME).unwrap();
+        let hit = find_on_path(&path, BINARY_NAME, Wanted::Runnable).unwrap();
         assert_eq!(binary_check(Some(&me), Some(&hit)).status, Status::Pass);
         assert_eq!(binary_check(Some(&other), Some(&hit)).status, Status::Warn);
         assert_eq!(binary_check(Some(&me), None).status, Status::Fail);
