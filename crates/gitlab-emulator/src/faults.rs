@@ -5,7 +5,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::server::Resp;
+use crate::http::Resp;
 
 /// A misbehaviour to inject with [`crate::Emulator::inject_fault`].
 #[derive(Debug, Clone, PartialEq, Eq)]

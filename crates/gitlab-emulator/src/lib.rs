@@ -59,6 +59,7 @@
 //! because the real registry checks them against its own clock.
 
 mod faults;
+mod http;
 mod jwt;
 mod model;
 mod registry;
@@ -78,10 +79,9 @@ pub use faults::Fault;
 pub use registry::RealRegistry;
 
 use model::{
-    ALNUM, DeployToken, DeviceState, Group, JobToken, OAuthApp, Pat, Project, Resource, State,
-    User, random_string,
+    ALNUM, DeployToken, DeviceState, Group, JobToken, OAuthApp, Pat, Project, Resource, Shared,
+    State, User, random_string,
 };
-use server::Shared;
 
 /// GitLab version reported by `GET /api/v4/version`.
 pub const GITLAB_VERSION: &str = "17.9.0-ee";

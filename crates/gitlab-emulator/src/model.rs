@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use jiff::civil::Date;
@@ -12,6 +13,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::faults::FaultEntry;
+use crate::jwt::Signer;
 use crate::{Config, RequestRecord, TokenKind};
 
 /// A GitLab user (human or bot).
@@ -158,6 +160,18 @@ pub(crate) struct State {
     pub faults: Vec<FaultEntry>,
     pub requests: Vec<RequestRecord>,
     pub bans: HashMap<IpAddr, BanState>,
+}
+
+/// What the server and the [`crate::Emulator`] share: the state and the JWT signer.
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub signer: Signer,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Result of looking up a secret among every token table.

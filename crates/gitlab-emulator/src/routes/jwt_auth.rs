@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::model::{State, random_string};
-use crate::server::{Req, Resp, Shared};
+use crate::http::{Req, Resp};
+use crate::model::{Shared, State, random_string};
 
 /// Who authenticated, in the order of `Gitlab::Auth.find_for_git_client`.
 enum Principal {

@@ -7,8 +7,8 @@ pub(crate) mod resource_tokens;
 
 use serde_json::json;
 
-use crate::model::{Found, OAuthToken, Pat, State};
-use crate::server::{Req, Resp, Shared};
+use crate::http::{Req, Resp};
+use crate::model::{Found, OAuthToken, Pat, Shared, State};
 
 pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Resp {
     let m = req.method.as_str();

@@ -6,8 +6,10 @@ use std::time::Instant;
 use jiff::SignedDuration;
 use serde_json::json;
 
-use crate::model::{DeviceGrant, DeviceState, HEX, OAuthToken, State, USER_CODE, random_string};
-use crate::server::{Req, Resp, Shared};
+use crate::http::{Req, Resp};
+use crate::model::{
+    DeviceGrant, DeviceState, HEX, OAuthToken, Shared, State, USER_CODE, random_string,
+};
 
 pub(crate) const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const DEVICE_CODE_LIFETIME: i64 = 300;

@@ -8,8 +8,8 @@ use super::{
     ApiPrincipal, EXPIRED, REVOKED, api_auth, bad_request, invalid_token, method_not_allowed,
     require_scope, unauthorized,
 };
-use crate::model::{ALNUM, Found, Pat, Resource, State, format_gitlab_time, random_string};
-use crate::server::{Req, Resp, Shared};
+use crate::http::{Req, Resp};
+use crate::model::{ALNUM, Found, Pat, Resource, Shared, State, format_gitlab_time, random_string};
 
 pub(crate) const NOT_A_PAT: &str =
     "This endpoint requires token type to be a personal access token";

@@ -3,9 +3,9 @@
 use serde_json::json;
 
 use super::{forbidden, method_not_allowed};
-use crate::model::Resource;
+use crate::http::{Req, Resp};
+use crate::model::{Resource, Shared};
 use crate::routes::pat::{entity, rotate, rotation_principal};
-use crate::server::{Req, Resp, Shared};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
