@@ -65,6 +65,7 @@ mod model;
 mod registry;
 mod routes;
 mod server;
+mod tokens;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -78,10 +79,8 @@ use jiff::{SignedDuration, Timestamp};
 pub use faults::Fault;
 pub use registry::RealRegistry;
 
-use model::{
-    ALNUM, DeployToken, DeviceState, Group, JobToken, OAuthApp, Pat, Project, Resource, Shared,
-    State, User, random_string,
-};
+use model::{ALNUM, DeviceState, Group, OAuthApp, Project, Shared, State, User, random_string};
+use tokens::{DeployToken, JobToken, Lifecycle, Pat, Resource};
 
 /// GitLab version reported by `GET /api/v4/version`.
 pub const GITLAB_VERSION: &str = "17.9.0-ee";
@@ -400,12 +399,9 @@ impl Emulator {
             description: None,
             scopes: spec.scopes,
             expires_at: spec.expires_at,
-            kill_at: None,
-            revoked: false,
-            revoked_at: None,
+            life: Lifecycle::new(secret.clone()),
             created_at,
             last_used_at: None,
-            secret: secret.clone(),
             family: id,
             previous_id: None,
             rotated_to: None,
@@ -461,11 +457,9 @@ impl Emulator {
             st.deploy_tokens.push(DeployToken {
                 id,
                 username: username.into(),
-                secret: secret.clone(),
                 scopes: scopes.iter().map(|s| s.to_string()).collect(),
                 expires_at,
-                kill_at: None,
-                revoked: false,
+                life: Lifecycle::new(secret.clone()),
             });
             IssuedToken { id, token: secret }
         })
@@ -479,10 +473,8 @@ impl Emulator {
             let secret = format!("glcbt-{}", random_string(20, &ALNUM[..62]));
             st.job_tokens.push(JobToken {
                 id,
-                secret: secret.clone(),
                 project_path: project_path.into(),
-                kill_at: None,
-                revoked: false,
+                life: Lifecycle::new(secret.clone()),
             });
             secret
         })
@@ -508,7 +500,7 @@ impl Emulator {
                 scopes.iter().map(|s| s.to_string()).collect(),
             );
             OAuthPair {
-                access_token: t.access_token,
+                access_token: t.life.secret,
                 refresh_token: t.refresh_token,
                 expires_in: t.expires_in as u64,
             }
@@ -551,50 +543,18 @@ impl Emulator {
     pub fn revoke_token(&self, token: &str) {
         self.with(|st| {
             let now = st.now();
-            st.pats
-                .iter_mut()
-                .filter(|p| p.secret == token)
-                .for_each(|p| {
-                    p.revoked_at.get_or_insert(now);
-                    p.revoked = true;
-                });
-            st.deploy_tokens
-                .iter_mut()
-                .filter(|p| p.secret == token)
-                .for_each(|p| p.revoked = true);
-            st.job_tokens
-                .iter_mut()
-                .filter(|p| p.secret == token)
-                .for_each(|p| p.revoked = true);
-            st.oauth_tokens
-                .iter_mut()
-                .filter(|t| t.access_token == token || t.refresh_token == token)
-                .for_each(|t| {
-                    t.revoked_at.get_or_insert(now);
-                    t.revoked = true;
-                });
+            st.tokens_mut()
+                .filter(|t| t.named_by(token))
+                .for_each(|t| t.life_mut().revoke(now));
         })
     }
 
     /// Make a token die at an exact instant (emulator clock). Works for every token kind.
     pub fn kill_token_at(&self, token: &str, at: Timestamp) {
         self.with(|st| {
-            st.pats
-                .iter_mut()
-                .filter(|p| p.secret == token)
-                .for_each(|p| p.kill_at = Some(at));
-            st.deploy_tokens
-                .iter_mut()
-                .filter(|p| p.secret == token)
-                .for_each(|p| p.kill_at = Some(at));
-            st.job_tokens
-                .iter_mut()
-                .filter(|p| p.secret == token)
-                .for_each(|p| p.kill_at = Some(at));
-            st.oauth_tokens
-                .iter_mut()
-                .filter(|t| t.access_token == token)
-                .for_each(|t| t.kill_at = Some(at));
+            st.tokens_mut()
+                .filter(|t| t.life().secret == token)
+                .for_each(|t| t.life_mut().kill_at = Some(at));
         })
     }
 
@@ -636,10 +596,10 @@ impl Emulator {
             st.pats
                 .iter()
                 .filter(|p| p.family == family)
-                .find(|p| st.pat_active(p))
+                .find(|p| st.active(*p))
                 .map(|p| IssuedToken {
                     id: p.id,
-                    token: p.secret.clone(),
+                    token: p.life.secret.clone(),
                 })
         })
     }

@@ -1,4 +1,5 @@
-//! In-memory data model: users, tokens of every kind, projects, groups, OAuth state.
+//! In-memory data model: users, projects, groups, OAuth state and the token tables
+//! (rows in [`crate::tokens`]).
 //!
 //! Everything lives in one [`State`] behind a `std::sync::Mutex` (never held across an
 //! `.await`). Lookups return plain data so route handlers stay synchronous.
@@ -14,6 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::faults::FaultEntry;
 use crate::jwt::Signer;
+use crate::tokens::{DeployToken, JobToken, OAuthToken, Pat, Resource, Token, by_secret};
 use crate::{Config, RequestRecord, TokenKind};
 
 /// A GitLab user (human or bot).
@@ -24,58 +26,6 @@ pub(crate) struct User {
     pub password: String,
     pub two_factor: bool,
     pub bot: bool,
-}
-
-/// Which resource a bot token belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Resource {
-    Project(u64),
-    Group(u64),
-}
-
-/// A `PersonalAccessToken` row: personal, project or group access token.
-#[derive(Debug, Clone)]
-pub(crate) struct Pat {
-    pub id: u64,
-    pub user_id: u64,
-    pub name: String,
-    pub description: Option<String>,
-    pub scopes: Vec<String>,
-    pub expires_at: Option<Date>,
-    pub kill_at: Option<Timestamp>,
-    pub revoked: bool,
-    /// When it was revoked (emulator clock), for assertions about rug-pulls.
-    pub revoked_at: Option<Timestamp>,
-    pub created_at: Timestamp,
-    pub last_used_at: Option<Timestamp>,
-    pub secret: String,
-    /// Id of the first token of the rotation family.
-    pub family: u64,
-    pub previous_id: Option<u64>,
-    /// Set once the token has been rotated (its successor's id).
-    pub rotated_to: Option<u64>,
-    pub resource: Option<Resource>,
-    pub access_level: u32,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct DeployToken {
-    pub id: u64,
-    pub username: String,
-    pub secret: String,
-    pub scopes: Vec<String>,
-    pub expires_at: Option<Timestamp>,
-    pub kill_at: Option<Timestamp>,
-    pub revoked: bool,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct JobToken {
-    pub id: u64,
-    pub secret: String,
-    pub project_path: String,
-    pub kill_at: Option<Timestamp>,
-    pub revoked: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -95,24 +45,6 @@ pub(crate) struct Group {
 pub(crate) struct OAuthApp {
     pub client_id: String,
     pub scopes: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct OAuthToken {
-    pub id: u64,
-    pub user_id: u64,
-    pub client_id: String,
-    pub scopes: Vec<String>,
-    pub access_token: String,
-    pub refresh_token: String,
-    pub created_at: Timestamp,
-    pub expires_in: i64,
-    pub kill_at: Option<Timestamp>,
-    pub revoked: bool,
-    /// When it was revoked (by a refresh or /oauth/revoke), emulator clock.
-    pub revoked_at: Option<Timestamp>,
-    /// The refresh token has been spent (single use).
-    pub refresh_used: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,56 +178,41 @@ impl State {
         if secret.is_empty() {
             return None;
         }
-        if let Some(p) = self.pats.iter().find(|p| p.secret == secret) {
+        if let Some(p) = by_secret(&self.pats, secret) {
             return Some(Found::Pat(p.clone()));
         }
-        if let Some(t) = self.oauth_tokens.iter().find(|t| t.access_token == secret) {
+        if let Some(t) = by_secret(&self.oauth_tokens, secret) {
             return Some(Found::OAuthAccess(t.clone()));
         }
         if let Some(t) = self.oauth_tokens.iter().find(|t| t.refresh_token == secret) {
             return Some(Found::OAuthRefresh(t.clone()));
         }
-        if let Some(t) = self.deploy_tokens.iter().find(|t| t.secret == secret) {
+        if let Some(t) = by_secret(&self.deploy_tokens, secret) {
             return Some(Found::Deploy(t.clone()));
         }
-        if let Some(t) = self.job_tokens.iter().find(|t| t.secret == secret) {
+        if let Some(t) = by_secret(&self.job_tokens, secret) {
             return Some(Found::Job(t.clone()));
         }
         None
     }
 
-    /// Instant at which a PAT stops working (date at 00:00 UTC, or a test kill instant).
-    pub fn pat_death(p: &Pat) -> Option<Timestamp> {
-        let by_date = p.expires_at.map(midnight_utc);
-        earliest(by_date, p.kill_at)
+    /// Every row of every token table, to revoke or kill by secret.
+    pub fn tokens_mut(&mut self) -> impl Iterator<Item = &mut dyn Token> {
+        let pats = self.pats.iter_mut().map(|t| t as &mut dyn Token);
+        let deploy = self.deploy_tokens.iter_mut().map(|t| t as &mut dyn Token);
+        let job = self.job_tokens.iter_mut().map(|t| t as &mut dyn Token);
+        let oauth = self.oauth_tokens.iter_mut().map(|t| t as &mut dyn Token);
+        pats.chain(deploy).chain(job).chain(oauth)
     }
 
-    pub fn pat_expired(&self, p: &Pat) -> bool {
-        State::pat_death(p).is_some_and(|d| self.now() >= d)
+    /// Not revoked, not expired, not killed, on the emulator clock.
+    pub fn active(&self, t: &impl Token) -> bool {
+        t.active_at(self.now())
     }
 
-    pub fn pat_active(&self, p: &Pat) -> bool {
-        !p.revoked && !self.pat_expired(p)
-    }
-
-    pub fn oauth_death(t: &OAuthToken) -> Timestamp {
-        let natural = t
-            .created_at
-            .checked_add(SignedDuration::from_secs(t.expires_in))
-            .expect("timestamp in range");
-        earliest(Some(natural), t.kill_at).expect("some")
-    }
-
-    pub fn oauth_active(&self, t: &OAuthToken) -> bool {
-        !t.revoked && self.now() < State::oauth_death(t)
-    }
-
-    pub fn deploy_active(&self, t: &DeployToken) -> bool {
-        !t.revoked && earliest(t.expires_at, t.kill_at).is_none_or(|d| self.now() < d)
-    }
-
-    pub fn job_active(&self, t: &JobToken) -> bool {
-        !t.revoked && t.kill_at.is_none_or(|d| self.now() < d)
+    /// Past its expiry date, lifetime or kill instant, on the emulator clock.
+    pub fn expired(&self, t: &impl Token) -> bool {
+        t.expired_at(self.now())
     }
 
     pub fn touch_pat(&mut self, id: u64) {
@@ -317,11 +234,11 @@ impl State {
                     Some(Resource::Group(_)) => TokenKind::GroupAccess,
                 },
                 name: Some(p.name.clone()),
-                active: self.pat_active(&p),
-                revoked: p.revoked,
-                revoked_at: p.revoked_at,
+                active: self.active(&p),
+                revoked: p.life.revoked,
+                revoked_at: p.life.revoked_at,
                 expires_at: p.expires_at,
-                dies_at: State::pat_death(&p),
+                dies_at: p.dies_at(),
                 scopes: p.scopes.clone(),
                 family: Some(p.family),
                 previous_id: p.previous_id,
@@ -332,11 +249,12 @@ impl State {
                 id: t.id,
                 kind: TokenKind::Deploy,
                 name: None,
-                active: self.deploy_active(&t),
-                revoked: t.revoked,
+                active: self.active(&t),
+                revoked: t.life.revoked,
+                // Only PATs and OAuth tokens report when they were revoked.
                 revoked_at: None,
                 expires_at: None,
-                dies_at: earliest(t.expires_at, t.kill_at),
+                dies_at: t.dies_at(),
                 scopes: t.scopes.clone(),
                 family: None,
                 previous_id: None,
@@ -347,11 +265,11 @@ impl State {
                 id: t.id,
                 kind: TokenKind::Job,
                 name: None,
-                active: self.job_active(&t),
-                revoked: t.revoked,
+                active: self.active(&t),
+                revoked: t.life.revoked,
                 revoked_at: None,
                 expires_at: None,
-                dies_at: t.kill_at,
+                dies_at: t.dies_at(),
                 scopes: vec![],
                 family: None,
                 previous_id: None,
@@ -362,11 +280,11 @@ impl State {
                 id: t.id,
                 kind: TokenKind::OAuthAccess,
                 name: None,
-                active: self.oauth_active(&t),
-                revoked: t.revoked,
-                revoked_at: t.revoked_at,
+                active: self.active(&t),
+                revoked: t.life.revoked,
+                revoked_at: t.life.revoked_at,
                 expires_at: None,
-                dies_at: Some(State::oauth_death(&t)),
+                dies_at: Some(t.death()),
                 scopes: t.scopes.clone(),
                 family: None,
                 previous_id: None,
@@ -377,8 +295,8 @@ impl State {
                 id: t.id,
                 kind: TokenKind::OAuthRefresh,
                 name: None,
-                active: !t.revoked && !t.refresh_used,
-                revoked: t.revoked || t.refresh_used,
+                active: !t.life.revoked && !t.refresh_used,
+                revoked: t.life.revoked || t.refresh_used,
                 revoked_at: None,
                 expires_at: None,
                 dies_at: None,
@@ -399,20 +317,6 @@ impl State {
             Found::Job(_) => "gitlab-ci-token".into(),
             Found::OAuthAccess(t) | Found::OAuthRefresh(t) => self.username(t.user_id),
         })
-    }
-}
-
-pub(crate) fn midnight_utc(d: Date) -> Timestamp {
-    d.to_zoned(TimeZone::UTC)
-        .expect("date in range")
-        .timestamp()
-}
-
-pub(crate) fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 

@@ -83,7 +83,7 @@ fn authenticate(st: &mut State, req: &Req) -> Option<Principal> {
         && let Some(j) = st
             .job_tokens
             .iter()
-            .find(|j| j.secret == password && st.job_active(j))
+            .find(|j| j.life.secret == password && st.active(*j))
     {
         return Some(Principal::Job {
             project_path: j.project_path.clone(),
@@ -93,7 +93,7 @@ fn authenticate(st: &mut State, req: &Req) -> Option<Principal> {
     if let Some(t) = st
         .oauth_tokens
         .iter()
-        .find(|t| t.access_token == password && st.oauth_active(t) && !t.scopes.is_empty())
+        .find(|t| t.life.secret == password && st.active(*t) && !t.scopes.is_empty())
     {
         return Some(Principal::OAuth {
             user_id: t.user_id,
@@ -104,7 +104,7 @@ fn authenticate(st: &mut State, req: &Req) -> Option<Principal> {
     if let Some(p) = st
         .pats
         .iter()
-        .find(|p| p.secret == password && st.pat_active(p) && !p.scopes.is_empty())
+        .find(|p| p.life.secret == password && st.active(*p) && !p.scopes.is_empty())
         .cloned()
     {
         st.touch_pat(p.id);
@@ -117,7 +117,7 @@ fn authenticate(st: &mut State, req: &Req) -> Option<Principal> {
     if let Some(d) = st
         .deploy_tokens
         .iter()
-        .find(|d| d.secret == password && d.username == login && st.deploy_active(d))
+        .find(|d| d.life.secret == password && d.username == login && st.active(*d))
     {
         return Some(Principal::Deploy {
             scopes: d.scopes.clone(),

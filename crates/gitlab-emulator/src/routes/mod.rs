@@ -8,7 +8,8 @@ pub(crate) mod resource_tokens;
 use serde_json::json;
 
 use crate::http::{Req, Resp};
-use crate::model::{Found, OAuthToken, Pat, Shared, State};
+use crate::model::{Found, Shared, State};
+use crate::tokens::{OAuthToken, Pat};
 
 pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Resp {
     let m = req.method.as_str();
@@ -127,9 +128,9 @@ pub(crate) fn api_auth(st: &mut State, req: &Req) -> Result<ApiPrincipal, Resp> 
     let (token, private_token_header) = req.api_token_with_source().ok_or_else(unauthorized)?;
     match st.find_secret(&token) {
         Some(Found::Pat(p)) => {
-            if p.revoked {
+            if p.life.revoked {
                 Err(invalid_token(REVOKED))
-            } else if st.pat_expired(&p) {
+            } else if st.expired(&p) {
                 Err(invalid_token(EXPIRED))
             } else {
                 st.touch_pat(p.id);
@@ -137,9 +138,9 @@ pub(crate) fn api_auth(st: &mut State, req: &Req) -> Result<ApiPrincipal, Resp> 
             }
         }
         Some(Found::OAuthAccess(t)) if !private_token_header => {
-            if t.revoked {
+            if t.life.revoked {
                 Err(invalid_token(REVOKED))
-            } else if !st.oauth_active(&t) {
+            } else if !st.active(&t) {
                 Err(invalid_token(EXPIRED))
             } else {
                 Ok(ApiPrincipal::OAuth(t))

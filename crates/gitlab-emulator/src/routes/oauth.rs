@@ -7,9 +7,8 @@ use jiff::SignedDuration;
 use serde_json::json;
 
 use crate::http::{Req, Resp};
-use crate::model::{
-    DeviceGrant, DeviceState, HEX, OAuthToken, Shared, State, USER_CODE, random_string,
-};
+use crate::model::{DeviceGrant, DeviceState, HEX, Shared, State, USER_CODE, random_string};
+use crate::tokens::{Lifecycle, OAuthToken, Token};
 
 pub(crate) const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const DEVICE_CODE_LIFETIME: i64 = 300;
@@ -57,13 +56,10 @@ pub(crate) fn issue(
         user_id,
         client_id: client_id.to_string(),
         scopes,
-        access_token: random_string(64, HEX),
+        life: Lifecycle::new(random_string(64, HEX)),
         refresh_token: random_string(64, HEX),
         created_at: st.now(),
         expires_in: st.config.oauth_token_lifetime.as_secs() as i64,
-        kill_at: None,
-        revoked: false,
-        revoked_at: None,
         refresh_used: false,
     };
     st.oauth_tokens.push(t.clone());
@@ -74,7 +70,7 @@ fn token_response(t: &OAuthToken) -> Resp {
     Resp::json(
         200,
         &json!({
-            "access_token": t.access_token,
+            "access_token": t.life.secret,
             "token_type": "Bearer",
             "expires_in": t.expires_in,
             "refresh_token": t.refresh_token,
@@ -117,7 +113,7 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
             else {
                 return invalid_grant();
             };
-            if old.refresh_used || old.revoked {
+            if old.refresh_used || old.life.revoked {
                 return invalid_grant();
             }
             if client_id.as_ref().is_some_and(|c| *c != old.client_id) {
@@ -125,8 +121,7 @@ pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
             }
             // Single use: the old pair dies now.
             old.refresh_used = true;
-            old.revoked = true;
-            old.revoked_at = Some(now);
+            old.life.revoke(now);
             let (user_id, client, scopes) =
                 (old.user_id, old.client_id.clone(), old.scopes.clone());
             let new = issue(&mut st, user_id, &client, scopes);
@@ -278,13 +273,8 @@ pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
     let mut st = shared.lock();
     let now = st.now();
     if let Some(token) = req.param("token") {
-        for t in st
-            .oauth_tokens
-            .iter_mut()
-            .filter(|t| t.access_token == token || t.refresh_token == token)
-        {
-            t.revoked_at.get_or_insert(now);
-            t.revoked = true;
+        for t in st.oauth_tokens.iter_mut().filter(|t| t.named_by(&token)) {
+            t.life.revoke(now);
         }
     }
     Resp::json(200, &json!({}))
@@ -299,11 +289,11 @@ pub(crate) fn token_info(shared: &Shared, req: &Req) -> Resp {
     let Some(t) = st
         .oauth_tokens
         .iter()
-        .find(|t| t.access_token == token && st.oauth_active(t))
+        .find(|t| t.life.secret == token && st.active(*t))
     else {
         return oauth_error(401, "invalid_token", "The access token is invalid");
     };
-    let remaining = State::oauth_death(t).duration_since(st.now());
+    let remaining = t.death().duration_since(st.now());
     Resp::json(
         200,
         &json!({

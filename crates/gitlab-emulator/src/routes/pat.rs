@@ -9,7 +9,8 @@ use super::{
     require_scope, unauthorized,
 };
 use crate::http::{Req, Resp};
-use crate::model::{ALNUM, Found, Pat, Resource, Shared, State, format_gitlab_time, random_string};
+use crate::model::{ALNUM, Found, Shared, State, format_gitlab_time, random_string};
+use crate::tokens::{Lifecycle, Pat, Resource};
 
 pub(crate) const NOT_A_PAT: &str =
     "This endpoint requires token type to be a personal access token";
@@ -19,13 +20,13 @@ pub(crate) fn entity(p: &Pat, st: &State) -> Value {
     json!({
         "id": p.id,
         "name": p.name,
-        "revoked": p.revoked,
+        "revoked": p.life.revoked,
         "created_at": format_gitlab_time(p.created_at),
         "description": p.description,
         "scopes": p.scopes,
         "user_id": p.user_id,
         "last_used_at": p.last_used_at.map(format_gitlab_time),
-        "active": st.pat_active(p),
+        "active": st.active(p),
         "expires_at": p.expires_at.map(|d| d.to_string()),
     })
 }
@@ -61,8 +62,7 @@ pub(crate) fn delete_self(shared: &Shared, req: &Req) -> Resp {
         Ok(p) => {
             let now = st.now();
             if let Some(x) = st.pats.iter_mut().find(|x| x.id == p.id) {
-                x.revoked = true;
-                x.revoked_at.get_or_insert(now);
+                x.life.revoke(now);
             }
             Resp::empty(204)
         }
@@ -76,19 +76,16 @@ pub(crate) fn rotation_principal(st: &mut State, req: &Req) -> Result<Pat, Resp>
     let token = req.api_token().ok_or_else(unauthorized)?;
     match st.find_secret(&token) {
         Some(Found::Pat(p)) => {
-            if p.revoked {
+            if p.life.revoked {
                 if p.rotated_to.is_some() {
                     let now = st.now();
                     for x in st.pats.iter_mut().filter(|x| x.family == p.family) {
-                        if !x.revoked {
-                            x.revoked_at = Some(now);
-                        }
-                        x.revoked = true;
+                        x.life.revoke(now);
                     }
                 }
                 return Err(invalid_token(REVOKED));
             }
-            if st.pat_expired(&p) {
+            if st.expired(&p) {
                 return Err(invalid_token(EXPIRED));
             }
             require_scope(&ApiPrincipal::Pat(p.clone()), &["api", "self_rotate"])?;
@@ -135,11 +132,8 @@ pub(crate) fn rotate(st: &mut State, old: &Pat, req: &Req) -> Result<Pat, Resp> 
     let now = st.now();
     let new = Pat {
         id,
-        secret: new_pat_secret(),
         expires_at: Some(expires_at),
-        kill_at: None,
-        revoked: false,
-        revoked_at: None,
+        life: Lifecycle::new(new_pat_secret()),
         created_at: now,
         last_used_at: None,
         previous_id: Some(old.id),
@@ -151,11 +145,10 @@ pub(crate) fn rotate(st: &mut State, old: &Pat, req: &Req) -> Result<Pat, Resp> 
         .iter_mut()
         .find(|x| x.id == old.id)
         .ok_or_else(|| bad_request("Token already revoked"))?;
-    if stored.revoked {
+    if stored.life.revoked {
         return Err(bad_request("Token already revoked"));
     }
-    stored.revoked = true;
-    stored.revoked_at = Some(now);
+    stored.life.revoke(now);
     stored.rotated_to = Some(id);
     st.pats.push(new.clone());
     Ok(new)
@@ -170,7 +163,7 @@ pub(crate) fn rotate_self(shared: &Shared, req: &Req) -> Resp {
     match rotate(&mut st, &old, req) {
         Ok(new) => {
             let mut body = entity(&new, &st);
-            body["token"] = json!(new.secret);
+            body["token"] = json!(new.life.secret);
             Resp::json(200, &body)
         }
         Err(r) => r,

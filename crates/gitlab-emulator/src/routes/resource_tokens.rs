@@ -4,8 +4,9 @@ use serde_json::json;
 
 use super::{forbidden, method_not_allowed};
 use crate::http::{Req, Resp};
-use crate::model::{Resource, Shared};
+use crate::model::Shared;
 use crate::routes::pat::{entity, rotate, rotation_principal};
+use crate::tokens::Resource;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -69,7 +70,7 @@ pub(crate) fn rotate_self(shared: &Shared, req: &Req, kind: Kind, id: &str) -> R
         Ok(new) => {
             let mut body = entity(&new, &st);
             body["access_level"] = json!(new.access_level);
-            body["token"] = json!(new.secret);
+            body["token"] = json!(new.life.secret);
             Resp::json(200, &body)
         }
         Err(r) => r,
