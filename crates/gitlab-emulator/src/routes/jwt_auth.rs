@@ -168,10 +168,10 @@ fn record_success(st: &mut State, req: &Req) {
     }
 }
 
-pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn handle(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     if req.method != "GET" && req.method != "HEAD" {
         // GitLab routes POST /jwt/auth to a bare 404 so OAuth2-style clients fall back to GET.
-        return Resp::empty(404);
+        return Err(Resp::empty(404));
     }
     let pairs = req.query_pairs();
     let service = pairs
@@ -181,25 +181,25 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
     if service != "container_registry" && service != "dependency_proxy" {
-        return Resp::empty(404);
+        return Err(Resp::empty(404));
     }
 
     let mut st = shared.lock();
     if !st.config.registry_enabled {
-        return Resp::json(
+        return Err(Resp::json(
             404,
             &json!({"errors": [{"code": "UNAVAILABLE", "message": "registry not enabled"}], "http_status": 404}),
-        );
+        ));
     }
     let is_ci_login = req.basic().is_some_and(|(u, _)| u == "gitlab-ci-token");
     if !is_ci_login && is_banned(&mut st, req) {
-        return Resp::text(403, BANNED);
+        return Err(Resp::text(403, BANNED));
     }
     let Some(principal) = authenticate(&mut st, req) else {
         if !is_ci_login {
             record_failure(&mut st, req);
         }
-        return unauthorized_body(&st.base_url);
+        return Err(unauthorized_body(&st.base_url));
     };
     if !matches!(principal, Principal::Anonymous) {
         record_success(&mut st, req);
@@ -245,7 +245,7 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
         ),
     };
     if !abilities.read && !abilities.create && !abilities.admin {
-        return denied();
+        return Err(denied());
     }
 
     // Scopes: repeated parameters and/or whitespace-separated values.
@@ -309,7 +309,7 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
         access.push(entry);
     }
     if access.is_empty() && matches!(principal, Principal::Anonymous) {
-        return denied();
+        return Err(denied());
     }
 
     let now = jiff::Timestamp::now().as_second();
@@ -329,7 +329,7 @@ pub(crate) fn handle(shared: &Shared, req: &Req) -> Resp {
     }
     drop(st);
     let token = shared.signer.sign(&claims);
-    Resp::json(200, &json!({"token": token}))
+    Ok(Resp::json(200, &json!({"token": token})))
 }
 
 fn uuid_v4() -> String {

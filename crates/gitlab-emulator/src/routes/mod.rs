@@ -11,7 +11,12 @@ use crate::http::{Req, Resp};
 use crate::model::{Found, Shared, State};
 use crate::tokens::{OAuthToken, Pat};
 
+/// Answer a request: handlers return early error responses as `Err`, sent like any other.
 pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Resp {
+    route(shared, req).unwrap_or_else(|error| error)
+}
+
+fn route(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let m = req.method.as_str();
     match (m, req.path.as_str()) {
         (_, "/jwt/auth") => jwt_auth::handle(shared, req),
@@ -32,12 +37,12 @@ pub(crate) fn dispatch(shared: &Shared, req: &Req) -> Resp {
                 if m == "POST" {
                     return resource_tokens::rotate_self(shared, req, kind, &id);
                 }
-                return method_not_allowed();
+                return Err(method_not_allowed());
             }
             if path.starts_with("/api/") {
-                Resp::json(404, &json!({"error": "404 Not Found"}))
+                Err(Resp::json(404, &json!({"error": "404 Not Found"})))
             } else {
-                Resp::empty(404)
+                Err(Resp::empty(404))
             }
         }
     }

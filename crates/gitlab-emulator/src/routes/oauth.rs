@@ -90,135 +90,133 @@ fn check_client(st: &State, client_id: Option<&str>) -> Result<Option<String>, R
     }
 }
 
-pub(crate) fn token(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn token(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    let client_id = match check_client(&st, req.param("client_id").as_deref()) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let client_id = check_client(&st, req.param("client_id").as_deref())?;
     match req.param("grant_type").as_deref() {
-        Some("refresh_token") => {
-            let Some(refresh) = req.param("refresh_token").filter(|s| !s.is_empty()) else {
-                return oauth_error(
-                    400,
-                    "invalid_request",
-                    "Missing required parameter: refresh_token.",
-                );
-            };
-            let now = st.now();
-            let Some(old) = st
-                .oauth_tokens
-                .iter_mut()
-                .find(|t| t.refresh_token == refresh)
-            else {
-                return invalid_grant();
-            };
-            if old.refresh_used || old.life.revoked {
-                return invalid_grant();
-            }
-            if client_id.as_ref().is_some_and(|c| *c != old.client_id) {
-                return invalid_grant();
-            }
-            // Single use: the old pair dies now.
-            old.refresh_used = true;
-            old.life.revoke(now);
-            let (user_id, client, scopes) =
-                (old.user_id, old.client_id.clone(), old.scopes.clone());
-            let new = issue(&mut st, user_id, &client, scopes);
-            token_response(&new)
-        }
-        Some(DEVICE_GRANT) => {
-            let Some(code) = req.param("device_code") else {
-                return oauth_error(
-                    400,
-                    "invalid_request",
-                    "Missing required parameter: device_code.",
-                );
-            };
-            let now = st.now();
-            let interval = st.config.device_poll_interval;
-            let Some(grant) = st.devices.iter_mut().find(|d| d.device_code == code) else {
-                return invalid_grant();
-            };
-            if client_id.as_ref().is_some_and(|c| *c != grant.client_id) {
-                return invalid_grant();
-            }
-            let expired = now.duration_since(grant.created_at).as_secs() >= DEVICE_CODE_LIFETIME;
-            match grant.state.clone() {
-                DeviceState::Consumed => invalid_grant(),
-                _ if expired => oauth_error(
-                    400,
-                    "expired_token",
-                    "The \"device_code\" has expired, and the device authorization session has concluded.",
-                ),
-                DeviceState::Denied => oauth_error(
-                    400,
-                    "access_denied",
-                    "The resource owner or authorization server denied the request.",
-                ),
-                DeviceState::Pending => {
-                    let forced = st.slow_downs > 0;
-                    let grant = st
-                        .devices
-                        .iter_mut()
-                        .find(|d| d.device_code == code)
-                        .expect("found above");
-                    let too_fast =
-                        forced || grant.last_poll.is_some_and(|t| t.elapsed() < interval);
-                    grant.last_poll = Some(Instant::now());
-                    if forced {
-                        st.slow_downs -= 1;
-                    }
-                    if too_fast {
-                        oauth_error(
-                            400,
-                            "slow_down",
-                            "The authorization request is still pending and polling should continue, but the interval MUST be increased by 5 seconds for this and all subsequent requests.",
-                        )
-                    } else {
-                        oauth_error(
-                            400,
-                            "authorization_pending",
-                            "The authorization request is still pending as the end user hasn't yet completed the user-interaction steps.",
-                        )
-                    }
-                }
-                DeviceState::Approved(user_id) => {
-                    grant.state = DeviceState::Consumed;
-                    let (client, scopes) = (grant.client_id.clone(), grant.scopes.clone());
-                    let t = issue(&mut st, user_id, &client, scopes);
-                    token_response(&t)
-                }
-            }
-        }
-        Some("password") => {
-            let (Some(login), Some(password)) = (req.param("username"), req.param("password"))
-            else {
-                return oauth_error(
-                    400,
-                    "invalid_request",
-                    "Missing required parameter: username.",
-                );
-            };
-            let Some(user) = st
-                .users
-                .iter()
-                .find(|u| u.username == login && u.password == password && !u.bot && !u.two_factor)
-                .cloned()
-            else {
-                return invalid_grant();
-            };
-            let scopes = scopes_param(req);
-            let client = client_id.unwrap_or_default();
-            let t = issue(&mut st, user.id, &client, scopes);
-            token_response(&t)
-        }
-        Some(_) | None => oauth_error(
+        Some("refresh_token") => refresh_token_grant(&mut st, req, client_id),
+        Some(DEVICE_GRANT) => device_code_grant(&mut st, req, client_id),
+        Some("password") => password_grant(&mut st, req, client_id),
+        Some(_) | None => Err(oauth_error(
             400,
             "unsupported_grant_type",
             "The authorization grant type is not supported by the authorization server.",
-        ),
+        )),
     }
+}
+
+fn missing_parameter(name: &str) -> Resp {
+    oauth_error(
+        400,
+        "invalid_request",
+        &format!("Missing required parameter: {name}."),
+    )
+}
+
+/// Spend a refresh token (single use): the old pair dies, a new pair is issued.
+fn refresh_token_grant(st: &mut State, req: &Req, client_id: Option<String>) -> Result<Resp, Resp> {
+    let refresh = req
+        .param("refresh_token")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing_parameter("refresh_token"))?;
+    let now = st.now();
+    let old = st
+        .oauth_tokens
+        .iter_mut()
+        .find(|t| t.refresh_token == refresh)
+        .ok_or_else(invalid_grant)?;
+    if old.refresh_used || old.life.revoked {
+        return Err(invalid_grant());
+    }
+    if client_id.as_ref().is_some_and(|c| *c != old.client_id) {
+        return Err(invalid_grant());
+    }
+    // Single use: the old pair dies now.
+    old.refresh_used = true;
+    old.life.revoke(now);
+    let (user_id, client, scopes) = (old.user_id, old.client_id.clone(), old.scopes.clone());
+    let new = issue(st, user_id, &client, scopes);
+    Ok(token_response(&new))
+}
+
+/// A device polling for its grant: pending, slow down, denied, expired or approved.
+fn device_code_grant(st: &mut State, req: &Req, client_id: Option<String>) -> Result<Resp, Resp> {
+    let code = req
+        .param("device_code")
+        .ok_or_else(|| missing_parameter("device_code"))?;
+    let now = st.now();
+    let interval = st.config.device_poll_interval;
+    let grant = st
+        .devices
+        .iter_mut()
+        .find(|d| d.device_code == code)
+        .ok_or_else(invalid_grant)?;
+    if client_id.as_ref().is_some_and(|c| *c != grant.client_id) {
+        return Err(invalid_grant());
+    }
+    let expired = now.duration_since(grant.created_at).as_secs() >= DEVICE_CODE_LIFETIME;
+    match grant.state.clone() {
+        DeviceState::Consumed => Err(invalid_grant()),
+        _ if expired => Err(oauth_error(
+            400,
+            "expired_token",
+            "The \"device_code\" has expired, and the device authorization session has concluded.",
+        )),
+        DeviceState::Denied => Err(oauth_error(
+            400,
+            "access_denied",
+            "The resource owner or authorization server denied the request.",
+        )),
+        DeviceState::Pending => {
+            let forced = st.slow_downs > 0;
+            let grant = st
+                .devices
+                .iter_mut()
+                .find(|d| d.device_code == code)
+                .expect("found above");
+            let too_fast = forced || grant.last_poll.is_some_and(|t| t.elapsed() < interval);
+            grant.last_poll = Some(Instant::now());
+            if forced {
+                st.slow_downs -= 1;
+            }
+            if too_fast {
+                Err(oauth_error(
+                    400,
+                    "slow_down",
+                    "The authorization request is still pending and polling should continue, but the interval MUST be increased by 5 seconds for this and all subsequent requests.",
+                ))
+            } else {
+                Err(oauth_error(
+                    400,
+                    "authorization_pending",
+                    "The authorization request is still pending as the end user hasn't yet completed the user-interaction steps.",
+                ))
+            }
+        }
+        DeviceState::Approved(user_id) => {
+            grant.state = DeviceState::Consumed;
+            let (client, scopes) = (grant.client_id.clone(), grant.scopes.clone());
+            let t = issue(st, user_id, &client, scopes);
+            Ok(token_response(&t))
+        }
+    }
+}
+
+/// Resource owner password credentials; refused for bots and 2FA users.
+fn password_grant(st: &mut State, req: &Req, client_id: Option<String>) -> Result<Resp, Resp> {
+    let (Some(login), Some(password)) = (req.param("username"), req.param("password")) else {
+        return Err(missing_parameter("username"));
+    };
+    let user = st
+        .users
+        .iter()
+        .find(|u| u.username == login && u.password == password && !u.bot && !u.two_factor)
+        .cloned()
+        .ok_or_else(invalid_grant)?;
+    let scopes = scopes_param(req);
+    let client = client_id.unwrap_or_default();
+    let t = issue(st, user.id, &client, scopes);
+    Ok(token_response(&t))
 }
 
 fn scopes_param(req: &Req) -> Vec<String> {
@@ -231,13 +229,10 @@ fn scopes_param(req: &Req) -> Vec<String> {
     }
 }
 
-pub(crate) fn authorize_device(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn authorize_device(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    let client_id = match check_client(&st, req.param("client_id").as_deref()) {
-        Ok(Some(c)) => c,
-        Ok(None) => return invalid_client(),
-        Err(r) => return r,
-    };
+    let client_id =
+        check_client(&st, req.param("client_id").as_deref())?.ok_or_else(invalid_client)?;
     let scopes = scopes_param(req);
     let app = st
         .oauth_apps
@@ -245,7 +240,7 @@ pub(crate) fn authorize_device(shared: &Shared, req: &Req) -> Resp {
         .find(|a| a.client_id == client_id)
         .expect("checked");
     if !scopes.iter().all(|s| app.scopes.contains(s)) {
-        return invalid_scope();
+        return Err(invalid_scope());
     }
     let grant = DeviceGrant {
         device_code: random_string(64, HEX),
@@ -266,10 +261,10 @@ pub(crate) fn authorize_device(shared: &Shared, req: &Req) -> Resp {
         "interval": st.config.device_poll_interval.as_secs(),
     });
     st.devices.push(grant);
-    Resp::json(200, &body)
+    Ok(Resp::json(200, &body))
 }
 
-pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn revoke(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
     let now = st.now();
     if let Some(token) = req.param("token") {
@@ -277,24 +272,22 @@ pub(crate) fn revoke(shared: &Shared, req: &Req) -> Resp {
             t.life.revoke(now);
         }
     }
-    Resp::json(200, &json!({}))
+    Ok(Resp::json(200, &json!({})))
 }
 
-pub(crate) fn token_info(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn token_info(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let st = shared.lock();
     let token = req
         .api_token()
         .or_else(|| req.param("access_token"))
         .unwrap_or_default();
-    let Some(t) = st
+    let t = st
         .oauth_tokens
         .iter()
         .find(|t| t.life.secret == token && st.active(*t))
-    else {
-        return oauth_error(401, "invalid_token", "The access token is invalid");
-    };
+        .ok_or_else(|| oauth_error(401, "invalid_token", "The access token is invalid"))?;
     let remaining = t.death().duration_since(st.now());
-    Resp::json(
+    Ok(Resp::json(
         200,
         &json!({
             "resource_owner_id": t.user_id,
@@ -303,5 +296,5 @@ pub(crate) fn token_info(shared: &Shared, req: &Req) -> Resp {
             "application": {"uid": t.client_id},
             "created_at": t.created_at.as_second(),
         }),
-    )
+    ))
 }

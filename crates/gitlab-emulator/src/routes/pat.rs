@@ -45,29 +45,21 @@ fn pat_principal(st: &mut State, req: &Req) -> Result<Pat, Resp> {
     }
 }
 
-pub(crate) fn get_self(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn get_self(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    match pat_principal(&mut st, req) {
-        Ok(p) => {
-            let p = st.pats.iter().find(|x| x.id == p.id).cloned().unwrap_or(p);
-            Resp::json(200, &entity(&p, &st))
-        }
-        Err(r) => r,
-    }
+    let p = pat_principal(&mut st, req)?;
+    let p = st.pats.iter().find(|x| x.id == p.id).cloned().unwrap_or(p);
+    Ok(Resp::json(200, &entity(&p, &st)))
 }
 
-pub(crate) fn delete_self(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn delete_self(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    match pat_principal(&mut st, req) {
-        Ok(p) => {
-            let now = st.now();
-            if let Some(x) = st.pats.iter_mut().find(|x| x.id == p.id) {
-                x.life.revoke(now);
-            }
-            Resp::empty(204)
-        }
-        Err(r) => r,
+    let p = pat_principal(&mut st, req)?;
+    let now = st.now();
+    if let Some(x) = st.pats.iter_mut().find(|x| x.id == p.id) {
+        x.life.revoke(now);
     }
+    Ok(Resp::empty(204))
 }
 
 /// Authentication for the rotation endpoints, including automatic reuse detection:
@@ -154,28 +146,18 @@ pub(crate) fn rotate(st: &mut State, old: &Pat, req: &Req) -> Result<Pat, Resp> 
     Ok(new)
 }
 
-pub(crate) fn rotate_self(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn rotate_self(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    let old = match rotation_principal(&mut st, req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    match rotate(&mut st, &old, req) {
-        Ok(new) => {
-            let mut body = entity(&new, &st);
-            body["token"] = json!(new.life.secret);
-            Resp::json(200, &body)
-        }
-        Err(r) => r,
-    }
+    let old = rotation_principal(&mut st, req)?;
+    let new = rotate(&mut st, &old, req)?;
+    let mut body = entity(&new, &st);
+    body["token"] = json!(new.life.secret);
+    Ok(Resp::json(200, &body))
 }
 
-pub(crate) fn associations(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn associations(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    let p = match pat_principal(&mut st, req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    let p = pat_principal(&mut st, req)?;
     let base = st.base_url.clone();
     let group_json = |g: &crate::model::Group, level: u32| {
         json!({"id": g.id, "name": g.path.rsplit('/').next(), "full_path": g.path,
@@ -210,22 +192,21 @@ pub(crate) fn associations(shared: &Shared, req: &Req) -> Resp {
             st.projects.iter().map(|x| project_json(x, 40)).collect(),
         ),
     };
-    Resp::json(200, &json!({"groups": groups, "projects": projects}))
+    Ok(Resp::json(
+        200,
+        &json!({"groups": groups, "projects": projects}),
+    ))
 }
 
-pub(crate) fn current_user(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn current_user(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    let principal = match api_auth(&mut st, req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if let Err(r) = require_scope(&principal, &["api", "read_api", "read_user"]) {
-        return r;
-    }
-    let Some(u) = st.user(principal.user_id()).cloned() else {
-        return unauthorized();
-    };
-    Resp::json(
+    let principal = api_auth(&mut st, req)?;
+    require_scope(&principal, &["api", "read_api", "read_user"])?;
+    let u = st
+        .user(principal.user_id())
+        .cloned()
+        .ok_or_else(unauthorized)?;
+    Ok(Resp::json(
         200,
         &json!({
             "id": u.id, "username": u.username, "name": u.username, "state": "active",
@@ -233,20 +214,15 @@ pub(crate) fn current_user(shared: &Shared, req: &Req) -> Resp {
             "web_url": format!("{}/{}", st.base_url, u.username),
             "two_factor_enabled": u.two_factor,
         }),
-    )
+    ))
 }
 
-pub(crate) fn version(shared: &Shared, req: &Req) -> Resp {
+pub(crate) fn version(shared: &Shared, req: &Req) -> Result<Resp, Resp> {
     let mut st = shared.lock();
-    let principal = match api_auth(&mut st, req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    if let Err(r) = require_scope(&principal, &["api", "read_api", "read_user"]) {
-        return r;
-    }
-    Resp::json(
+    let principal = api_auth(&mut st, req)?;
+    require_scope(&principal, &["api", "read_api", "read_user"])?;
+    Ok(Resp::json(
         200,
         &json!({"version": crate::GITLAB_VERSION, "revision": "0e1ac0a4b3e"}),
-    )
+    ))
 }

@@ -34,7 +34,7 @@ pub(crate) fn match_path(path: &str) -> Option<(Kind, String)> {
     Some((kind, decoded))
 }
 
-pub(crate) fn rotate_self(shared: &Shared, req: &Req, kind: Kind, id: &str) -> Resp {
+pub(crate) fn rotate_self(shared: &Shared, req: &Req, kind: Kind, id: &str) -> Result<Resp, Resp> {
     let mut st = shared.lock();
     let resource_id = match kind {
         Kind::Project => st
@@ -48,31 +48,21 @@ pub(crate) fn rotate_self(shared: &Shared, req: &Req, kind: Kind, id: &str) -> R
             .find(|g| g.id.to_string() == id || g.path == id)
             .map(|g| g.id),
     };
-    let old = match rotation_principal(&mut st, req) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    let Some(resource) = old.resource else {
-        // Not a bot (project/group) token.
-        return method_not_allowed();
-    };
-    let wanted = match (kind, resource_id) {
-        (_, None) => {
-            return Resp::json(404, &json!({"message": format!("404 {kind:?} Not Found")}));
-        }
-        (Kind::Project, Some(id)) => Resource::Project(id),
-        (Kind::Group, Some(id)) => Resource::Group(id),
+    let old = rotation_principal(&mut st, req)?;
+    // Not a bot (project/group) token.
+    let resource = old.resource.ok_or_else(method_not_allowed)?;
+    let resource_id = resource_id
+        .ok_or_else(|| Resp::json(404, &json!({"message": format!("404 {kind:?} Not Found")})))?;
+    let wanted = match kind {
+        Kind::Project => Resource::Project(resource_id),
+        Kind::Group => Resource::Group(resource_id),
     };
     if resource != wanted {
-        return forbidden();
+        return Err(forbidden());
     }
-    match rotate(&mut st, &old, req) {
-        Ok(new) => {
-            let mut body = entity(&new, &st);
-            body["access_level"] = json!(new.access_level);
-            body["token"] = json!(new.life.secret);
-            Resp::json(200, &body)
-        }
-        Err(r) => r,
-    }
+    let new = rotate(&mut st, &old, req)?;
+    let mut body = entity(&new, &st);
+    body["access_level"] = json!(new.access_level);
+    body["token"] = json!(new.life.secret);
+    Ok(Resp::json(200, &body))
 }
