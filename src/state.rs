@@ -90,6 +90,24 @@ pub struct GitLabInfo {
 pub use crate::gitlab::token::{Resource, TokenKind};
 
 impl GitLabInfo {
+    /// What a login learnt before it asked GitLab anything: the instance and the kind of
+    /// token, validated now; every other fact unknown.
+    pub fn new(url: &str, kind: TokenKind) -> GitLabInfo {
+        GitLabInfo {
+            url: url.trim_end_matches('/').to_owned(),
+            kind,
+            scopes: Vec::new(),
+            expires_at: None,
+            token_id: None,
+            token_name: None,
+            resource: None,
+            lifetime_days: None,
+            user_id: None,
+            oauth_client_id: None,
+            validated_at: crate::clock::now(),
+        }
+    }
+
     /// Whether the helper can renew this credential itself.
     pub fn can_renew(&self) -> bool {
         match self.kind {

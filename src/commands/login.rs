@@ -288,19 +288,7 @@ fn identify(
     secret: &Secret,
     deploy_hint: bool,
 ) -> anyhow::Result<GitLabInfo> {
-    let base = |kind| GitLabInfo {
-        url: gitlab_url.as_str().trim_end_matches('/').to_owned(),
-        kind,
-        scopes: Vec::new(),
-        expires_at: None,
-        token_id: None,
-        token_name: None,
-        resource: None,
-        lifetime_days: None,
-        user_id: None,
-        oauth_client_id: None,
-        validated_at: crate::clock::now(),
-    };
+    let base = |kind| GitLabInfo::new(gitlab_url.as_str(), kind);
     if let PatSelf::Pat(pat) = gitlab::personal_access_token_self(http, gitlab_url, secret)? {
         return Ok(pat_info(base(TokenKind::PersonalAccessToken), pat));
     }
@@ -420,18 +408,10 @@ mod tests {
 
     fn info(kind: TokenKind, scopes: &[&str], days: Option<i64>) -> GitLabInfo {
         GitLabInfo {
-            url: "https://gitlab.example.com".into(),
-            kind,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             expires_at: days
                 .map(|d| crate::clock::now() + jiff::SignedDuration::from_hours(24 * d + 1)),
-            token_id: None,
-            token_name: None,
-            resource: None,
-            lifetime_days: None,
-            user_id: None,
-            oauth_client_id: None,
-            validated_at: crate::clock::now(),
+            ..GitLabInfo::new("https://gitlab.example.com", kind)
         }
     }
 

@@ -84,21 +84,16 @@ pub fn run(args: OAuthArgs) -> anyhow::Result<()> {
     let about = oauth::token_info(&http, &gitlab_url, &pair.access_token)?;
     let now = crate::clock::now();
     let info = GitLabInfo {
-        url: gitlab_display.clone(),
-        kind: TokenKind::OauthToken,
         scopes: about
             .as_ref()
             .map(|a| a.scopes.clone())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| pair.scopes.clone()),
         expires_at: Some(pair.expires_at),
-        token_id: None,
-        token_name: None,
-        resource: None,
-        lifetime_days: None,
         user_id: about.and_then(|a| a.user_id),
         oauth_client_id: pair.refresh_token.as_ref().map(|_| client_id.clone()),
         validated_at: now,
+        ..GitLabInfo::new(&gitlab_display, TokenKind::OauthToken)
     };
     if pair.refresh_token.is_none() {
         eprintln!(

@@ -172,17 +172,11 @@ mod tests {
 
     fn info(lifetime_days: Option<i64>) -> GitLabInfo {
         GitLabInfo {
-            url: "https://gitlab.example".into(),
-            kind: TokenKind::PersonalAccessToken,
             scopes: vec!["self_rotate".into()],
-            expires_at: None,
             token_id: Some(1),
-            token_name: None,
-            resource: None,
             lifetime_days,
-            user_id: None,
-            oauth_client_id: None,
             validated_at: jiff::Timestamp::UNIX_EPOCH,
+            ..GitLabInfo::new("https://gitlab.example", TokenKind::PersonalAccessToken)
         }
     }
 
