@@ -25,6 +25,20 @@ fn sh(script: &Path, args: &[&str], path: &str) -> Output {
         .unwrap()
 }
 
+/// `install.sh --archive ARCHIVE --prefix PREFIX`, as a user runs it.
+fn install_archive(archive: &Path, prefix: &Path) -> Output {
+    sh(
+        Path::new(INSTALL_SH),
+        &[
+            "--archive",
+            archive.to_str().unwrap(),
+            "--prefix",
+            prefix.to_str().unwrap(),
+        ],
+        &system_path(),
+    )
+}
+
 fn system_path() -> String {
     std::env::var("PATH").unwrap()
 }
@@ -187,16 +201,7 @@ fn a_corrupted_or_unverifiable_archive_is_refused_and_installs_nothing() {
     };
     let prefix = dir.path().join("prefix");
     let install = |what: &str| {
-        let out = sh(
-            Path::new(INSTALL_SH),
-            &[
-                "--archive",
-                archive.to_str().unwrap(),
-                "--prefix",
-                prefix.to_str().unwrap(),
-            ],
-            &system_path(),
-        );
+        let out = install_archive(&archive, &prefix);
         assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
         assert!(!prefix.exists(), "{what}: something was installed");
         stderr(&out)
@@ -235,16 +240,7 @@ fn a_corrupted_or_unverifiable_archive_is_refused_and_installs_nothing() {
         .output();
     let line = stdout(&sum.unwrap()).replace(&format!("{}/", dir.path().display()), "");
     std::fs::write(dir.path().join("SHA256SUMS"), line).unwrap();
-    let out = sh(
-        Path::new(INSTALL_SH),
-        &[
-            "--archive",
-            other.to_str().unwrap(),
-            "--prefix",
-            prefix.to_str().unwrap(),
-        ],
-        &system_path(),
-    );
+    let out = install_archive(&other, &prefix);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("not built for this machine"),
@@ -267,16 +263,7 @@ fn a_failed_install_can_be_undone_and_uninstall_removes_only_its_own_files() {
     // CRLF line endings (a SHA256SUMS edited on Windows) are fine.
     let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
     std::fs::write(dir.path().join("SHA256SUMS"), sums.replace('\n', "\r\n")).unwrap();
-    let out = sh(
-        Path::new(INSTALL_SH),
-        &[
-            "--archive",
-            archive.to_str().unwrap(),
-            "--prefix",
-            prefix.to_str().unwrap(),
-        ],
-        &system_path(),
-    );
+    let out = install_archive(&archive, &prefix);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert!(prefix.join("bin").join(NAME).is_file());
     assert!(
