@@ -58,6 +58,8 @@ export DOCKER_CREDENTIAL_GITLAB_STATIC_BIN
 echo "==> Windows build (tests/windows.rs runs it under wine)"
 DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE="$(./scripts/build-windows.sh | tail -1)"
 export DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE
+echo "==> unit tests as Windows programs, under wine"
+./scripts/wine-unit-tests.sh
 echo "==> release files (tests/install.rs and tests/packages.rs install them)"
 DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR="$PWD/target/release-files"
 rm -rf "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR"

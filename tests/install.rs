@@ -475,6 +475,8 @@ fn the_shell_scripts_are_shellcheck_clean() {
             "packaging/release.sh",
             "scripts/test.sh",
             "scripts/build-static.sh",
+            "scripts/build-windows.sh",
+            "scripts/wine-unit-tests.sh",
         ])
         .output()
         .unwrap();
