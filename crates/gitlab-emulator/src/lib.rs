@@ -31,7 +31,8 @@
 //! `container_registry`, issuer = [`Emulator::issuer`], `rootcertbundle` =
 //! [`Emulator::cert_pem_path`], filesystem storage in a temp dir, a free loopback port) and
 //! kills it when the returned [`RealRegistry`] is dropped. Mind the registry's 60 s leeway on
-//! `exp`/`nbf`: a token with a 5 s window is really accepted for 65 s.
+//! `exp`/`nbf`: a token with a 5 s window is really accepted for 65 s. [`write_oci_image`]
+//! writes a one-layer image layout for a client to push there.
 //!
 //! ## Deliberate simplifications
 //! * Every authenticated user is a member of every project (pull, push and delete as far as
@@ -62,6 +63,7 @@ mod faults;
 mod http;
 mod jwt;
 mod model;
+mod oci;
 mod registry;
 mod routes;
 mod server;
@@ -77,6 +79,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 pub use faults::Fault;
+pub use oci::write_oci_image;
 pub use registry::RealRegistry;
 
 use model::{ALNUM, DeviceState, Group, OAuthApp, Project, Shared, State, User, random_string};

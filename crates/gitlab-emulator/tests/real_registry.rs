@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use gitlab_emulator::{Config, Emulator, TokenSpec};
+use gitlab_emulator::{Config, Emulator, TokenSpec, write_oci_image};
 use reqwest::blocking::Response;
 
 /// Start the registry, or explain why not. Without the binary: fail under `CI`, skip otherwise.
@@ -149,70 +149,6 @@ fn real_registry_accepts_emulator_tokens() {
     drop(reg); // Drop guard kills and reaps the registry process.
 }
 
-/// Write a one-layer OCI image layout (uncompressed tar layer) and return its directory.
-fn oci_layout(dir: &std::path::Path) -> std::path::PathBuf {
-    use std::fs;
-    let sha = |b: &[u8]| {
-        let d = ring::digest::digest(&ring::digest::SHA256, b);
-        d.as_ref()
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    };
-    let root = dir.join("oci");
-    let blobs = root.join("blobs/sha256");
-    fs::create_dir_all(&blobs).unwrap();
-    let put = |b: &[u8]| {
-        let h = sha(b);
-        fs::write(blobs.join(&h), b).unwrap();
-        (format!("sha256:{h}"), b.len())
-    };
-    // A minimal POSIX tar with one small file, built by hand.
-    let content = b"hello from the gitlab emulator test\n";
-    let mut header = [0u8; 512];
-    header[..9].copy_from_slice(b"hello.txt");
-    header[100..108].copy_from_slice(b"0000644\0");
-    header[108..116].copy_from_slice(b"0000000\0");
-    header[116..124].copy_from_slice(b"0000000\0");
-    header[124..136].copy_from_slice(format!("{:011o}\0", content.len()).as_bytes());
-    header[136..148].copy_from_slice(b"00000000000\0");
-    header[156] = b'0';
-    header[257..263].copy_from_slice(b"ustar\0");
-    header[263..265].copy_from_slice(b"00");
-    header[148..156].copy_from_slice(b"        ");
-    let sum: u32 = header.iter().map(|b| *b as u32).sum();
-    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    let mut tar = header.to_vec();
-    tar.extend_from_slice(content);
-    tar.resize(512 * 2, 0);
-    tar.resize(512 * 4, 0); // two zero blocks end the archive
-    let (layer, layer_size) = put(&tar);
-    let config = serde_json::json!({
-        "architecture": "amd64", "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [layer]},
-        "config": {}
-    })
-    .to_string();
-    let (config_digest, config_size) = put(config.as_bytes());
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}]
-    })
-    .to_string();
-    let (manifest_digest, manifest_size) = put(manifest.as_bytes());
-    fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                       "digest": manifest_digest, "size": manifest_size,
-                       "annotations": {"org.opencontainers.image.ref.name": "v1"}}]
-    });
-    fs::write(root.join("index.json"), index.to_string()).unwrap();
-    root
-}
-
 fn skopeo(home: &std::path::Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new("skopeo")
         .env("HOME", home)
@@ -249,7 +185,7 @@ fn skopeo_push_and_pull_through_real_registry() {
     );
     let ro = gl.add_personal_access_token(alice, TokenSpec::new("ro", &["read_registry"]));
     let tmp = tempfile::tempdir().unwrap();
-    let layout = oci_layout(tmp.path());
+    let layout = write_oci_image(tmp.path(), 1024);
     let src = format!("oci:{}:v1", layout.display());
     let dest = format!("docker://{}/group/project:v1", reg.host());
 
