@@ -6,12 +6,12 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gitlab_emulator::{Config, Emulator, Fault};
+use gitlab_emulator::{Config, Fault};
 use serde_json::Value;
 use support::gitlab::GitLabWorld;
 use support::*;
@@ -341,62 +341,16 @@ fn forward(mut client: TcpStream, upstream: SocketAddr, strip: bool) -> std::io:
     client.shutdown(std::net::Shutdown::Both)
 }
 
-/// `docker-registry serve` with the emulator's keys but `realm` pointing at the proxy.
-struct ProxiedRegistry {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for ProxiedRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ProxiedRegistry {
-    fn start(gl: &Emulator, realm: &str) -> ProxiedRegistry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let yaml = gl.registry_config_yaml(port, &data);
-        assert!(yaml.contains(&gl.realm()), "{yaml}");
-        let yaml = yaml.replace(&gl.realm(), realm);
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, yaml).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let reg = ProxiedRegistry {
-            port,
-            child,
-            _dir: dir,
-        };
-        wait_until("proxied registry", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        reg
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
 #[test]
 fn a_proxy_stripping_the_authorization_header_is_diagnosed() {
     let Some(mut w) = world(Config::default()) else {
         return;
     };
     let proxy = StripProxy::start(w.gl.addr());
-    let registry = ProxiedRegistry::start(&w.gl, &format!("{}/jwt/auth", proxy.url()));
+    // The registry's realm points at the proxy, in front of GitLab's /jwt/auth.
+    let registry =
+        w.gl.start_real_registry_with_realm(&format!("{}/jwt/auth", proxy.url()))
+            .expect("start docker-registry with the proxy as its realm");
     let host = registry.host();
     let token = w.pat(FULL, 90);
 

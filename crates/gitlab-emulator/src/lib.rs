@@ -651,12 +651,19 @@ impl Emulator {
     /// `auth: token` with our realm, service `container_registry`, our issuer and
     /// certificate; filesystem storage under `data_dir`; listening on `127.0.0.1:port`.
     pub fn registry_config_yaml(&self, port: u16, data_dir: &Path) -> String {
-        registry::config_yaml(self, port, data_dir)
+        registry::config_yaml(self, port, data_dir, &self.realm())
     }
 
     /// Start a real `docker-registry serve` configured against this emulator on a free
     /// port, and wait until it answers. `Err` if the binary is missing or it won't start.
     pub fn start_real_registry(&self) -> Result<RealRegistry, String> {
-        registry::start(self)
+        registry::start(self, &self.realm())
+    }
+
+    /// [`Emulator::start_real_registry`] with the registry's token `realm` pointing
+    /// elsewhere (a proxy in front of [`Emulator::realm`], say); issuer and certificate
+    /// are still this emulator's.
+    pub fn start_real_registry_with_realm(&self, realm: &str) -> Result<RealRegistry, String> {
+        registry::start(self, realm)
     }
 }

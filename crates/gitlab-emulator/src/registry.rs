@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::Emulator;
 
-pub(crate) fn config_yaml(emu: &Emulator, port: u16, data_dir: &Path) -> String {
+pub(crate) fn config_yaml(emu: &Emulator, port: u16, data_dir: &Path, realm: &str) -> String {
     format!(
         "version: 0.1\n\
          log:\n  level: info\n\
@@ -17,7 +17,7 @@ pub(crate) fn config_yaml(emu: &Emulator, port: u16, data_dir: &Path) -> String 
          auth:\n  token:\n    realm: {realm}\n    service: container_registry\n    issuer: {issuer}\n    rootcertbundle: {cert}\n\
          health:\n  storagedriver:\n    enabled: false\n",
         data = data_dir.display(),
-        realm = emu.realm(),
+        realm = realm,
         issuer = emu.issuer(),
         cert = emu.cert_pem_path().display(),
     )
@@ -83,7 +83,7 @@ fn probe(port: u16) -> Option<u16> {
     head.split_whitespace().nth(1)?.parse().ok()
 }
 
-pub(crate) fn start(emu: &Emulator) -> Result<RealRegistry, String> {
+pub(crate) fn start(emu: &Emulator, realm: &str) -> Result<RealRegistry, String> {
     let bin = find_binary().ok_or("docker-registry not found on PATH")?;
     let dir = tempfile::Builder::new()
         .prefix("registry-")
@@ -96,7 +96,7 @@ pub(crate) fn start(emu: &Emulator) -> Result<RealRegistry, String> {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
     let config = dir.path().join("config.yml");
-    std::fs::write(&config, config_yaml(emu, port, &data)).map_err(|e| e.to_string())?;
+    std::fs::write(&config, config_yaml(emu, port, &data, realm)).map_err(|e| e.to_string())?;
     let log = std::fs::File::create(dir.path().join("registry.log")).map_err(|e| e.to_string())?;
     let log2 = log.try_clone().map_err(|e| e.to_string())?;
     let child = Command::new(bin)
