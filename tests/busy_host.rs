@@ -105,11 +105,7 @@ fn start() -> Option<(GitLabWorld, String, String)> {
     let w = GitLabWorld::start(Config::default())?;
     let host = w.registry.host();
     let token = w.pat(RENEWABLE, 4);
-    let out = w.s.helper(
-        &["login", &host, "--password-stdin", "--no-configure"],
-        format!("{token}\n"),
-    );
-    assert_success(&out, "login");
+    assert_success(&w.login(&host, &token, &["--no-configure"]), "login");
     Some((w, host, token))
 }
 
@@ -119,10 +115,7 @@ fn with_a_standby_pair_no_hand_out_is_ever_cut() {
         return;
     };
     let second = w.pat(RENEWABLE, 4);
-    let out = w.s.helper(
-        &["login", &host, "--standby", "--password-stdin"],
-        format!("{second}\n"),
-    );
+    let out = w.login(&host, &second, &["--standby"]);
     assert_success(&out, "login --standby");
     assert!(stdout(&out).contains("standby token"), "{}", stdout(&out));
     // Still one registry for docker.
@@ -181,12 +174,7 @@ fn a_standby_token_must_be_a_second_renewable_token_of_the_same_user() {
     let Some((w, host, token)) = start() else {
         return;
     };
-    let standby = |t: &str| {
-        w.s.helper(
-            &["login", &host, "--standby", "--password-stdin"],
-            format!("{t}\n"),
-        )
-    };
+    let standby = |t: &str| w.login(&host, t, &["--standby"]);
     // The same token again.
     let out = standby(&token);
     assert!(!out.status.success());

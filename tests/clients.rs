@@ -222,8 +222,7 @@ fn podman_with_credhelpers_in_docker_config_and_buildah_push() {
     // auth.json of its own ($XDG_RUNTIME_DIR/containers/auth.json) and reads
     // $DOCKER_CONFIG/config.json.
     let token = w.pat(REGISTRY_SCOPES, 30);
-    let out =
-        w.s.helper(&["login", &host, "--password-stdin"], format!("{token}\n"));
+    let out = w.login(&host, &token, &[]);
     assert_success(&out, "login");
     assert!(!w.s.dir.path().join("containers/auth.json").exists());
     let docker_config = std::fs::read_to_string(w.s.docker_config_dir().join("config.json"));

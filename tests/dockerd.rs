@@ -67,7 +67,7 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
         .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
 
     // Log in with our binary: validated at GitLab, stored in the keyring.
-    let out = s.helper(&["login", &host, "--password-stdin"], format!("{token}\n"));
+    let out = s.login(&host, &token, &[]);
     assert_success(&out, "login");
     // PATH (for docker to find the helper) and credHelpers; then the real daemon's socket.
     s.configure_docker(&[&host]);

@@ -26,12 +26,9 @@ fn world(config: Config) -> Option<World> {
 
 impl World {
     /// Points Docker at the helper (and puts the binary on PATH), then logs in.
-    fn login(&mut self, host: &str, token: &str) {
+    fn configure_and_login(&mut self, host: &str, token: &str) {
         self.s.configure_docker(&[host]);
-        let out = self
-            .s
-            .helper(&["login", host, "--password-stdin"], format!("{token}\n"));
-        assert_success(&out, "login");
+        assert_success(&self.login(host, token, &[]), "login");
     }
 }
 
@@ -81,7 +78,7 @@ fn healthy_pat_passes_and_the_5_minute_window_is_flagged() {
     };
     let token = w.pat(FULL, 90);
     let host = w.registry.host();
-    w.login(&host, &token);
+    w.configure_and_login(&host, &token);
 
     let out = doctor(&w.s, &[]);
     let text = stdout(&out);
@@ -153,7 +150,7 @@ fn a_30_minute_window_passes() {
     };
     let token = w.pat(FULL, 90);
     let host = w.registry.host();
-    w.login(&host, &token);
+    w.configure_and_login(&host, &token);
     let (out, rows) = doctor_json(&w.s, &[&host]);
     assert_success(&out, "doctor");
     let win = row(&rows, "token window");
@@ -168,7 +165,7 @@ fn a_revoked_token_fails_at_jwt_auth() {
     };
     let token = w.pat(FULL, 90);
     let host = w.registry.host();
-    w.login(&host, &token);
+    w.configure_and_login(&host, &token);
     w.gl.revoke_token(&token);
 
     let out = doctor(&w.s, &[&host]);
@@ -193,7 +190,7 @@ fn a_locked_keyring_fails_at_the_store() {
     };
     let token = w.pat(FULL, 90);
     let host = w.registry.host();
-    w.login(&host, &token);
+    w.configure_and_login(&host, &token);
     w.s.relock();
 
     let (out, rows) = doctor_json(&w.s, &[]);
@@ -215,7 +212,7 @@ fn gitlab_down_gives_fail_lines_not_a_crash() {
     };
     let token = w.pat(FULL, 90);
     let host = w.registry.host();
-    w.login(&host, &token);
+    w.configure_and_login(&host, &token);
     w.gl.inject_fault("/", Fault::DropConnection, 100);
 
     let (out, rows) = doctor_json(&w.s, &[&host]);
@@ -355,7 +352,7 @@ fn a_proxy_stripping_the_authorization_header_is_diagnosed() {
     let token = w.pat(FULL, 90);
 
     // Log in while the proxy still passes the header: GitLab is recorded as the proxy URL.
-    w.login(&host, &token);
+    w.configure_and_login(&host, &token);
     let (out, _) = doctor_json(&w.s, &[&host]);
     assert_success(&out, "doctor before the proxy strips anything");
 

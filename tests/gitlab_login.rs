@@ -22,13 +22,6 @@ fn world() -> Option<World> {
 }
 
 impl World {
-    fn login(&self, extra: &[&str], token: &str) -> std::process::Output {
-        let host = self.registry.host();
-        let mut args = vec!["login", host.as_str(), "--password-stdin"];
-        args.extend_from_slice(extra);
-        self.s.helper(&args, format!("{token}\n"))
-    }
-
     fn push(&self, layout: &std::path::Path, repo: &str) -> std::process::Output {
         self.s.run(
             Command::new("skopeo").args([
@@ -78,7 +71,7 @@ fn login_with_a_pat_then_push_and_pull_through_the_helper() {
     let token = w.pat(FULL, 90);
     let host = w.registry.host();
 
-    let out = w.login(&[], &token);
+    let out = w.login(&host, &token, &[]);
     assert_success(&out, "login");
     assert!(stdout(&out).contains("Login Succeeded"), "{}", stdout(&out));
     assert!(stderr(&out).contains(&format!("GitLab instance for {host}: {}", w.gl.url())));
@@ -165,7 +158,7 @@ fn deploy_token_needs_its_username_and_cannot_push_without_write_registry() {
     // Put an image there first, with a full PAT.
     let pat = w.pat(FULL, 90);
     w.s.configure_docker(&[&host]);
-    assert_success(&w.login(&["--no-configure"], &pat), "login pat");
+    assert_success(&w.login(&host, &pat, &["--no-configure"]), "login pat");
     let layout = write_oci_image(w.s.dir.path(), 16 * 1024);
     assert_success(&w.push(&layout, "group/project"), "push with pat");
 
@@ -173,11 +166,15 @@ fn deploy_token_needs_its_username_and_cannot_push_without_write_registry() {
         w.gl.add_deploy_token("gitlab+deploy-token-7", &["read_registry"], None)
             .token;
     // No username: refused before anything is sent or stored.
-    let out = w.login(&["--no-configure"], &deploy);
+    let out = w.login(&host, &deploy, &["--no-configure"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("--username"), "{}", stderr(&out));
     // A wrong username: GitLab's 401, explained.
-    let out = w.login(&["--no-configure", "--username", "someone-else"], &deploy);
+    let out = w.login(
+        &host,
+        &deploy,
+        &["--no-configure", "--username", "someone-else"],
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -191,8 +188,9 @@ fn deploy_token_needs_its_username_and_cannot_push_without_write_registry() {
     );
 
     let out = w.login(
-        &["--no-configure", "--username", "gitlab+deploy-token-7"],
+        &host,
         &deploy,
+        &["--no-configure", "--username", "gitlab+deploy-token-7"],
     );
     assert_success(&out, "login deploy token");
     assert!(stderr(&out).contains("write_registry"), "{}", stderr(&out));
@@ -216,14 +214,14 @@ fn bad_credentials_are_explained_and_nothing_is_stored() {
 
     let revoked = w.pat(FULL, 90);
     w.gl.revoke_token(&revoked);
-    let out = w.login(&[], &revoked);
+    let out = w.login(&host, &revoked, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("401") && err.contains("revoked"), "{err}");
     assert!(err.lines().count() <= 2, "{err}");
 
     let no_registry = w.pat(&["read_repository"], 90);
-    let out = w.login(&[], &no_registry);
+    let out = w.login(&host, &no_registry, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(
@@ -231,7 +229,7 @@ fn bad_credentials_are_explained_and_nothing_is_stored() {
         "{err}"
     );
 
-    let out = w.login(&[], "glpat-not-a-real-token-000");
+    let out = w.login(&host, "glpat-not-a-real-token-000", &[]);
     assert_eq!(out.status.code(), Some(1));
 
     // Nothing was stored or configured by any of these.
@@ -243,9 +241,14 @@ fn bad_credentials_are_explained_and_nothing_is_stored() {
 #[test]
 fn a_registry_pointing_at_another_gitlab_is_refused_before_the_token_is_sent() {
     let Some(w) = world() else { return };
+    let host = w.registry.host();
     let token = w.pat(FULL, 90);
     w.gl.clear_requests();
-    let out = w.login(&["--gitlab-url", "https://gitlab.other.example"], &token);
+    let out = w.login(
+        &host,
+        &token,
+        &["--gitlab-url", "https://gitlab.other.example"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("refusing"), "{err}");
@@ -257,7 +260,11 @@ fn a_registry_pointing_at_another_gitlab_is_refused_before_the_token_is_sent() {
     assert_eq!(stdout(&w.s.helper(&["list"], "")), "{}\n");
 
     // A plain-HTTP GitLab URL for a non-loopback host is refused outright.
-    let out = w.login(&["--gitlab-url", "http://gitlab.example.com"], &token);
+    let out = w.login(
+        &host,
+        &token,
+        &["--gitlab-url", "http://gitlab.example.com"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("plain HTTP"), "{}", stderr(&out));
 }
@@ -265,8 +272,9 @@ fn a_registry_pointing_at_another_gitlab_is_refused_before_the_token_is_sent() {
 #[test]
 fn warnings_for_tokens_that_cannot_push_renew_or_last() {
     let Some(w) = world() else { return };
+    let host = w.registry.host();
     let token = w.pat(&["read_registry"], 10);
-    let out = w.login(&["--no-configure"], &token);
+    let out = w.login(&host, &token, &["--no-configure"]);
     assert_success(&out, "login");
     let err = stderr(&out);
     assert!(err.contains("not push"), "{err}");
@@ -284,7 +292,7 @@ fn logout_revoke_revokes_at_the_recorded_gitlab() {
     let Some(w) = world() else { return };
     let token = w.pat(FULL, 90);
     let host = w.registry.host();
-    assert_success(&w.login(&[], &token), "login");
+    assert_success(&w.login(&host, &token, &[]), "login");
 
     let out = w.s.helper(&["logout", &host, "--revoke"], "");
     assert_success(&out, "logout --revoke");

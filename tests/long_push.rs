@@ -232,10 +232,7 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
     let token_b = pat();
-    let out = s.helper(
-        &["login", &host, "--password-stdin", "--no-configure"],
-        format!("{token_b}\n"),
-    );
+    let out = s.login(&host, &token_b, &["--no-configure"]);
     assert_success(&out, "login");
     s.configure_docker(&[&host]);
     s.extra_env
@@ -356,10 +353,7 @@ fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_refer
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
     let token_b = pat();
-    let out = s.helper(
-        &["login", &host, "--password-stdin", "--no-configure"],
-        format!("{token_b}\n"),
-    );
+    let out = s.login(&host, &token_b, &["--no-configure"]);
     assert_success(&out, "login");
     s.configure_docker(&[&host]);
     s.extra_env

@@ -44,10 +44,7 @@ fn world_with(
     let expires = gl.today() + jiff::Span::new().days(days);
     let token = make(&gl, TokenSpec::new("docker", scopes).expires(expires));
     let host = registry.host();
-    let out = s.helper(
-        &["login", &host, "--password-stdin", "--no-configure"],
-        &token,
-    );
+    let out = s.login(&host, &token, &["--no-configure"]);
     assert_success(&out, "login");
     s.extra_env.push(("NO_PROXY".into(), "127.0.0.1".into()));
     Some(World {

@@ -100,10 +100,7 @@ fn a_token_rotated_on_another_machine_is_never_presented_to_rotate() {
     // The other machine: its own keyring and data, the same token.
     let mut other = Session::unlocked().unwrap();
     other.extra_env = w.w.s.extra_env.clone();
-    let out = other.helper(
-        &["login", &w.host, "--password-stdin", "--no-configure"],
-        format!("{}\n", w.token),
-    );
+    let out = other.login(&w.host, &w.token, &["--no-configure"]);
     assert_success(&out, "login on the other machine");
     let out = other.helper(&["rotate", &w.host, "--force"], "");
     assert_success(&out, "rotate on the other machine");
@@ -403,7 +400,7 @@ fn a_corrupt_state_file_is_set_aside_not_lost() {
 fn hosts_flags_and_proxies() {
     let s = Session::without_bus();
     // A host that is neither a name nor an address: an error, not a panic.
-    let out = s.helper(&["login", "a.123", "--password-stdin"], "glpat-x\n");
+    let out = s.login("a.123", "glpat-x", &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("invalid registry address"),

@@ -44,6 +44,11 @@ impl GitLabWorld {
 }
 
 impl GitLabWorld {
+    /// `login HOST --password-stdin EXTRA…` with `token` ([`Session::login`]).
+    pub fn login(&self, host: &str, token: &str, extra: &[&str]) -> std::process::Output {
+        self.s.login(host, token, extra)
+    }
+
     /// `login HOST --oauth --client-id CLIENT EXTRA…` through the device flow, approving as
     /// alice as soon as the code shows on stderr.
     pub fn oauth_login(&self, host: &str, client: &str, extra: &[&str]) -> std::process::Output {

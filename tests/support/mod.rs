@@ -376,6 +376,14 @@ impl Session {
         child
     }
 
+    /// `login HOST --password-stdin EXTRA…` with `token` and a newline on stdin, as a user
+    /// pipes it in.
+    pub fn login(&self, host: &str, token: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["login", host, "--password-stdin"];
+        args.extend_from_slice(extra);
+        self.helper(&args, format!("{token}\n"))
+    }
+
     pub fn store(&self, server: &str, user: &str, secret: &str) {
         let out = self.helper(
             &["store"],

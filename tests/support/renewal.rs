@@ -31,11 +31,7 @@ pub fn world(days: i64) -> Option<W> {
 }
 
 pub fn login(w: &GitLabWorld, host: &str, token: &str) {
-    let out = w.s.helper(
-        &["login", host, "--password-stdin", "--no-configure"],
-        format!("{token}\n"),
-    );
-    assert_success(&out, "login");
+    assert_success(&w.login(host, token, &["--no-configure"]), "login");
 }
 
 impl W {
@@ -90,11 +86,7 @@ pub fn secret(out: &Output) -> String {
 }
 
 pub fn login_standby(w: &GitLabWorld, host: &str, token: &str) {
-    let out = w.s.helper(
-        &["login", host, "--standby", "--password-stdin"],
-        format!("{token}\n"),
-    );
-    assert_success(&out, "login --standby");
+    assert_success(&w.login(host, token, &["--standby"]), "login --standby");
 }
 
 impl W {
