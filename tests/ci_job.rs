@@ -100,16 +100,8 @@ impl Job {
     }
 
     fn skopeo_push(&self, layout: &Path, tag: &str) -> Output {
-        self.run(
-            Command::new("skopeo").args([
-                "copy",
-                "--retry-times=0",
-                "--dest-tls-verify=false",
-                &format!("oci:{}:v1", layout.display()),
-                &format!("docker://{}:{tag}", self.var("CI_REGISTRY_IMAGE")),
-            ]),
-            "",
-        )
+        let dest = format!("docker://{}:{tag}", self.var("CI_REGISTRY_IMAGE"));
+        self.run(&mut skopeo_copy_command(&oci_ref(layout), &dest, &[]), "")
     }
 
     fn docker_login(&self, user_var: &str, password_var: &str) -> Output {

@@ -17,19 +17,6 @@ use support::*;
 const USER: &str = "registry-user";
 const PASSWORD: &str = "registry-password-1";
 
-fn skopeo_push(s: &Session, layout: &std::path::Path, target: &str) -> std::process::Output {
-    s.run(
-        Command::new("skopeo").args([
-            "copy",
-            "--retry-times=0",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:v1", layout.display()),
-            &format!("docker://{target}"),
-        ]),
-        "",
-    )
-}
-
 #[test]
 fn docker_cli_login_manifest_logout_and_skopeo_push() {
     if !(have_tool("docker") && have_tool("skopeo")) {
@@ -45,9 +32,10 @@ fn docker_cli_login_manifest_logout_and_skopeo_push() {
     s.configure_docker(&[&host]);
     let layout = write_oci_image(s.dir.path(), 64 * 1024);
     let image = format!("{host}/group/project:v1");
+    let push = || skopeo_copy(&s, &oci_ref(&layout), &format!("docker://{image}"), &[]);
 
     // Without credentials the registry refuses the push.
-    let out = skopeo_push(&s, &layout, &image);
+    let out = push();
     assert!(!out.status.success(), "push without credentials succeeded");
 
     // A wrong password is refused by the registry, and nothing is stored.
@@ -77,7 +65,7 @@ fn docker_cli_login_manifest_logout_and_skopeo_push() {
     assert_eq!(s.secret_tool_lookup(&host).as_deref(), Some(PASSWORD));
 
     // skopeo reads credHelpers and pushes through our `get`.
-    let out = skopeo_push(&s, &layout, &image);
+    let out = push();
     assert_success(&out, "skopeo copy");
 
     // docker manifest inspect reads through our `get`.

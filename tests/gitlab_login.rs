@@ -23,16 +23,8 @@ fn world() -> Option<World> {
 
 impl World {
     fn push(&self, layout: &std::path::Path, repo: &str) -> std::process::Output {
-        self.s.run(
-            Command::new("skopeo").args([
-                "copy",
-                "--retry-times=0",
-                "--dest-tls-verify=false",
-                &format!("oci:{}:v1", layout.display()),
-                &format!("docker://{}/{repo}:v1", self.registry.host()),
-            ]),
-            "",
-        )
+        let dest = format!("docker://{}/{repo}:v1", self.registry.host());
+        skopeo_copy(&self.s, &oci_ref(layout), &dest, &[])
     }
 
     fn pull(&self, repo: &str) -> std::process::Output {
@@ -41,16 +33,8 @@ impl World {
             .dir
             .path()
             .join(format!("pulled-{}", repo.replace('/', "-")));
-        self.s.run(
-            Command::new("skopeo").args([
-                "copy",
-                "--retry-times=0",
-                "--src-tls-verify=false",
-                &format!("docker://{}/{repo}:v1", self.registry.host()),
-                &format!("oci:{}:v1", dest.display()),
-            ]),
-            "",
-        )
+        let src = format!("docker://{}/{repo}:v1", self.registry.host());
+        skopeo_copy(&self.s, &src, &oci_ref(&dest), &[])
     }
 
     fn docker_config(&self) -> serde_json::Value {

@@ -123,16 +123,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<usize>) {
 
 fn push(s: &Session, layout: &Path, image: &str) -> (Output, Duration) {
     let start = Instant::now();
-    let out = s.run(
-        Command::new("skopeo").args([
-            "copy",
-            "--retry-times=0",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:v1", layout.display()),
-            &format!("docker://{image}"),
-        ]),
-        "",
-    );
+    let out = skopeo_copy(s, &oci_ref(layout), &format!("docker://{image}"), &[]);
     (out, start.elapsed())
 }
 

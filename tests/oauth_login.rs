@@ -145,16 +145,8 @@ fn the_device_flow_logs_in_and_get_hands_out_the_access_token() {
     );
     w.s.configure_docker(&[&host]); // and our binary first on skopeo's PATH
     let layout = write_oci_image(w.s.dir.path(), 16 * 1024);
-    let out = w.s.run(
-        Command::new("skopeo").args([
-            "copy",
-            "--retry-times=0",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:v1", layout.display()),
-            &format!("docker://{host}/group/oauth:v1"),
-        ]),
-        "",
-    );
+    let dest = format!("docker://{host}/group/oauth:v1");
+    let out = skopeo_copy(&w.s, &oci_ref(&layout), &dest, &[]);
     assert_success(&out, "skopeo push with the OAuth token");
 
     // logout --revoke revokes the access token (and its refresh token) at GitLab.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use super::{Session, assert_success, have_tool, write_oci_image};
+use super::{Session, assert_success, have_tool, oci_ref, skopeo_copy, write_oci_image};
 
 pub struct Containers {
     root: PathBuf,
@@ -66,14 +66,11 @@ impl Containers {
     /// (`podman pull oci:DIR` would name it after DIR, which must then be lowercase.)
     pub fn seed_image(&self, s: &Session, name: &str) {
         let layout = write_oci_image(&self.root, 32 * 1024);
-        let out = s.run(
-            Command::new("skopeo").args([
-                "copy",
-                "--quiet",
-                &format!("oci:{}:v1", layout.display()),
-                &format!("containers-storage:{name}"),
-            ]),
-            "",
+        let out = skopeo_copy(
+            s,
+            &oci_ref(&layout),
+            &format!("containers-storage:{name}"),
+            &["--quiet"],
         );
         assert_success(&out, "skopeo copy into containers-storage");
     }

@@ -531,6 +531,31 @@ impl Registry {
     }
 }
 
+/// `oci:LAYOUT:v1`: the image [`write_oci_image`] wrote, as skopeo names it.
+pub fn oci_ref(layout: &Path) -> String {
+    format!("oci:{}:v1", layout.display())
+}
+
+/// `skopeo copy --retry-times=0 EXTRA… SRC DST`. A `docker://` side is a test registry,
+/// plain HTTP on loopback: its TLS is not verified.
+pub fn skopeo_copy_command(src: &str, dst: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--retry-times=0"]);
+    if src.starts_with("docker://") {
+        cmd.arg("--src-tls-verify=false");
+    }
+    if dst.starts_with("docker://") {
+        cmd.arg("--dest-tls-verify=false");
+    }
+    cmd.args(extra).args([src, dst]);
+    cmd
+}
+
+/// [`skopeo_copy_command`] run in session `s`.
+pub fn skopeo_copy(s: &Session, src: &str, dst: &str, extra: &[&str]) -> Output {
+    s.run(&mut skopeo_copy_command(src, dst, extra), "")
+}
+
 /// Reads a file, or `None` when it does not exist.
 pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
