@@ -11,8 +11,9 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use gitlab_emulator::{Config, Emulator, TokenSpec};
+use gitlab_emulator::Config;
 use support::dockerd::Dockerd;
+use support::gitlab::GitLabWorld;
 use support::*;
 
 const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
@@ -48,33 +49,21 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
     let Some(daemon) = Dockerd::start() else {
         return;
     };
-    let Some(mut s) = Session::unlocked() else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    let gl = Emulator::start(Config::default());
-    let registry = gl
-        .start_real_registry()
-        .expect("start docker-registry in token mode");
-    let host = registry.host();
-    let user = gl.add_user("alice", "alice-password", false);
-    let token = gl
-        .add_personal_access_token(
-            user,
-            TokenSpec::new("docker", FULL).expires(gl.today() + jiff::Span::new().days(90)),
-        )
-        .token;
-    s.extra_env
-        .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
+    let token = w.pat(FULL, 90);
+    let host = w.registry.host();
 
     // Log in with our binary: validated at GitLab, stored in the keyring.
-    let out = s.login(&host, &token, &[]);
+    let out = w.login(&host, &token, &[]);
     assert_success(&out, "login");
     // PATH (for docker to find the helper) and credHelpers; then the real daemon's socket.
-    s.configure_docker(&[&host]);
-    s.extra_env
+    w.s.configure_docker(&[&host]);
+    w.s.extra_env
         .push(("DOCKER_HOST".into(), daemon.docker_host()));
     // The username docker will get from the helper, and so send to GitLab's /jwt/auth.
-    let got = s.helper(&["get"], &host);
+    let got = w.s.helper(&["get"], &host);
     assert_success(&got, "get");
     let helper_user = serde_json::from_slice::<serde_json::Value>(&got.stdout).unwrap()["Username"]
         .as_str()
@@ -82,17 +71,17 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
         .to_owned();
 
     let image = format!("{host}/group/project:v1");
-    let out = docker(&s, &["import", "-", &image], tiny_tar(s.dir.path()));
+    let out = docker(&w.s, &["import", "-", &image], tiny_tar(w.s.dir.path()));
     assert_success(&out, "docker import");
     let image_id = |s: &Session| {
         let out = docker(s, &["image", "inspect", "--format", "{{.Id}}", &image], "");
         assert_success(&out, "docker image inspect");
         stdout(&out).trim().to_owned()
     };
-    let imported = image_id(&s);
+    let imported = image_id(&w.s);
 
-    gl.clear_requests();
-    let out = docker(&s, &["push", &image], "");
+    w.gl.clear_requests();
+    let out = docker(&w.s, &["push", &image], "");
     assert!(
         out.status.success(),
         "docker push failed: {}{}\ndockerd log:\n{}",
@@ -100,11 +89,11 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
         stderr(&out),
         daemon.log()
     );
-    let jwt: Vec<_> = gl
-        .requests()
-        .into_iter()
-        .filter(|r| r.path == "/jwt/auth")
-        .collect();
+    let jwt: Vec<_> =
+        w.gl.requests()
+            .into_iter()
+            .filter(|r| r.path == "/jwt/auth")
+            .collect();
     assert!(
         jwt.iter().any(|r| r.status == 200
             && r.query.contains("push")
@@ -117,11 +106,11 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
     );
 
     // Pull it back through the helper into an empty image store.
-    assert_success(&docker(&s, &["rmi", &image], ""), "docker rmi");
-    let out = docker(&s, &["image", "inspect", &image], "");
+    assert_success(&docker(&w.s, &["rmi", &image], ""), "docker rmi");
+    let out = docker(&w.s, &["image", "inspect", &image], "");
     assert!(!out.status.success(), "the image is still there after rmi");
-    gl.clear_requests();
-    let out = docker(&s, &["pull", &image], "");
+    w.gl.clear_requests();
+    let out = docker(&w.s, &["pull", &image], "");
     assert!(
         out.status.success(),
         "docker pull failed: {}{}\ndockerd log:\n{}",
@@ -129,29 +118,29 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
         stderr(&out),
         daemon.log()
     );
-    assert_eq!(image_id(&s), imported, "pulled a different image");
+    assert_eq!(image_id(&w.s), imported, "pulled a different image");
     assert!(
-        gl.requests().iter().any(|r| r.path == "/jwt/auth"
+        w.gl.requests().iter().any(|r| r.path == "/jwt/auth"
             && r.status == 200
             && r.query.contains("pull")
             && r.username.as_deref() == Some(helper_user.as_str())),
         "the pull fetched no authenticated token: {:?}",
-        gl.requests()
+        w.gl.requests()
     );
 
     // After logout the helper has nothing to give: a push is refused by the registry.
-    assert_success(&s.helper(&["logout", &host], ""), "logout");
+    assert_success(&w.s.helper(&["logout", &host], ""), "logout");
     let other = format!("{host}/group/project:after-logout");
-    assert_success(&docker(&s, &["tag", &image, &other], ""), "docker tag");
-    gl.clear_requests();
-    let out = docker(&s, &["push", &other], "");
+    assert_success(&docker(&w.s, &["tag", &image, &other], ""), "docker tag");
+    w.gl.clear_requests();
+    let out = docker(&w.s, &["push", &other], "");
     assert!(!out.status.success(), "a push after logout succeeded");
     assert!(
-        gl.requests()
+        w.gl.requests()
             .iter()
             .all(|r| r.path != "/jwt/auth" || r.username.is_none()),
         "the daemon still had a credential after logout: {:?}",
-        gl.requests()
+        w.gl.requests()
     );
     let err = format!("{}{}", stdout(&out), stderr(&out)).to_lowercase();
     assert!(

@@ -31,9 +31,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use gitlab_emulator::{Config, Emulator, RequestRecord, TokenSpec};
+use gitlab_emulator::{Config, Emulator, RequestRecord};
 use jiff::SignedDuration;
 use support::dockerd::Dockerd;
+use support::gitlab::GitLabWorld;
 use support::*;
 
 const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
@@ -155,39 +156,27 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
     {
         return;
     }
-    let Some(mut s) = Session::unlocked() else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    s.extra_env
-        .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-    let gl = Emulator::start(Config::default());
-    let registry = gl
-        .start_real_registry()
-        .expect("start docker-registry in token mode");
-    let proxy = SlowProxy::start(registry.port());
+    let proxy = SlowProxy::start(w.registry.port());
     let host = proxy.host();
-    let user = gl.add_user("alice", "alice-password", false);
-    let pat = || {
-        let expires = gl.today() + jiff::Span::new().days(2);
-        gl.add_personal_access_token(user, TokenSpec::new("docker", SCOPES).expires(expires))
-            .token
-    };
     // Two different images (the layer content depends on its size), so run B can neither
     // reuse nor mount anything run A uploaded.
-    let dir_a = s.dir.path().join("image-a");
-    let dir_b = s.dir.path().join("image-b");
+    let dir_a = w.s.dir.path().join("image-a");
+    let dir_b = w.s.dir.path().join("image-b");
     let layout_a = write_oci_image(&dir_a, LAYER_BYTES);
     let layout_b = write_oci_image(&dir_b, LAYER_BYTES + 4096);
     let total = Instant::now();
 
     // ---- Run A: docker-credential-secretservice holds the token -------------------------
-    let token_a = pat();
-    let out = s.run(
+    let token_a = w.pat(SCOPES, 2);
+    let out = w.s.run(
         Command::new("docker-credential-secretservice").arg("store"),
         format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),
     );
     assert_success(&out, "docker-credential-secretservice store");
-    let out = s.run(
+    let out = w.s.run(
         Command::new("docker-credential-secretservice").arg("get"),
         &host,
     );
@@ -196,18 +185,18 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
         stdout(&out).contains(&token_a),
         "reference helper lost the token"
     );
-    std::fs::create_dir_all(s.docker_config_dir()).unwrap();
+    std::fs::create_dir_all(w.s.docker_config_dir()).unwrap();
     std::fs::write(
-        s.docker_config_dir().join("config.json"),
+        w.s.docker_config_dir().join("config.json"),
         serde_json::json!({ "credHelpers": { &host: "secretservice" } }).to_string(),
     )
     .unwrap();
 
-    gl.clear_requests();
-    let kill_a = gl.now() + TOKEN_LIFE;
-    gl.kill_token_at(&token_a, kill_a);
-    let (out, took_a) = push(&s, &layout_a, &format!("{host}/group/reference:v1"));
-    let log_a = gl.requests();
+    w.gl.clear_requests();
+    let kill_a = w.gl.now() + TOKEN_LIFE;
+    w.gl.kill_token_at(&token_a, kill_a);
+    let (out, took_a) = push(&w.s, &layout_a, &format!("{host}/group/reference:v1"));
+    let log_a = w.gl.requests();
     eprintln!(
         "run A (docker-credential-secretservice): push {} after {took_a:.1?}, token dead \
          from {kill_a}\n{}skopeo: {}",
@@ -219,21 +208,21 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
         log_lines(&log_a),
         stderr(&out)
     );
-    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &gl);
+    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &w.gl);
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
-    let token_b = pat();
-    let out = s.login(&host, &token_b, &["--no-configure"]);
+    let token_b = w.pat(SCOPES, 2);
+    let out = w.login(&host, &token_b, &["--no-configure"]);
     assert_success(&out, "login");
-    s.configure_docker(&[&host]);
-    s.extra_env
+    w.s.configure_docker(&[&host]);
+    w.s.extra_env
         .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3d".into()));
 
-    gl.clear_requests();
-    let kill_b = gl.now() + TOKEN_LIFE;
-    gl.kill_token_at(&token_b, kill_b);
-    let (out, took_b) = push(&s, &layout_b, &format!("{host}/group/ours:v1"));
-    let log_b = gl.requests();
+    w.gl.clear_requests();
+    let kill_b = w.gl.now() + TOKEN_LIFE;
+    w.gl.kill_token_at(&token_b, kill_b);
+    let (out, took_b) = push(&w.s, &layout_b, &format!("{host}/group/ours:v1"));
+    let log_b = w.gl.requests();
     eprintln!(
         "run B (docker-credential-gitlab): push {} after {took_b:.1?}, original token dead \
          from {kill_b}; both runs {:.1?}\n{}",
@@ -250,9 +239,9 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
         took_b,
         &log_b,
         kill_b,
-        &gl,
-        &registry.log(),
-        &s,
+        &w.gl,
+        &w.registry.log(),
+        &w.s,
         &host,
         &token_b,
     );
@@ -312,49 +301,37 @@ fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_refer
     let Some(daemon) = Dockerd::start() else {
         return;
     };
-    let Some(mut s) = Session::unlocked() else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    s.extra_env
-        .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
-    s.extra_env
+    w.s.extra_env
         .push(("DOCKER_HOST".into(), daemon.docker_host()));
-    let gl = Emulator::start(Config::default());
-    let registry = gl
-        .start_real_registry()
-        .expect("start docker-registry in token mode");
     // 127.0.0.0/8 is an insecure registry by default for dockerd: plain HTTP to the proxy.
-    let proxy = SlowProxy::start(registry.port());
+    let proxy = SlowProxy::start(w.registry.port());
     let host = proxy.host();
-    let user = gl.add_user("alice", "alice-password", false);
-    let pat = || {
-        let expires = gl.today() + jiff::Span::new().days(2);
-        gl.add_personal_access_token(user, TokenSpec::new("docker", SCOPES).expires(expires))
-            .token
-    };
     // Two images with different random layers, so neither run can reuse or mount the other's.
     let image_b = format!("{host}/group/daemon:v1");
     let image_a = format!("{host}/group/daemon-reference:v1");
     for (image, seed) in [(&image_b, 1), (&image_a, 2)] {
-        let tar = random_tar(s.dir.path(), LAYER_BYTES, seed);
-        let out = docker(&s, &["import", "-", image], std::fs::read(&tar).unwrap());
+        let tar = random_tar(w.s.dir.path(), LAYER_BYTES, seed);
+        let out = docker(&w.s, &["import", "-", image], std::fs::read(&tar).unwrap());
         assert_success(&out, "docker import");
     }
     let total = Instant::now();
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
-    let token_b = pat();
-    let out = s.login(&host, &token_b, &["--no-configure"]);
+    let token_b = w.pat(SCOPES, 2);
+    let out = w.login(&host, &token_b, &["--no-configure"]);
     assert_success(&out, "login");
-    s.configure_docker(&[&host]);
-    s.extra_env
+    w.s.configure_docker(&[&host]);
+    w.s.extra_env
         .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3d".into()));
 
-    gl.clear_requests();
-    let kill_b = gl.now() + TOKEN_LIFE;
-    gl.kill_token_at(&token_b, kill_b);
-    let (out, took_b) = docker_push(&s, &image_b);
-    let log_b = gl.requests();
+    w.gl.clear_requests();
+    let kill_b = w.gl.now() + TOKEN_LIFE;
+    w.gl.kill_token_at(&token_b, kill_b);
+    let (out, took_b) = docker_push(&w.s, &image_b);
+    let log_b = w.gl.requests();
     eprintln!(
         "daemon run B (docker-credential-gitlab): push {} after {took_b:.1?}, original token \
          dead from {kill_b}\n{}",
@@ -365,29 +342,29 @@ fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_refer
         },
         log_lines(&log_b)
     );
-    let logs = format!("{}\ndockerd log:\n{}", registry.log(), daemon.log());
+    let logs = format!("{}\ndockerd log:\n{}", w.registry.log(), daemon.log());
     assert_rotated_once_and_succeeded(
-        &out, took_b, &log_b, kill_b, &gl, &logs, &s, &host, &token_b,
+        &out, took_b, &log_b, kill_b, &w.gl, &logs, &w.s, &host, &token_b,
     );
 
     // ---- Run A: docker-credential-secretservice holds the token -------------------------
-    let token_a = pat();
-    let out = s.run(
+    let token_a = w.pat(SCOPES, 2);
+    let out = w.s.run(
         Command::new("docker-credential-secretservice").arg("store"),
         format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),
     );
     assert_success(&out, "docker-credential-secretservice store");
     std::fs::write(
-        s.docker_config_dir().join("config.json"),
+        w.s.docker_config_dir().join("config.json"),
         serde_json::json!({ "credHelpers": { &host: "secretservice" } }).to_string(),
     )
     .unwrap();
 
-    gl.clear_requests();
-    let kill_a = gl.now() + TOKEN_LIFE;
-    gl.kill_token_at(&token_a, kill_a);
-    let (out, took_a) = docker_push(&s, &image_a);
-    let log_a = gl.requests();
+    w.gl.clear_requests();
+    let kill_a = w.gl.now() + TOKEN_LIFE;
+    w.gl.kill_token_at(&token_a, kill_a);
+    let (out, took_a) = docker_push(&w.s, &image_a);
+    let log_a = w.gl.requests();
     eprintln!(
         "daemon run A (docker-credential-secretservice): push {} after {took_a:.1?}, token \
          dead from {kill_a}; both runs {:.1?}\n{}docker: {}{}",
@@ -401,7 +378,7 @@ fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_refer
         stdout(&out),
         stderr(&out)
     );
-    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &gl);
+    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &w.gl);
 }
 
 /// Run A's outcome: the push failed with an auth error, because the first token exchange
@@ -535,7 +512,7 @@ fn a_push_outliving_the_oauth_access_token_succeeds_with_ours() {
         return;
     }
     const CLIENT: &str = "long-push-app";
-    let Some(mut w) = support::gitlab::GitLabWorld::start(Config {
+    let Some(mut w) = GitLabWorld::start(Config {
         oauth_token_lifetime: Duration::from_secs(100),
         device_poll_interval: Duration::from_secs(1),
         ..Config::default()

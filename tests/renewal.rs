@@ -8,6 +8,7 @@ mod support;
 use std::process::Output;
 
 use gitlab_emulator::{Config, Emulator, Fault, RealRegistry, TokenSpec};
+use support::gitlab::GitLabWorld;
 use support::*;
 
 const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
@@ -21,32 +22,33 @@ struct World {
     token: String,
 }
 
-/// Logs in with a PAT that expires in `days` and has `scopes`.
+/// Logs in with a PAT of the world's user that expires in `days` and has `scopes`.
 fn world(days: i64, scopes: &[&str]) -> Option<World> {
-    world_with(days, scopes, |gl, spec| {
-        let user = gl.add_user("alice", "pw", false);
+    world_with(days, scopes, |gl, user, spec| {
         gl.add_personal_access_token(user, spec).token
     })
 }
 
-/// Logs in with a token made by `make` from a spec expiring in `days`.
+/// Logs in with a token made by `make` (given the emulator and its user) from a spec
+/// expiring in `days`.
 fn world_with(
     days: i64,
     scopes: &[&str],
-    make: impl FnOnce(&Emulator, TokenSpec) -> String,
+    make: impl FnOnce(&Emulator, u64, TokenSpec) -> String,
 ) -> Option<World> {
-    if !have_tool("docker-registry") {
-        return None;
-    }
-    let mut s = Session::unlocked()?;
-    let gl = Emulator::start(Config::default());
-    let registry = gl.start_real_registry().expect("docker-registry");
-    let expires = gl.today() + jiff::Span::new().days(days);
-    let token = make(&gl, TokenSpec::new("docker", scopes).expires(expires));
-    let host = registry.host();
-    let out = s.login(&host, &token, &["--no-configure"]);
+    let w = GitLabWorld::start(Config::default())?;
+    let expires = w.gl.today() + jiff::Span::new().days(days);
+    let token = make(
+        &w.gl,
+        w.user,
+        TokenSpec::new("docker", scopes).expires(expires),
+    );
+    let host = w.registry.host();
+    let out = w.login(&host, &token, &["--no-configure"]);
     assert_success(&out, "login");
-    s.extra_env.push(("NO_PROXY".into(), "127.0.0.1".into()));
+    let GitLabWorld {
+        gl, registry, s, ..
+    } = w;
     Some(World {
         gl,
         _registry: registry,
@@ -148,7 +150,7 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
 fn project_and_group_tokens_rotate_through_their_resource() {
     for kind in ["projects", "groups"] {
         let mut resource = 0;
-        let Some(mut w) = world_with(2, RENEWABLE, |gl, spec| {
+        let Some(mut w) = world_with(2, RENEWABLE, |gl, _, spec| {
             if kind == "projects" {
                 resource = gl.add_project("group/project");
                 gl.add_project_access_token(resource, spec).token

@@ -23,6 +23,10 @@ impl GitLabWorld {
         let registry = gl
             .start_real_registry()
             .expect("start docker-registry in token mode");
+        // The clients a test runs in the session (skopeo, docker, podman) reach the registry
+        // and GitLab on loopback, under either name, never through a proxy the developer's
+        // environment may set. (The helper bypasses proxies for loopback by itself:
+        // renewal_faults' loopback_requests_bypass_proxies, which unsets this.)
         s.extra_env
             .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
         let user = gl.add_user("alice", "alice-password", false);
