@@ -17,11 +17,16 @@ fn file(dir: &Path, kind: &str, host: &RegistryHost) -> PathBuf {
     dir.join(kind).join(host.file_name())
 }
 
+/// Where `host`'s hand-out record lives, next to the state file in `dir`.
+pub fn record_path(dir: &Path, host: &RegistryHost) -> PathBuf {
+    file(dir, "leases", host)
+}
+
 /// Records a hand-out at `now` promised valid for `promise`: the lease lasts until
 /// `now + promise`, or longer if an earlier hand-out promised more, and counts the
 /// hand-outs whose promise is still running. The first write creates the directory.
 pub fn record_handout(dir: &Path, host: &RegistryHost, now: Timestamp, promise: SignedDuration) {
-    let path = file(dir, "leases", host);
+    let path = record_path(dir, host);
     let promised = now.checked_add(promise).unwrap_or(Timestamp::MAX);
     let (until, count) = match read(dir, host) {
         Some(l) if now < l.until => (promised.max(l.until), l.count + 1),
@@ -73,7 +78,7 @@ struct Lease {
 /// hand-out time (their promise: the default 60 min). An unreadable file counts as "just
 /// handed out", the safe reading.
 fn read(dir: &Path, host: &RegistryHost) -> Option<Lease> {
-    let text = std::fs::read_to_string(file(dir, "leases", host)).ok()?;
+    let text = std::fs::read_to_string(record_path(dir, host)).ok()?;
     let mut parts = text.split_whitespace();
     let default = crate::settings::DEFAULT_MIN_VALIDITY;
     let at = parts.next().and_then(|t| t.parse::<Timestamp>().ok());
@@ -173,11 +178,7 @@ mod tests {
         record_cut(dir.path(), &host, t, 3);
         assert_eq!(last_cut(dir.path(), &host), Some((t, 3)));
         // An older version's file (hand-out only) promised the default 60 min.
-        std::fs::write(
-            dir.path().join("leases").join(host.file_name()),
-            t.to_string(),
-        )
-        .unwrap();
+        std::fs::write(record_path(dir.path(), &host), t.to_string()).unwrap();
         assert_eq!(
             lease_until(dir.path(), &host),
             Some(t + SignedDuration::from_mins(60))

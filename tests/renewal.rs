@@ -76,10 +76,7 @@ impl World {
     }
 
     fn lease_path(&self) -> std::path::PathBuf {
-        self.s
-            .data_dir()
-            .join("leases")
-            .join(self.host.replace(':', "_"))
+        self.s.lease_path(&self.host)
     }
 
     fn set_lease_minutes_ago(&self, minutes: i64) {

@@ -299,6 +299,12 @@ impl Session {
         self.data_dir().join("state.json")
     }
 
+    /// The hand-out record ("lease") of `host`, where the binary keeps it.
+    pub fn lease_path(&self, host: &str) -> PathBuf {
+        let host = docker_credential_gitlab::registry::RegistryHost::parse(host).unwrap();
+        docker_credential_gitlab::leases::record_path(&self.data_dir(), &host)
+    }
+
     /// The gnome-keyring file that holds the login collection.
     pub fn keyring_file(&self) -> PathBuf {
         self.dir.path().join("share/keyrings/login.keyring")
