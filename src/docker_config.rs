@@ -768,12 +768,7 @@ mod tests {
 
         configure(&path, &regs(&[GITLAB]), HELPER, false, false).unwrap();
 
-        assert!(
-            fs::symlink_metadata(&path)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(fs::symlink_metadata(&path).unwrap().is_symlink());
         let target: Value = serde_json::from_str(&fs::read_to_string(&real).unwrap()).unwrap();
         assert_eq!(
             target,
@@ -790,12 +785,7 @@ mod tests {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::os::unix::fs::symlink(&real, &path).unwrap();
         configure(&path, &regs(&[GITLAB]), HELPER, false, false).unwrap();
-        assert!(
-            fs::symlink_metadata(&path)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
+        assert!(fs::symlink_metadata(&path).unwrap().is_symlink());
         assert!(fs::read_to_string(&real).unwrap().contains(GITLAB));
     }
 

@@ -189,35 +189,25 @@ fn skopeo_push_and_pull_through_real_registry() {
     let src = format!("oci:{}:v1", layout.display());
     let dest = format!("docker://{}/group/project:v1", reg.host());
 
-    let creds = format!("alice:{}", ro.token);
-    let out = skopeo(
-        tmp.path(),
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &src,
-            &dest,
-        ],
-    );
+    let push_as = |creds: &str| {
+        skopeo(
+            tmp.path(),
+            &[
+                "--insecure-policy",
+                "copy",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                creds,
+                &src,
+                &dest,
+            ],
+        )
+    };
+    let out = push_as(&format!("alice:{}", ro.token));
     assert!(!out.status.success(), "read_registry token must not push");
 
     gl.clear_requests();
-    let creds = format!("anything:{}", rw.token);
-    let out = skopeo(
-        tmp.path(),
-        &[
-            "--insecure-policy",
-            "copy",
-            "--dest-tls-verify=false",
-            "--dest-creds",
-            &creds,
-            &src,
-            &dest,
-        ],
-    );
+    let out = push_as(&format!("anything:{}", rw.token));
     assert!(
         out.status.success(),
         "push failed: {}\nregistry log:\n{}",
