@@ -135,22 +135,18 @@ fn no_session_bus_fails_fast_with_the_fix() {
 
     // Choosing a store that cannot exist here names it.
     let mut s = s;
-    s.extra_env
-        .push(("DOCKER_CREDENTIAL_GITLAB_STORE".into(), "keychain".into()));
-    let out = s.helper(
-        &["store"],
-        r#"{"ServerURL":"registry.gitlab.example","Username":"a","Secret":"glpat-x"}"#,
-    );
-    let line = assert_one_line_error(&out, "store into keychain on linux");
+    let mut store_into = |store: &str, what: &str| {
+        s.extra_env
+            .push(("DOCKER_CREDENTIAL_GITLAB_STORE".into(), store.into()));
+        let out = s.helper(
+            &["store"],
+            r#"{"ServerURL":"registry.gitlab.example","Username":"a","Secret":"glpat-x"}"#,
+        );
+        assert_one_line_error(&out, what)
+    };
+    let line = store_into("keychain", "store into keychain on linux");
     assert!(line.contains("keychain"), "{line}");
-
-    s.extra_env
-        .push(("DOCKER_CREDENTIAL_GITLAB_STORE".into(), "plaintext".into()));
-    let out = s.helper(
-        &["store"],
-        r#"{"ServerURL":"registry.gitlab.example","Username":"a","Secret":"glpat-x"}"#,
-    );
-    let line = assert_one_line_error(&out, "unknown store");
+    let line = store_into("plaintext", "unknown store");
     assert!(
         line.contains("plaintext") && line.contains("secret-service") && line.contains("file"),
         "{line}"
