@@ -5,7 +5,7 @@
 use anyhow::{Context, bail};
 
 use crate::docker_config;
-use crate::path_lookup::{Wanted, find_on_path};
+use crate::path_lookup::find_on_path;
 use crate::registry::RegistryHost;
 use crate::state::StateFile;
 
@@ -75,7 +75,7 @@ pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> a
         println!("Updated {}.", path.display());
     }
     let on_path = std::env::var_os("PATH")
-        .is_some_and(|path| find_on_path(&path, crate::BINARY_NAME, Wanted::Present).is_some());
+        .is_some_and(|path| find_on_path(&path, crate::BINARY_NAME).is_some());
     if !on_path {
         eprintln!(
             "warning: {} is not on PATH, so Docker cannot run it; add its directory to PATH",

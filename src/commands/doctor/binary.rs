@@ -7,12 +7,12 @@ use std::path::Path;
 
 use super::Finding;
 use crate::BINARY_NAME;
-use crate::path_lookup::{Wanted, find_on_path};
+use crate::path_lookup::find_on_path;
 
 pub(super) fn binary_finding() -> Finding {
     let me = std::env::current_exe().ok();
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let hit = find_on_path(&path, BINARY_NAME, Wanted::Runnable);
+    let hit = find_on_path(&path, BINARY_NAME);
     binary_check(me.as_deref(), hit.as_deref())
 }
 
@@ -74,7 +74,7 @@ mod tests {
             }
         }
         let path = std::env::join_paths([dir.path().join("a"), dir.path().join("b")]).unwrap();
-        let hit = find_on_path(&path, BINARY_NAME, Wanted::Runnable).unwrap();
+        let hit = find_on_path(&path, BINARY_NAME).unwrap();
         assert_eq!(binary_check(Some(&me), Some(&hit)).status, Status::Pass);
         assert_eq!(binary_check(Some(&other), Some(&hit)).status, Status::Warn);
         assert_eq!(binary_check(Some(&me), None).status, Status::Fail);
