@@ -14,6 +14,7 @@ use crate::BINARY_NAME;
 use crate::commands::{
     completions, configure_docker, doctor, login, logout, man, oauth_login, rotate, status, verbs,
 };
+use crate::env::Env;
 use crate::protocol::Verb;
 
 #[derive(Debug, Parser)]
@@ -24,16 +25,6 @@ use crate::protocol::Verb;
         Docker, BuildKit, podman, skopeo and crane call the protocol verbs themselves once \
         `credHelpers` in ~/.docker/config.json points a registry at \"gitlab\".",
     disable_version_flag = true,
-    after_help = "Environment:\n  \
-        DOCKER_CREDENTIAL_GITLAB_STORE     secret store: auto (default), keychain, wincred, secret-service, keyutils, file\n  \
-        DOCKER_CREDENTIAL_GITLAB_DATA_DIR  directory for the state file (and the file store)\n  \
-        DOCKER_CREDENTIAL_GITLAB_TOKEN     a token from the environment (other CI systems); with\n  \
-        DOCKER_CREDENTIAL_GITLAB_USERNAME  its username (default oauth2) and\n  \
-        DOCKER_CREDENTIAL_GITLAB_REGISTRY  the hosts it serves, comma-separated (default registry.gitlab.com)\n  \
-        GITLAB_CI=true                     serve CI_REGISTRY_* / CI_JOB_TOKEN / CI_DEPENDENCY_PROXY_* (GitLab CI jobs)\n  \
-        DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY  how long a handed-out token must stay valid (default 60m)\n  \
-        DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR    directory of config.json (min_validity, oauth_client_ids)\n  \
-        DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID  OAuth application id for login --oauth"
 )]
 struct Cli {
     /// Print the version and exit.
@@ -143,7 +134,8 @@ enum Command {
 }
 
 /// The whole command line, as `--help`, the completions and the man page show it.
-pub fn command() -> clap::Command {
+#[cfg(test)]
+pub(crate) fn command() -> clap::Command {
     Cli::command()
 }
 
@@ -152,7 +144,9 @@ fn usage_line() -> String {
     format!("Usage: {BINARY_NAME} <store|get|erase|list|version>")
 }
 
+/// The binary's entry point: the environment snapshot, then the verb or the command.
 pub fn main() -> ExitCode {
+    let env = Env::process();
     let args: Vec<OsString> = std::env::args_os().collect();
     let first = args.get(1).and_then(|a| a.to_str());
 
@@ -160,11 +154,11 @@ pub fn main() -> ExitCode {
         if args.len() != 2 {
             return fail(&usage_line());
         }
-        return run_verb(verb);
+        return run_verb(env, verb);
     }
     match first {
         None => return fail(&usage_line()),
-        Some("-v" | "--version") if args.len() == 2 => return run_verb(Verb::Version),
+        Some("-v" | "--version") if args.len() == 2 => return run_verb(env, Verb::Version),
         Some(word) if !word.starts_with('-') && !is_user_command(word) => {
             return fail(&format!("{BINARY_NAME}: unknown action: {word}"));
         }
@@ -173,9 +167,13 @@ pub fn main() -> ExitCode {
 
     let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        // --help and friends print as clap renders them, with exit 0.
+        // --help and friends print as clap renders them, with exit 0; the top-level help
+        // ends with the environment table, which clap would rewrap.
         Err(e) if !e.use_stderr() => {
             let _ = e.print();
+            if e.kind() == clap::error::ErrorKind::DisplayHelp && is_top_level(&args) {
+                println!("\n{}", crate::env::help_block());
+            }
             return ExitCode::SUCCESS;
         }
         // Anything else (an unknown flag, a missing argument) is one line on stdout and
@@ -183,10 +181,39 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&one_line(&e)),
     };
     if cli.version {
-        return run_verb(Verb::Version);
+        return run_verb(env, Verb::Version);
     }
-    let result = match cli.command {
-        Some(Command::Login {
+    // A verb reaching clap came with extra arguments: the verbs' own usage line.
+    let command = match cli.command {
+        None
+        | Some(Command::Store | Command::Get | Command::Erase | Command::List | Command::Version) =>
+        {
+            return fail(&usage_line());
+        }
+        Some(command) => command,
+    };
+    match run_command(env, command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // User commands report on stderr, one line with the whole cause chain.
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--help`, `-h` or `help` alone: the whole program's help, not a command's.
+fn is_top_level(args: &[OsString]) -> bool {
+    args.iter().skip(1).all(|a| {
+        a.to_str()
+            .is_some_and(|a| a.starts_with('-') || a == "help")
+    })
+}
+
+/// Runs a user command (the protocol verbs were dispatched before clap).
+fn run_command(env: &Env, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Login {
             registry,
             gitlab_url,
             no_configure,
@@ -195,15 +222,18 @@ pub fn main() -> ExitCode {
             client_id,
             scopes,
             ..
-        }) => oauth_login::run(oauth_login::OAuthArgs {
-            registry,
-            gitlab_url,
-            client_id,
-            scopes,
-            standby,
-            no_configure,
-        }),
-        Some(Command::Login {
+        } => oauth_login::run(
+            env,
+            oauth_login::OAuthArgs {
+                registry,
+                gitlab_url,
+                client_id,
+                scopes,
+                standby,
+                no_configure,
+            },
+        ),
+        Command::Login {
             registry,
             username,
             password_stdin,
@@ -211,39 +241,36 @@ pub fn main() -> ExitCode {
             no_configure,
             standby,
             ..
-        }) => login::run(login::LoginArgs {
-            registry: Some(registry),
-            username,
-            password_stdin,
-            gitlab_url,
-            no_configure,
-            standby,
-        }),
-        Some(Command::Logout { registry, revoke }) => logout::run(&registry, revoke),
-        Some(Command::Rotate { registry, force }) => rotate::run(&registry, force),
-        Some(Command::ConfigureDocker {
+        } => login::run(
+            env,
+            login::LoginArgs {
+                registry,
+                username,
+                password_stdin,
+                gitlab_url,
+                no_configure,
+                standby,
+            },
+        ),
+        Command::Logout { registry, revoke } => logout::run(env, &registry, revoke),
+        Command::Rotate { registry, force } => rotate::run(env, &registry, force),
+        Command::ConfigureDocker {
             registries,
             dry_run,
             force,
             podman,
-        }) => configure_docker::run(&registries, dry_run, force, podman),
-        Some(Command::Status { json }) => status::run(json),
-        Some(Command::Doctor { registry, json }) => doctor::run(registry.as_deref(), json),
-        Some(Command::Completions { shell }) => {
-            completions::run(shell, command(), &mut std::io::stdout().lock())
+        } => configure_docker::run(env, &registries, dry_run, force, podman),
+        Command::Status { json } => status::run(env, json),
+        Command::Doctor { registry, json } => doctor::run(env, registry.as_deref(), json),
+        Command::Completions { shell } => {
+            completions::run(shell, Cli::command(), &mut std::io::stdout().lock())
                 .map_err(|e| anyhow::anyhow!("cannot write the completion script: {e}"))
         }
-        Some(Command::Man) => man::run(command(), &mut std::io::stdout().lock())
+        Command::Man => man::run(Cli::command(), &mut std::io::stdout().lock())
             .map_err(|e| anyhow::anyhow!("cannot write the man page: {e}")),
-        // Verbs were dispatched above; reaching here means extra flags were given.
-        Some(_) | None => return fail(&usage_line()),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // User commands report on stderr, one line with the whole cause chain.
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        // Handled in `main`, before any command runs.
+        Command::Store | Command::Get | Command::Erase | Command::List | Command::Version => {
+            anyhow::bail!("{}", usage_line())
         }
     }
 }
@@ -283,9 +310,14 @@ fn is_user_command(word: &str) -> bool {
         || word == "help"
 }
 
-fn run_verb(verb: Verb) -> ExitCode {
+fn run_verb(env: &Env, verb: Verb) -> ExitCode {
     let stdout = std::io::stdout().lock();
-    match verbs::run(verb, std::io::stdin().lock(), stdout) {
+    match verbs::run(
+        &verbs::Context::new(env),
+        verb,
+        std::io::stdin().lock(),
+        stdout,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
     }

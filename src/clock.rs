@@ -4,13 +4,11 @@
 
 use jiff::Timestamp;
 
-pub fn now() -> Timestamp {
-    #[cfg(feature = "fault-injection")]
-    if let Some(secs) = std::env::var("DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS")
-        .ok()
-        .and_then(|v| v.parse::<i64>().ok())
-    {
-        return Timestamp::now() + jiff::SignedDuration::from_secs(secs);
+use crate::env::{self, Env};
+
+pub(crate) fn now() -> Timestamp {
+    match Env::process().knob::<i64>(env::CLOCK_OFFSET_SECS) {
+        Some(secs) => Timestamp::now() + jiff::SignedDuration::from_secs(secs),
+        None => Timestamp::now(),
     }
-    Timestamp::now()
 }

@@ -1,42 +1,55 @@
 //! docker-credential-gitlab: a Docker credential helper for GitLab container registries.
 //!
-//! Data flows one way: a command (`commands`) asks the policy layer what to do, and the
-//! policy talks to the secret store (`store`), the non-secret state file (`state`) and,
-//! later, the GitLab API. The modules:
+//! Data flows one way; each layer imports only the layers below it (`scripts/check-layers.sh`
+//! keeps it so):
 //!
-//! - [`protocol`]: the docker-credential-helpers wire format (stdin/stdout, exact strings).
-//! - [`registry`]: turning any server string a client sends into one canonical host key.
-//! - [`secret`]: the redacting secret type.
-//! - [`store`]: OS keychains behind one small trait, with deadlines and clear errors.
-//! - [`state`]: per-registry metadata in a versioned JSON file, atomic writes, file lock.
-//! - [`paths`]: where state lives.
-//! - [`commands`]: one module per verb/command; [`cli`] parses argv and dispatches.
+//! ```text
+//! cli → commands → sources → renew → records → store, datadir → gitlab, docker_config
+//!     → policy, settings, protocol, registry, model → env, report, fault, clock, secret, private_file
+//! ```
+//!
+//! - [`cli`]: argv, the protocol verbs before clap, the user commands through clap.
+//! - `commands`: one room per verb or command.
+//! - `sources`: the one cascade of credential sources (stored, GitLab CI, environment).
+//! - `renew`: renewing a stored token, as small steps around one method interface.
+//! - `records`: the one seam where a credential's record lives (secret, facts, leases,
+//!   journal, kept token, locks); today this machine's data directory and secret store.
+//! - `store`: the secret stores, one table of backends. `datadir`: every file of the data
+//!   directory. `gitlab`: the GitLab client. `docker_config`: Docker's and podman's config.
+//! - `policy`: every rule about time. `settings`: `min_validity` and friends.
+//! - `protocol`: the wire format. `registry`: registry hosts. `model`: token kinds and facts.
+//! - `env`: the one table of environment variables and the snapshot of them. `report`,
+//!   `fault`, `clock`, `secret`, `private_file`: leaves.
 
 pub mod cli;
-pub mod clock;
-pub mod commands;
-pub mod credentials;
-pub mod docker_config;
-pub mod environment;
-pub mod gitlab;
-pub mod leases;
+#[doc(hidden)]
+pub mod testing;
+
+pub(crate) mod clock;
+pub(crate) mod commands;
+pub(crate) mod datadir;
+pub(crate) mod docker_config;
+pub(crate) mod env;
+pub(crate) mod fault;
+pub(crate) mod gitlab;
+pub(crate) mod model;
 pub(crate) mod path_lookup;
-pub mod paths;
-pub mod policy;
-pub mod private_file;
-pub mod protocol;
-pub mod registry;
-pub mod renew;
-pub mod secret;
-pub mod settings;
-pub mod sources;
-pub mod state;
-pub mod store;
+pub(crate) mod policy;
+pub(crate) mod private_file;
+pub(crate) mod protocol;
+pub(crate) mod records;
+pub(crate) mod registry;
+pub(crate) mod renew;
+pub(crate) mod report;
+pub(crate) mod secret;
+pub(crate) mod settings;
+pub(crate) mod sources;
+pub(crate) mod store;
 
 /// The name docker derives from `credHelpers` values: `docker-credential-<suffix>`.
-pub const BINARY_NAME: &str = "docker-credential-gitlab";
+pub(crate) const BINARY_NAME: &str = "docker-credential-gitlab";
 /// The `credHelpers` value that points docker at this helper.
-pub const HELPER_SUFFIX: &str = "gitlab";
+pub(crate) const HELPER_SUFFIX: &str = "gitlab";
 /// Reported by `version`, in the format docker-credential-helpers uses.
-pub const PACKAGE: &str = "gitlab.com/docker-credential-gitlab/docker-credential-gitlab";
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const PACKAGE: &str = "gitlab.com/docker-credential-gitlab/docker-credential-gitlab";
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -9,11 +9,26 @@
 //!   window (the secret dies within `min_validity` anyway) overrides that.
 //! - Early renewal happens within `early_renewal` (default 7 days, at most half the token's
 //!   lifetime so short-lived tokens do not churn) of the hard window, when no lease is live.
+//!
+//! Every rule about time lives here: when `get` renews ([`decide`], [`renews_at`]), what
+//! one renewal can give ([`max_validity`]), and how long a rotated token should live
+//! ([`rotation_expiry`]). `status` and `doctor` only ask.
 
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
+use crate::model::{GitLabInfo, TokenKind};
+
+/// Rotated tokens never live longer than GitLab allows by default.
+pub(crate) const MAX_LIFETIME_DAYS: i64 = 365;
+/// Used when a token's original lifetime is unknown.
+const DEFAULT_LIFETIME_DAYS: i64 = 30;
+/// The longest an OAuth access token lives on GitLab (Doorkeeper's default; instances
+/// rarely change it). A `min_validity` beyond it cannot be kept by refreshing.
+pub(crate) const ACCESS_TOKEN_LIFETIME: SignedDuration = SignedDuration::from_secs(7200);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Hand the current secret out.
     HandOut,
     /// Renew first. `hard`: the current secret would break Invariant A.
@@ -27,7 +42,7 @@ pub enum Decision {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub now: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub can_renew: bool,
@@ -41,7 +56,132 @@ pub struct Facts {
     pub max_validity: SignedDuration,
 }
 
-pub fn decide(f: &Facts) -> Decision {
+impl Facts {
+    /// The facts about a token GitLab described as `info`, for a hand-out promising
+    /// `min_validity`, with the latest lease over the keys holding it.
+    pub fn of(
+        info: &GitLabInfo,
+        min_validity: SignedDuration,
+        early_renewal: SignedDuration,
+        lease_until: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Facts {
+        Facts {
+            now,
+            expires_at: info.expires_at,
+            can_renew: info.can_renew(),
+            lifetime: lifetime(info),
+            min_validity,
+            early_renewal,
+            lease_until,
+            max_validity: max_validity(info),
+        }
+    }
+}
+
+/// A token's whole lifetime, when known: an OAuth access token's from its last issue, an
+/// access token's from the days it was created for.
+fn lifetime(info: &GitLabInfo) -> Option<SignedDuration> {
+    match info.kind {
+        TokenKind::OauthToken => Some(oauth_lifetime(info)),
+        _ => info
+            .lifetime_days
+            .map(|d| SignedDuration::from_hours(24 * d)),
+    }
+}
+
+/// How long this OAuth token's access tokens live: from its last issue to its expiry
+/// (GitLab: 2 h), or GitLab's default when unknown.
+pub(crate) fn oauth_lifetime(info: &GitLabInfo) -> SignedDuration {
+    info.expires_at
+        .map(|e| e.duration_since(info.validated_at))
+        .filter(|d| d.is_positive())
+        .unwrap_or(ACCESS_TOKEN_LIFETIME)
+}
+
+/// The longest validity one renewal can give this credential (a `min_validity` beyond it
+/// cannot be kept): GitLab's longest access token, or one OAuth access token's life.
+pub(crate) fn max_validity(info: &GitLabInfo) -> SignedDuration {
+    match info.kind {
+        TokenKind::OauthToken => oauth_lifetime(info),
+        _ => SignedDuration::from_hours(24 * (MAX_LIFETIME_DAYS - 1)),
+    }
+}
+
+/// A `min_validity` no renewal of this token can keep. Its `Display` is the sentence every
+/// warning about it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Unkeepable {
+    pub min_validity: SignedDuration,
+    pub max_validity: SignedDuration,
+}
+
+impl std::fmt::Display for Unkeepable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "min_validity ({}) is longer than renewing can give ({})",
+            crate::settings::describe(self.min_validity),
+            crate::settings::describe(self.max_validity)
+        )
+    }
+}
+
+/// Whether `min_validity` is more than any renewal of this (renewable) token can give.
+pub(crate) fn unkeepable(info: &GitLabInfo, min_validity: SignedDuration) -> Option<Unkeepable> {
+    let max_validity = max_validity(info);
+    (info.can_renew() && min_validity > max_validity).then_some(Unkeepable {
+        min_validity,
+        max_validity,
+    })
+}
+
+/// When a `get` with no live lease will renew this token: the start of its early-renewal
+/// window. `None` for a token that never expires or cannot renew.
+pub(crate) fn renews_at(f: &Facts) -> Option<Timestamp> {
+    if !f.can_renew || f.min_validity > f.max_validity {
+        return None;
+    }
+    f.expires_at?
+        .checked_sub(f.min_validity + early_window(f))
+        .ok()
+}
+
+/// The expiry date to ask for when rotating an access token: its own lifetime, but at
+/// least enough that the new token is valid for `min_validity` and then for its own
+/// early-renewal window (so the very next `get` does not rotate again), from any moment
+/// `today`, capped at what GitLab allows. `None` when even the cap cannot cover
+/// `min_validity`.
+pub(crate) fn rotation_expiry(
+    info: &GitLabInfo,
+    min_validity: SignedDuration,
+    early_renewal: SignedDuration,
+    today: Date,
+) -> Option<(Date, i64)> {
+    // A token dying at 00:00 UTC of `today + days` is valid for at least `days - 1` days.
+    let covers = |days: i64, need: SignedDuration| (days - 1) * 86_400 >= need.as_secs();
+    if !covers(MAX_LIFETIME_DAYS, min_validity) {
+        return None;
+    }
+    let mut days = info.lifetime_days.unwrap_or(DEFAULT_LIFETIME_DAYS).max(2);
+    while days < MAX_LIFETIME_DAYS {
+        let lifetime = Some(SignedDuration::from_hours(24 * days));
+        if covers(
+            days,
+            min_validity + early_window_for(lifetime, early_renewal),
+        ) {
+            break;
+        }
+        days += 1;
+    }
+    let days = days.min(MAX_LIFETIME_DAYS);
+    today
+        .checked_add(jiff::Span::new().days(days))
+        .ok()
+        .map(|d| (d, days))
+}
+
+pub(crate) fn decide(f: &Facts) -> Decision {
     let Some(expires_at) = f.expires_at else {
         return Decision::HandOut;
     };
@@ -72,7 +212,7 @@ pub fn decide(f: &Facts) -> Decision {
 /// old active one is renewed later, when its leases have run out too. No hand-out is ever
 /// revoked within its promise, under any rate of `get`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PairDecision {
+pub(crate) enum PairDecision {
     /// Hand out the active token.
     Active,
     /// Make the idle token active and hand it out.
@@ -83,7 +223,7 @@ pub enum PairDecision {
     Single,
 }
 
-pub fn decide_pair(active: &Facts, idle: &Facts) -> PairDecision {
+pub(crate) fn decide_pair(active: &Facts, idle: &Facts) -> PairDecision {
     if !needs_renewal(active) {
         return PairDecision::Active;
     }
@@ -97,7 +237,7 @@ pub fn decide_pair(active: &Facts, idle: &Facts) -> PairDecision {
 }
 
 /// Whether a token is inside its early-renewal window (or its hard window).
-pub fn needs_renewal(f: &Facts) -> bool {
+pub(crate) fn needs_renewal(f: &Facts) -> bool {
     let Some(expires_at) = f.expires_at else {
         return false;
     };
@@ -105,15 +245,24 @@ pub fn needs_renewal(f: &Facts) -> bool {
 }
 
 fn early_window(f: &Facts) -> SignedDuration {
-    match f.lifetime {
-        Some(lifetime) => f.early_renewal.min(lifetime / 2),
-        None => f.early_renewal,
+    early_window_for(f.lifetime, f.early_renewal)
+}
+
+/// The early-renewal window of a token that lives `lifetime`: `early_renewal`, at most half
+/// of the lifetime.
+fn early_window_for(
+    lifetime: Option<SignedDuration>,
+    early_renewal: SignedDuration,
+) -> SignedDuration {
+    match lifetime {
+        Some(lifetime) => early_renewal.min(lifetime / 2),
+        None => early_renewal,
     }
 }
 
 /// A secret handed out with a promise that has not run out yet may still be in use by a
 /// push (whatever `min_validity` the process that handed it out had).
-pub fn lease_live(f: &Facts) -> bool {
+pub(crate) fn lease_live(f: &Facts) -> bool {
     f.lease_until.is_some_and(|t| f.now < t)
 }
 
@@ -229,5 +378,105 @@ mod tests {
         let mut f = facts(1, true, None);
         f.expires_at = None;
         assert_eq!(decide(&f), Decision::HandOut);
+    }
+
+    fn info(lifetime_days: Option<i64>) -> GitLabInfo {
+        GitLabInfo {
+            scopes: vec!["self_rotate".into()],
+            token_id: Some(1),
+            lifetime_days,
+            validated_at: Timestamp::UNIX_EPOCH,
+            ..GitLabInfo::new("https://gitlab.example", TokenKind::PersonalAccessToken)
+        }
+    }
+
+    fn day(s: &str) -> Date {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn keeps_the_lifetime_when_it_covers_the_promise() {
+        let (date, days) = rotation_expiry(
+            &info(Some(90)),
+            SignedDuration::from_mins(60),
+            SignedDuration::from_hours(24 * 7),
+            day("2026-12-01"),
+        )
+        .unwrap();
+        assert_eq!((date, days), (day("2027-03-01"), 90));
+    }
+
+    #[test]
+    fn a_short_lifetime_is_stretched_to_min_validity_plus_the_early_window() {
+        // 20-day token, min_validity 30 days: the new one must outlive 30 d + its early
+        // window (7 d), from any time today.
+        let (date, days) = rotation_expiry(
+            &info(Some(20)),
+            SignedDuration::from_hours(24 * 30),
+            SignedDuration::from_hours(24 * 7),
+            day("2026-12-01"),
+        )
+        .unwrap();
+        assert_eq!(days, 38);
+        assert_eq!(date, day("2027-01-08"));
+    }
+
+    #[test]
+    fn capped_at_the_instance_maximum_and_none_beyond_it() {
+        let (_, days) = rotation_expiry(
+            &info(Some(30)),
+            SignedDuration::from_hours(24 * 360),
+            SignedDuration::from_hours(24 * 7),
+            day("2026-12-01"),
+        )
+        .unwrap();
+        assert_eq!(days, MAX_LIFETIME_DAYS);
+        assert!(
+            rotation_expiry(
+                &info(Some(30)),
+                SignedDuration::from_hours(24 * 400),
+                SignedDuration::ZERO,
+                day("2026-12-01"),
+            )
+            .is_none()
+        );
+    }
+
+    /// `status` says when `get` renews: the moment after which [`decide`] renews, for every
+    /// kind of token (an OAuth token's window is sized by its 2 h life, not by 7 days).
+    #[test]
+    fn renews_at_is_when_decide_starts_renewing() {
+        let issued = Timestamp::from_second(1_800_000_000).unwrap();
+        let oauth = GitLabInfo {
+            expires_at: Some(issued + SignedDuration::from_hours(2)),
+            validated_at: issued,
+            oauth_client_id: Some("app".into()),
+            ..GitLabInfo::new("https://gitlab.example", TokenKind::OauthToken)
+        };
+        let pat = GitLabInfo {
+            expires_at: Some(issued + SignedDuration::from_hours(24 * 90)),
+            lifetime_days: Some(90),
+            ..info(Some(90))
+        };
+        for token in [oauth, pat] {
+            let facts = |now| {
+                Facts::of(
+                    &token,
+                    SignedDuration::from_mins(30),
+                    SignedDuration::from_hours(24 * 7),
+                    None,
+                    now,
+                )
+            };
+            let at = renews_at(&facts(issued)).expect("renewable");
+            let second = SignedDuration::from_secs(1);
+            assert_eq!(decide(&facts(at - second)), Decision::HandOut, "{token:?}");
+            assert_eq!(decide(&facts(at)), Decision::HandOut, "{token:?}");
+            assert_eq!(
+                decide(&facts(at + second)),
+                Decision::Renew { hard: false },
+                "{token:?}"
+            );
+        }
     }
 }

@@ -17,16 +17,14 @@ use std::path::PathBuf;
 use jiff::SignedDuration;
 use serde::Deserialize;
 
-pub const MIN_VALIDITY_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY";
-pub const CONFIG_DIR_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR";
-/// The OAuth client id for `login --oauth` when neither the flag nor the config file says.
-pub const OAUTH_CLIENT_ID_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID";
-pub const DEFAULT_MIN_VALIDITY: SignedDuration = SignedDuration::from_mins(60);
+use crate::env::{self, Env, MIN_VALIDITY as MIN_VALIDITY_ENV};
+
+pub(crate) const DEFAULT_MIN_VALIDITY: SignedDuration = SignedDuration::from_mins(60);
 /// PATs are rotated this long before they expire, when no hand-out is live.
-pub const DEFAULT_EARLY_RENEWAL: SignedDuration = SignedDuration::from_hours(7 * 24);
+pub(crate) const DEFAULT_EARLY_RENEWAL: SignedDuration = SignedDuration::from_hours(7 * 24);
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     min_validity: SignedDuration,
     early_renewal: SignedDuration,
     per_registry: BTreeMap<String, SignedDuration>,
@@ -48,7 +46,7 @@ impl Default for Settings {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
+pub(crate) enum SettingsError {
     #[error("{source_name}: {value:?} is not a duration; use values like 90m, 36h or 2d")]
     BadDuration { source_name: String, value: String },
     #[error("settings file {}: {reason}; fix or remove it", path.display())]
@@ -74,12 +72,12 @@ struct RegistrySettings {
 
 impl Settings {
     /// Reads the settings file (absent = defaults) and the environment override.
-    pub fn load() -> Result<Settings, SettingsError> {
-        let mut settings = match config_path() {
+    pub fn load(env: &Env) -> Result<Settings, SettingsError> {
+        let mut settings = match config_path(env) {
             Some(path) => Settings::from_file(&path)?,
             None => Settings::default(),
         };
-        if let Ok(value) = std::env::var(MIN_VALIDITY_ENV) {
+        if let Some(value) = env.var(MIN_VALIDITY_ENV).map(str::to_owned) {
             settings.env_override =
                 Some(
                     parse_duration(&value).ok_or_else(|| SettingsError::BadDuration {
@@ -161,9 +159,9 @@ impl Settings {
     }
 }
 
-fn config_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os(CONFIG_DIR_ENV).filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir).join("config.json"));
+fn config_path(env: &Env) -> Option<PathBuf> {
+    if let Some(dir) = env.path(env::CONFIG_DIR) {
+        return Some(dir.join("config.json"));
     }
     directories::ProjectDirs::from("", "", crate::BINARY_NAME)
         .map(|p| p.config_dir().join("config.json"))

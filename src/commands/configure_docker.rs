@@ -5,11 +5,18 @@
 use anyhow::{Context, bail};
 
 use crate::docker_config;
+use crate::env::{self, Env};
 use crate::path_lookup::find_on_path;
+use crate::records::Records;
 use crate::registry::RegistryHost;
-use crate::state::StateFile;
 
-pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> anyhow::Result<()> {
+pub(crate) fn run(
+    env: &Env,
+    registries: &[String],
+    dry_run: bool,
+    force: bool,
+    podman: bool,
+) -> anyhow::Result<()> {
     let mut hosts = Vec::new();
     for r in registries {
         let host = RegistryHost::parse(r)?;
@@ -20,8 +27,8 @@ pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> a
     }
     if hosts.is_empty() {
         // Default: every registry we hold credentials for, else GitLab.com.
-        hosts = StateFile::open_default()?
-            .load()?
+        hosts = Records::locate(env)?
+            .snapshot()?
             .entries
             .into_keys()
             .filter(|k| RegistryHost::standby_of(k).is_none())
@@ -74,8 +81,9 @@ pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> a
     } else if plan.changed {
         println!("Updated {}.", path.display());
     }
-    let on_path = std::env::var_os("PATH")
-        .is_some_and(|path| find_on_path(&path, crate::BINARY_NAME).is_some());
+    let on_path = env
+        .os(env::PATH)
+        .is_some_and(|path| find_on_path(path, crate::BINARY_NAME).is_some());
     if !on_path {
         eprintln!(
             "warning: {} is not on PATH, so Docker cannot run it; add its directory to PATH",

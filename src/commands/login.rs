@@ -12,21 +12,23 @@ use std::io::{IsTerminal, Read};
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use crate::credentials::{self, NewCredential};
 use crate::docker_config;
+use crate::env::Env;
 use crate::gitlab::http::{Http, same_base};
-use crate::gitlab::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf};
+use crate::model::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
+use crate::model::{GitLabInfo, Resource, TokenKind};
+use crate::records::{NewCredential, Records};
 use crate::registry::RegistryHost;
 use crate::secret::{ExposeSecret, Secret, secret_from};
-use crate::state::{GitLabInfo, Resource, StateFile, TokenKind};
+use crate::sources::gitlab_ci::JOB_TOKEN_USER;
 use crate::store::StoreChoice;
 
-pub use crate::gitlab::DEFAULT_USERNAME;
+pub(crate) use crate::gitlab::DEFAULT_USERNAME;
 
 #[derive(Debug, Clone)]
-pub struct LoginArgs {
-    pub registry: Option<String>,
+pub(crate) struct LoginArgs {
+    pub registry: String,
     pub username: Option<String>,
     pub password_stdin: bool,
     pub gitlab_url: Option<String>,
@@ -35,12 +37,8 @@ pub struct LoginArgs {
     pub standby: bool,
 }
 
-pub fn run(args: LoginArgs) -> anyhow::Result<()> {
-    let host = RegistryHost::parse(
-        args.registry
-            .as_deref()
-            .unwrap_or(gitlab::GITLAB_COM_REGISTRY),
-    )?;
+pub(crate) fn run(env: &Env, args: LoginArgs) -> anyhow::Result<()> {
+    let host = RegistryHost::parse(&args.registry)?;
     if host.is_docker_hub() {
         bail!("{host} is Docker Hub, not a GitLab registry; use `docker login` for it");
     }
@@ -102,7 +100,7 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
     for warning in warnings(&info) {
         eprintln!("warning: {warning}");
     }
-    let backend = store(&host, &info, &username, &secret, args.standby)?;
+    let backend = store(env, &host, &info, &username, &secret, args.standby)?;
     if args.standby {
         println!(
             "Stored {} as the standby token for {host} in the {backend} store: get switches to it \
@@ -118,7 +116,7 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
     );
 
     if !args.no_configure {
-        configure_docker_for(&host)?;
+        configure_docker_for(env, &host)?;
     }
     println!("Login Succeeded");
     Ok(())
@@ -126,12 +124,8 @@ pub fn run(args: LoginArgs) -> anyhow::Result<()> {
 
 /// A standby token must be a second, renewable access token of the same user (or project
 /// or group) at the same GitLab as the registry's token.
-pub(super) fn check_standby(
-    state_file: &StateFile,
-    host: &RegistryHost,
-    info: &GitLabInfo,
-) -> anyhow::Result<()> {
-    let state = state_file.load()?;
+fn check_standby(records: &Records, host: &RegistryHost, info: &GitLabInfo) -> anyhow::Result<()> {
+    let state = records.snapshot()?;
     let primary = state
         .entries
         .get(host.as_str())
@@ -169,37 +163,31 @@ pub(super) fn check_standby(
     Ok(())
 }
 
-/// A min_validity no token can keep: say so now, not on every docker command.
 /// What both logins do once GitLab accepted the credential: warn about a min_validity no
 /// renewal can keep, check a standby, store the secret (the registry's key, or its
 /// standby's) and the facts. Returns the store that took it.
 pub(super) fn store(
+    env: &Env,
     host: &RegistryHost,
     info: &GitLabInfo,
     username: &str,
     secret: &Secret,
     standby: bool,
 ) -> anyhow::Result<crate::store::Backend> {
-    let min = crate::settings::Settings::load()?.min_validity(host.as_str());
-    let max = crate::renew::max_validity(info);
-    if info.can_renew() && min > max {
-        eprintln!(
-            "warning: min_validity for {host} ({}) is longer than renewing can give ({}): \
-             renewal cannot keep that promise; lower it",
-            crate::settings::describe(min),
-            crate::settings::describe(max)
-        );
+    // A min_validity no token can keep: say so now, not on every docker command.
+    let min = crate::settings::Settings::load(env)?.min_validity(host.as_str());
+    if let Some(unkeepable) = crate::policy::unkeepable(info, min) {
+        eprintln!("warning: {host}: {unkeepable}: renewal cannot keep that promise; lower it");
     }
-    let state_file = StateFile::open_default()?;
+    let records = Records::locate(env)?;
     let key = if standby {
-        check_standby(&state_file, host, info)?;
+        check_standby(&records, host, info)?;
         host.standby()
     } else {
         host.clone()
     };
-    Ok(credentials::save(
-        &state_file,
-        StoreChoice::from_env()?,
+    Ok(records.save(
+        StoreChoice::from_env(env)?,
         NewCredential {
             host: &key,
             server_url: host.as_str(),
@@ -211,7 +199,7 @@ pub(super) fn store(
 }
 
 /// Adds the `credHelpers` entry for `host`, printing what changed and any warnings.
-pub fn configure_docker_for(host: &RegistryHost) -> anyhow::Result<()> {
+pub(super) fn configure_docker_for(_env: &Env, host: &RegistryHost) -> anyhow::Result<()> {
     let path = docker_config::default_path()
         .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
     let plan = docker_config::configure(
@@ -292,7 +280,7 @@ fn identify(
     if let PatSelf::Pat(pat) = gitlab::personal_access_token_self(http, gitlab_url, secret)? {
         return Ok(pat_info(base(TokenKind::PersonalAccessToken), pat));
     }
-    if username == "gitlab-ci-token" {
+    if username == JOB_TOKEN_USER {
         return Ok(base(TokenKind::JobToken));
     }
     if deploy_hint {

@@ -3,20 +3,23 @@
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use crate::credentials;
+use crate::env::Env;
 use crate::gitlab::{self, http::Http};
+use crate::model::TokenKind;
+use crate::model::stored_secret::{access_token, refresh_token};
+use crate::records::Records;
 use crate::registry::RegistryHost;
-use crate::state::{StateFile, TokenKind};
+use crate::store::StoreChoice;
 
-pub fn run(registry: &str, revoke: bool) -> anyhow::Result<()> {
+pub(crate) fn run(env: &Env, registry: &str, revoke: bool) -> anyhow::Result<()> {
     let host = RegistryHost::parse(registry)?;
-    let state_file = StateFile::open_default()?;
+    let records = Records::locate(env)?;
     if revoke {
-        let Some((entry, secret)) = credentials::load(&state_file, &host)? else {
+        let Some((entry, secret)) = records.load(&host)? else {
             bail!("no credentials stored for {host}: nothing to revoke");
         };
         // A standby token goes too (logout forgets it with the registry).
-        if let Some((second, standby_secret)) = credentials::load(&state_file, &host.standby())?
+        if let Some((second, standby_secret)) = records.load(&host.standby())?
             && let Some(info) = second
                 .gitlab
                 .filter(|i| i.kind == TokenKind::PersonalAccessToken)
@@ -41,13 +44,8 @@ pub fn run(registry: &str, revoke: bool) -> anyhow::Result<()> {
             let url = Url::parse(&info.url).context("the recorded GitLab URL is invalid")?;
             let http = Http::new()?;
             // The access token and, with it, its refresh token.
-            gitlab::oauth::revoke(
-                &http,
-                &url,
-                &client_id,
-                &crate::renew::oauth::access_token(&secret),
-            )?;
-            if let Some(refresh) = crate::renew::oauth::refresh_token(&secret) {
+            gitlab::oauth::revoke(&http, &url, &client_id, &access_token(&secret))?;
+            if let Some(refresh) = refresh_token(&secret) {
                 gitlab::oauth::revoke(&http, &url, &client_id, &refresh)?;
             }
             println!("Revoked the OAuth token at {}.", info.url);
@@ -69,7 +67,7 @@ pub fn run(registry: &str, revoke: bool) -> anyhow::Result<()> {
             }
         }
     }
-    if credentials::forget(&state_file, &host)? {
+    if records.forget(StoreChoice::from_env(env).ok(), &host)? {
         println!("Removed the credentials for {host}.");
     } else {
         println!("No credentials were stored for {host}.");

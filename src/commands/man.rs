@@ -1,7 +1,10 @@
 //! `man`: the manual page (roff), generated from the command line's definition.
 
-pub fn run(command: clap::Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let command = command.version(env!("CARGO_PKG_VERSION"));
+pub(crate) fn run(command: clap::Command, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    // The environment table, which `--help` prints after clap's part.
+    let command = command
+        .version(env!("CARGO_PKG_VERSION"))
+        .after_help(crate::env::help_block());
     let mut page = Vec::new();
     clap_mangen::Man::new(command).render(&mut page)?;
     out.write_all(&page)?;

@@ -20,17 +20,19 @@ use anyhow::{Context, bail};
 use reqwest::Url;
 
 use super::login::{choose_gitlab, configure_docker_for, parse_gitlab_url};
+use crate::env::{Env, OAUTH_CLIENT_ID as OAUTH_CLIENT_ID_ENV};
 use crate::gitlab::oauth::{self, Poll};
 use crate::gitlab::{self, DEFAULT_USERNAME, JwtAuth, http::Http};
+use crate::model::stored_secret::pack_pair;
+use crate::model::{GitLabInfo, TokenKind};
 use crate::registry::RegistryHost;
-use crate::settings::{OAUTH_CLIENT_ID_ENV, Settings};
-use crate::state::{GitLabInfo, TokenKind};
+use crate::settings::Settings;
 
 /// What `login --oauth` asks for unless `--scopes` says otherwise.
-pub const DEFAULT_SCOPES: &str = "read_registry write_registry";
+const DEFAULT_SCOPES: &str = "read_registry write_registry";
 
 #[derive(Debug, Clone)]
-pub struct OAuthArgs {
+pub(crate) struct OAuthArgs {
     pub registry: String,
     pub gitlab_url: Option<String>,
     pub client_id: Option<String>,
@@ -39,7 +41,7 @@ pub struct OAuthArgs {
     pub no_configure: bool,
 }
 
-pub fn run(args: OAuthArgs) -> anyhow::Result<()> {
+pub(crate) fn run(env: &Env, args: OAuthArgs) -> anyhow::Result<()> {
     let host = RegistryHost::parse(&args.registry)?;
     let requested = args
         .gitlab_url
@@ -51,7 +53,7 @@ pub fn run(args: OAuthArgs) -> anyhow::Result<()> {
     let gitlab_url = choose_gitlab(&host, &challenge, requested.as_ref())?;
     let gitlab_display = gitlab_url.as_str().trim_end_matches('/').to_owned();
     eprintln!("GitLab instance for {host}: {gitlab_display}");
-    let client_id = client_id(args.client_id, &gitlab_display)?;
+    let client_id = client_id(env, args.client_id, &gitlab_display)?;
     let scopes = args.scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_owned());
 
     let device = oauth::authorize_device(&http, &gitlab_url, &client_id, &scopes)?;
@@ -100,14 +102,14 @@ pub fn run(args: OAuthArgs) -> anyhow::Result<()> {
             "warning: GitLab issued no refresh token, so the access token cannot be renewed (it expires in 2 h)"
         );
     }
-    let secret = crate::renew::oauth::pack(&pair);
-    let backend = super::login::store(&host, &info, DEFAULT_USERNAME, &secret, args.standby)?;
+    let secret = pack_pair(&pair.access_token, pair.refresh_token.as_ref());
+    let backend = super::login::store(env, &host, &info, DEFAULT_USERNAME, &secret, args.standby)?;
     println!(
         "Stored an OAuth token{} for {host} in the {backend} store; it renews itself with its refresh token.",
         if args.standby { " (standby)" } else { "" }
     );
     if !args.no_configure && !args.standby {
-        configure_docker_for(&host)?;
+        configure_docker_for(env, &host)?;
     }
     println!("Login Succeeded");
     Ok(())
@@ -115,15 +117,15 @@ pub fn run(args: OAuthArgs) -> anyhow::Result<()> {
 
 /// `--client-id`, else the config file's `oauth_client_ids` for this GitLab, else the
 /// environment. There is no built-in id.
-fn client_id(flag: Option<String>, gitlab: &str) -> anyhow::Result<String> {
+fn client_id(env: &Env, flag: Option<String>, gitlab: &str) -> anyhow::Result<String> {
     if let Some(id) = flag.filter(|s| !s.trim().is_empty()) {
         return Ok(id.trim().to_owned());
     }
-    if let Some(id) = Settings::load()?.oauth_client_id(gitlab) {
+    if let Some(id) = Settings::load(env)?.oauth_client_id(gitlab) {
         return Ok(id.to_owned());
     }
-    if let Some(id) = std::env::var(OAUTH_CLIENT_ID_ENV)
-        .ok()
+    if let Some(id) = env
+        .var(OAUTH_CLIENT_ID_ENV)
         .filter(|s| !s.trim().is_empty())
     {
         return Ok(id.trim().to_owned());

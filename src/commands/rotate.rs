@@ -7,17 +7,17 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-use crate::credentials;
-use crate::leases;
+use crate::env::Env;
+use crate::records::Records;
 use crate::registry::RegistryHost;
 use crate::renew;
 use crate::settings::Settings;
-use crate::state::StateFile;
 
-pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
+pub(crate) fn run(env: &Env, registry: &str, force: bool) -> anyhow::Result<()> {
     let host = RegistryHost::parse(registry)?;
-    let state_file = StateFile::open_default()?;
-    let (entry, _secret) = credentials::load(&state_file, &host)?
+    let records = Records::locate(env)?;
+    let (entry, _secret) = records
+        .load(&host)?
         .with_context(|| format!("no credentials stored for {host}"))?;
     let info = entry.gitlab.clone().with_context(|| {
         format!("the credential for {host} was stored by `docker login`; run `docker-credential-gitlab login {host}` first")
@@ -35,14 +35,14 @@ pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
              (GitLab requires one), after which it must be renewed. Pass --force to rotate anyway"
         );
     }
-    let settings = Settings::load()?;
+    let settings = Settings::load(env)?;
     let min_validity = settings.min_validity(host.as_str());
     let now = crate::clock::now();
     let dies_soon = info
         .expires_at
         .is_some_and(|t| t.duration_since(now) < min_validity);
-    let keys = credentials::sharing_token(&state_file, &host, &entry);
-    if let Some(until) = leases::lease_until_any(state_file.dir(), &keys)
+    let keys = records.sharing(&host, &entry);
+    if let Some(until) = records.lease_until_any(&keys)
         && now < until
         && !dies_soon
         && !force
@@ -60,7 +60,7 @@ pub fn run(registry: &str, force: bool) -> anyhow::Result<()> {
         hard: force || dies_soon,
     };
     let renewed = renew::renew(
-        &state_file,
+        &records,
         &host,
         &entry,
         promise,

@@ -4,16 +4,17 @@
 //! says which secret store a new secret would go to and why, what a `keyutils` store
 //! cannot keep, and which entries live in a store other than that one.
 
-use std::path::Path;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::environment::Environment;
+use crate::env::Env;
+use crate::policy;
+use crate::records::{Entry, Records, State};
 use crate::registry::RegistryHost;
 use crate::settings::Settings;
-use crate::sources::{self, EnvCredential, Source};
-use crate::state::{Entry, StateFile};
-use crate::store::{self, Backend, StoreChoice};
+use crate::sources::{Cascade, EnvCredential, Source};
+use crate::store::{self, StoreChoice};
 
 #[derive(Debug, Serialize)]
 struct Row<'a> {
@@ -48,28 +49,29 @@ struct Row<'a> {
 fn row<'a>(
     key: &'a str,
     e: &'a Entry,
-    state: &'a crate::state::State,
+    state: &'a State,
     settings: &Settings,
+    records: &Records,
     now: jiff::Timestamp,
-    dir: &Path,
 ) -> Row<'a> {
     let g = e.gitlab.as_ref();
     let base = RegistryHost::standby_of(key);
     let registry = base.unwrap_or(key);
     let host = RegistryHost::from_key(key);
-    let primary = state.entries.get(registry);
-    let paired = state.entries.contains_key(&format!("{registry}#standby"));
-    let active = paired
-        .then(|| primary.is_some_and(crate::sources::stored::standby_active) == base.is_some());
-    let renews_at = g.filter(|g| g.can_renew()).and_then(|g| {
-        let expires = g.expires_at?;
-        let lifetime = g
-            .lifetime_days
-            .map(|d| jiff::SignedDuration::from_hours(24 * d));
-        let early = lifetime.map_or(settings.early_renewal(), |l| {
-            settings.early_renewal().min(l / 2)
-        });
-        Some((expires - settings.min_validity(registry) - early).to_string())
+    let paired = RegistryHost::from_key(registry)
+        .is_ok_and(|r| state.entries.contains_key(r.standby().as_str()));
+    let active = paired.then(|| {
+        state
+            .entries
+            .get(registry)
+            .is_some_and(Entry::standby_active)
+            == base.is_some()
+    });
+    // When a `get` with no live lease renews it: the policy's own answer.
+    let renews_at = g.and_then(|g| {
+        let min_validity = settings.min_validity(registry);
+        let facts = policy::Facts::of(g, min_validity, settings.early_renewal(), None, now);
+        policy::renews_at(&facts).map(|t| t.to_string())
     });
     Row {
         registry,
@@ -87,13 +89,14 @@ fn row<'a>(
         store: e.store.name(),
         stored_at: e.stored_at.to_string(),
         renewal_interrupted: host.is_ok_and(|h| {
-            crate::renew::interrupted(dir, &crate::credentials::group_in(state, &h, e))
+            let group = Records::held_in(state, &h).map_or(h, |held| held.group());
+            records.journal_open(&group)
         }),
         standby: base.is_some(),
         active,
         renews_at,
         renews_with: g.filter(|g| g.can_renew()).map(|g| match g.kind {
-            crate::state::TokenKind::OauthToken => "refresh token",
+            crate::model::TokenKind::OauthToken => "refresh token",
             _ => "rotation",
         }),
     }
@@ -106,11 +109,7 @@ fn env_row(c: &EnvCredential) -> Row<'_> {
         secret_variable: Some(c.secret_var),
         gitlab_url: None,
         username: &c.username,
-        kind: Some(match c.secret_var {
-            "CI_JOB_TOKEN" => "CI job token",
-            _ if c.source == Source::GitLabCi => "CI job credential",
-            _ => "token from the environment",
-        }),
+        kind: Some(c.kind()),
         scopes: None,
         expires_at: None,
         expires_in_days: None,
@@ -125,84 +124,44 @@ fn env_row(c: &EnvCredential) -> Row<'_> {
     }
 }
 
-pub fn run(json: bool) -> anyhow::Result<()> {
-    let state_file = StateFile::open_default()?;
-    let state = state_file.load()?;
-    let env = Environment::from_process();
-    let from_env = sources::environment(&env)?;
+pub(crate) fn run(env: &Env, json: bool) -> anyhow::Result<()> {
+    let records = Records::locate(env)?;
+    let inventory = Cascade {
+        records: Some(&records),
+        env,
+    }
+    .inventory()?;
     let now = crate::clock::now();
-    let settings = Settings::load()?;
+    let settings = Settings::load(env)?;
+    let state = &inventory.stored;
     let mut rows: Vec<Row> = state
         .entries
         .iter()
-        .map(|(key, e)| row(key, e, &state, &settings, now, state_file.dir()))
+        .map(|(key, e)| row(key, e, state, &settings, &records, now))
         .collect();
-    rows.extend(
-        from_env
-            .iter()
-            .filter(|c| !state.entries.contains_key(c.host.as_str()))
-            .map(env_row),
-    );
+    rows.extend(inventory.from_env.iter().map(env_row));
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let choice = StoreChoice::from_env()?;
-    let current = store::current(&state_file.lock()?, choice);
-    let mut notes = store_notes(&current, state_file.dir(), &state.entries);
-    notes.extend(renewal_notes(state_file.dir(), &state.entries, &settings));
+    let current = store::current(&records.dir().lock()?, StoreChoice::from_env(env)?);
+    let mut notes = store_notes(&current, &records, &state.entries);
+    notes.extend(renewal_notes(&records, &state.entries, &settings));
     if rows.is_empty() {
         println!("No credentials stored. Log in with: docker-credential-gitlab login REGISTRY");
-        for note in notes {
-            println!("{note}");
-        }
-        return Ok(());
+    } else {
+        print_table(&rows);
+        println!();
     }
-    let table: Vec<[String; 9]> = rows
-        .iter()
-        .map(|r| {
-            let dash = || "-".to_owned();
-            [
-                format!(
-                    "{}{}{}",
-                    r.registry,
-                    if r.standby { " (standby)" } else { "" },
-                    if r.active == Some(true) { " *" } else { "" }
-                ),
-                r.gitlab_url.map(str::to_owned).unwrap_or_else(dash),
-                r.username.to_owned(),
-                r.kind
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| "unknown (docker login)".into()),
-                r.scopes
-                    .map(|s| s.join(","))
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or_else(dash),
-                match (&r.expires_at, r.expires_in_days) {
-                    (Some(at), Some(d)) if d < 0 => format!("{} (expired)", &at[..10]),
-                    (Some(at), Some(d)) => format!("{} (in {d} days)", &at[..10]),
-                    _ => "never/unknown".into(),
-                },
-                match r.can_renew {
-                    _ if r.renewal_interrupted => "interrupted: run get or doctor".into(),
-                    Some(true) if r.renews_with == Some("refresh token") => {
-                        "yes: refresh token".into()
-                    }
-                    Some(true) => match &r.renews_at {
-                        Some(at) => format!("yes, from {}", &at[..10]),
-                        None => "yes".into(),
-                    },
-                    Some(false) => "no".into(),
-                    None => dash(),
-                },
-                match r.secret_variable {
-                    Some(var) => format!("env {var}"),
-                    None => r.store.to_owned(),
-                },
-                r.source.to_owned(),
-            ]
-        })
-        .collect();
+    for note in notes {
+        println!("{note}");
+    }
+    Ok(())
+}
+
+/// The rows as a table, one column per field that fits a terminal.
+fn print_table(rows: &[Row<'_>]) {
+    let table: Vec<[String; 9]> = rows.iter().map(cells).collect();
     let header = [
         "REGISTRY",
         "GITLAB",
@@ -235,30 +194,67 @@ pub fn run(json: bool) -> anyhow::Result<()> {
     if rows.iter().any(|r| r.active.is_some()) {
         println!("(* the token of a standby pair that get hands out now)");
     }
-    println!();
-    for note in notes {
-        println!("{note}");
-    }
-    Ok(())
+}
+
+/// One row's cells, as the table shows them.
+fn cells(r: &Row<'_>) -> [String; 9] {
+    let dash = || "-".to_owned();
+    let day = |at: &str| at.get(..10).unwrap_or(at).to_owned();
+    [
+        format!(
+            "{}{}{}",
+            r.registry,
+            if r.standby { " (standby)" } else { "" },
+            if r.active == Some(true) { " *" } else { "" }
+        ),
+        r.gitlab_url.map(str::to_owned).unwrap_or_else(dash),
+        r.username.to_owned(),
+        r.kind
+            .map(str::to_owned)
+            .unwrap_or_else(|| "unknown (docker login)".into()),
+        r.scopes
+            .map(|s| s.join(","))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(dash),
+        match (&r.expires_at, r.expires_in_days) {
+            (Some(at), Some(d)) if d < 0 => format!("{} (expired)", day(at)),
+            (Some(at), Some(d)) => format!("{} (in {d} days)", day(at)),
+            _ => "never/unknown".into(),
+        },
+        match r.can_renew {
+            _ if r.renewal_interrupted => "interrupted: run get or doctor".into(),
+            Some(true) if r.renews_with == Some("refresh token") => "yes: refresh token".into(),
+            Some(true) => match &r.renews_at {
+                Some(at) => format!("yes, from {}", day(at)),
+                None => "yes".into(),
+            },
+            Some(false) => "no".into(),
+            None => dash(),
+        },
+        match r.secret_variable {
+            Some(var) => format!("env {var}"),
+            None => r.store.to_owned(),
+        },
+        r.source.to_owned(),
+    ]
 }
 
 /// The store a new secret goes to and why; what keyutils cannot keep; entries that live
 /// in another store (still served from there, never silently lost).
 fn store_notes(
     current: &store::Current,
-    dir: &Path,
-    entries: &std::collections::BTreeMap<String, Entry>,
+    records: &Records,
+    entries: &BTreeMap<String, Entry>,
 ) -> Vec<String> {
     let mut notes = vec![match &current.backend {
         Ok(b) => format!("Secret store: {b} ({})", current.why),
         Err(e) => format!("Secret store: none usable ({}): {e}", current.why),
     }];
-    notes.extend(orphans(dir, entries));
-    let uses_keyutils = current.backend.as_ref().ok() == Some(&Backend::Keyutils)
-        || entries.values().any(|e| e.store == Backend::Keyutils);
-    if uses_keyutils {
-        notes.push(keyutils_limits());
-    }
+    notes.extend(orphans(records, entries));
+    notes.extend(store::keyutils_note(
+        current,
+        entries.values().map(|e| e.store),
+    ));
     if let Ok(now) = &current.backend {
         let elsewhere: Vec<String> = entries
             .iter()
@@ -279,8 +275,8 @@ fn store_notes(
 /// Renewals that cut live hand-outs (busy hosts without a standby pair), and promises no
 /// token can keep.
 fn renewal_notes(
-    dir: &Path,
-    entries: &std::collections::BTreeMap<String, Entry>,
+    records: &Records,
+    entries: &BTreeMap<String, Entry>,
     settings: &Settings,
 ) -> Vec<String> {
     let mut notes = Vec::new();
@@ -292,8 +288,9 @@ fn renewal_notes(
         let Ok(host) = RegistryHost::from_key(key) else {
             continue;
         };
-        let paired = entries.contains_key(&format!("{registry}#standby"));
-        if let Some((at, count)) = crate::leases::last_cut(dir, &host)
+        let paired = RegistryHost::from_key(registry)
+            .is_ok_and(|r| entries.contains_key(r.standby().as_str()));
+        if let Some((at, count)) = records.last_cut(&host)
             && !paired
         {
             notes.push(format!(
@@ -302,13 +299,11 @@ fn renewal_notes(
                  docker-credential-gitlab login {registry} --standby"
             ));
         }
-        let min = settings.min_validity(registry);
-        let max = crate::renew::max_validity(info);
-        if min > max && RegistryHost::standby_of(key).is_none() {
+        if let Some(unkeepable) = policy::unkeepable(info, settings.min_validity(registry))
+            && RegistryHost::standby_of(key).is_none()
+        {
             notes.push(format!(
-                "{registry}: min_validity ({}) is longer than renewing can give ({}): it cannot be kept; lower it",
-                crate::settings::describe(min),
-                crate::settings::describe(max)
+                "{registry}: {unkeepable}: it cannot be kept; lower it"
             ));
         }
     }
@@ -317,8 +312,8 @@ fn renewal_notes(
 
 /// Secrets the file store holds that no state entry points at (a state file set aside
 /// after corruption, a crash between secret and metadata): found again, never lost.
-fn orphans(dir: &Path, entries: &std::collections::BTreeMap<String, Entry>) -> Option<String> {
-    let hosts = store::file::FileStore::in_dir(dir).hosts().ok()?;
+fn orphans(records: &Records, entries: &BTreeMap<String, Entry>) -> Option<String> {
+    let hosts = store::file::FileStore::in_dir(records.dir()).hosts().ok()?;
     let orphans: Vec<String> = hosts
         .into_iter()
         .filter(|h| !entries.contains_key(h))
@@ -330,18 +325,4 @@ fn orphans(dir: &Path, entries: &std::collections::BTreeMap<String, Entry>) -> O
             orphans.join(", ")
         )
     })
-}
-
-/// What the kernel keyring keeps, and for how long.
-pub fn keyutils_limits() -> String {
-    const EXPIRY: &str = "/proc/sys/kernel/keys/persistent_keyring_expiry";
-    let expiry = std::fs::read_to_string(EXPIRY)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(|secs| format!("{} days ({secs} s)", secs / 86_400))
-        .unwrap_or_else(|| "a kernel-defined time".into());
-    format!(
-        "keyutils: secrets are lost at reboot, and the persistent keyring expires after {expiry} unused \
-         ({EXPIRY}); use the Secret Service or DOCKER_CREDENTIAL_GITLAB_STORE=file to keep them"
-    )
 }

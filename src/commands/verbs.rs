@@ -10,17 +10,17 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::credentials::{self, NewCredential};
-use crate::environment::Environment;
+use crate::datadir::state::StateError;
+use crate::env::Env;
 use crate::protocol::{self, InputError, NOT_FOUND, Verb};
+use crate::records::{self, NewCredential, NoDataDir, Records};
 use crate::registry::{InvalidHost, RegistryHost};
-use crate::sources::{self, stored};
-use crate::state::{StateError, StateFile};
+use crate::sources::{self, Cascade};
 use crate::store::{StoreChoice, StoreError};
 
 /// A verb's failure. `Display` is the exact line printed on stdout before exit 1.
 #[derive(Debug, thiserror::Error)]
-pub enum VerbError {
+pub(crate) enum VerbError {
     #[error("{NOT_FOUND}")]
     NotFound,
     #[error(transparent)]
@@ -32,56 +32,50 @@ pub enum VerbError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Credentials(#[from] credentials::Error),
+    Records(#[from] records::Error),
     #[error(transparent)]
-    Stored(#[from] stored::Error),
-    #[error(transparent)]
-    Environment(#[from] sources::EnvError),
+    Sources(#[from] sources::Error),
     #[error("could not write the answer: {0}")]
     Output(std::io::ErrorKind),
 }
 
-/// What a verb runs against: the state file (none without a home directory) and the
+/// What a verb runs against: the records (none without a home directory) and the
 /// environment. The process's own, or a test's.
 #[derive(Debug)]
-pub struct Context {
-    pub state_file: Option<StateFile>,
-    pub env: Environment,
+pub(crate) struct Context<'a> {
+    pub records: Option<Records>,
+    pub env: &'a Env,
 }
 
-impl Context {
-    pub fn from_process() -> Context {
+impl Context<'_> {
+    pub fn new(env: &Env) -> Context<'_> {
         Context {
-            state_file: crate::paths::data_dir().ok().map(StateFile::in_dir),
-            env: Environment::from_process(),
+            records: Records::locate(env).ok(),
+            env,
         }
     }
 
-    fn state_file(&self) -> Result<&StateFile, VerbError> {
-        self.state_file
+    fn records(&self) -> Result<&Records, VerbError> {
+        self.records
             .as_ref()
-            .ok_or(VerbError::State(StateError::NoDataDir(
-                crate::paths::NoDataDir,
-            )))
+            .ok_or(VerbError::State(StateError::NoDataDir(NoDataDir)))
+    }
+
+    fn cascade(&self) -> Cascade<'_> {
+        Cascade {
+            records: self.records.as_ref(),
+            env: self.env,
+        }
     }
 
     fn choice(&self) -> Result<StoreChoice, StoreError> {
-        StoreChoice::parse(
-            self.env.var(crate::store::STORE_ENV).unwrap_or_default(),
-            self.env.is_ci(),
-        )
+        StoreChoice::from_env(self.env)
     }
 }
 
-/// Runs one verb with the process's stdin/stdout. Nothing is printed on failure: the caller
-/// prints the error line.
-pub fn run(verb: Verb, stdin: impl Read, stdout: impl Write) -> Result<(), VerbError> {
-    run_in(&Context::from_process(), verb, stdin, stdout)
-}
-
-/// Runs one verb in `ctx`.
-pub fn run_in(
-    ctx: &Context,
+/// Runs one verb in `ctx`. Nothing is printed on failure: the caller prints the error line.
+pub(crate) fn run(
+    ctx: &Context<'_>,
     verb: Verb,
     stdin: impl Read,
     mut stdout: impl Write,
@@ -119,31 +113,22 @@ pub fn version_line() -> String {
 }
 
 /// A whole `get`, renewal included, never takes longer than this.
-pub const GET_DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const GET_DEADLINE: Duration = Duration::from_secs(20);
 
-fn get(ctx: &Context, input: &str) -> Result<zeroize::Zeroizing<String>, VerbError> {
+fn get(ctx: &Context<'_>, input: &str) -> Result<zeroize::Zeroizing<String>, VerbError> {
     let deadline = Instant::now() + GET_DEADLINE;
     let server = protocol::parse_server(input)?;
     let host = RegistryHost::parse(server)?;
-    // 1. Stored (what the user did explicitly wins). Without a home directory nothing can
-    //    be stored, but a CI job's environment may still serve.
-    if let Some(state_file) = &ctx.state_file
-        && let Some((username, secret)) = stored::get(state_file, &host, deadline)?
-    {
-        return Ok(protocol::render_get(server, &username, &secret));
-    }
-    // 2.–3. The GitLab CI job, then the generic environment; read-only, never leased.
-    let found = sources::from_environment(&ctx.env, &host)?;
-    let c = found.ok_or(VerbError::NotFound)?;
-    Ok(protocol::render_get(server, &c.username, &c.secret))
+    let found = ctx.cascade().get(&host, deadline)?;
+    let found = found.ok_or(VerbError::NotFound)?;
+    Ok(protocol::render_get(server, &found.username, &found.secret))
 }
 
-fn store(ctx: &Context, input: &str) -> Result<(), VerbError> {
+fn store(ctx: &Context<'_>, input: &str) -> Result<(), VerbError> {
     let creds = protocol::parse_credentials(input)?;
     let host = RegistryHost::parse(&creds.server_url)?;
     let choice = ctx.choice()?;
-    credentials::save(
-        ctx.state_file()?,
+    ctx.records()?.save(
         choice,
         NewCredential {
             host: &host,
@@ -158,31 +143,19 @@ fn store(ctx: &Context, input: &str) -> Result<(), VerbError> {
 
 /// Forgets a stored credential. A host served only by the environment (or by nothing) is
 /// fine: nothing changes, as `erase` is idempotent.
-fn erase(ctx: &Context, input: &str) -> Result<(), VerbError> {
+fn erase(ctx: &Context<'_>, input: &str) -> Result<(), VerbError> {
     let host = RegistryHost::parse(protocol::parse_server(input)?)?;
-    if let Some(state_file) = &ctx.state_file {
-        credentials::forget(state_file, &host)?;
+    if let Some(records) = &ctx.records {
+        records.forget(ctx.choice().ok(), &host)?;
     }
     Ok(())
 }
 
-fn list(ctx: &Context) -> Result<String, VerbError> {
-    let stored = match &ctx.state_file {
-        Some(file) => file.load()?.entries,
-        None => Default::default(),
-    };
-    let from_env = sources::environment(&ctx.env)?;
-    let env_hosts: Vec<(String, &str)> = from_env
-        .iter()
-        .filter(|c| !stored.contains_key(c.host.as_str()))
-        .map(|c| (c.host.as_str().to_owned(), c.username.as_str()))
-        .collect();
+fn list(ctx: &Context<'_>) -> Result<String, VerbError> {
+    let all = ctx.cascade().list()?;
     Ok(protocol::render_list(
-        stored
-            .iter()
-            .filter(|(key, _)| RegistryHost::standby_of(key).is_none())
-            .map(|(_, e)| (e.server_url.as_str(), e.username.as_str()))
-            .chain(env_hosts.iter().map(|(h, u)| (h.as_str(), *u))),
+        all.iter()
+            .map(|(server, user)| (server.as_str(), user.as_str())),
     ))
 }
 
@@ -208,25 +181,30 @@ mod tests {
 
     /// A context on the in-memory store, with `env` on top. The mock store is shared by the
     /// whole test process, so each test uses its own hosts.
-    fn memory_ctx(dir: &std::path::Path, env: &[(&str, &str)]) -> Context {
-        let mut pairs = vec![(crate::store::STORE_ENV, "memory")];
+    fn memory_env(env: &[(&str, &str)]) -> Env {
+        let mut pairs = vec![(crate::env::STORE, "memory")];
         pairs.extend_from_slice(env);
+        Env::from_pairs(pairs)
+    }
+
+    fn memory_ctx<'a>(dir: &std::path::Path, env: &'a Env) -> Context<'a> {
         Context {
-            state_file: Some(StateFile::in_dir(dir)),
-            env: Environment::from_pairs(pairs),
+            records: Some(Records::at(dir)),
+            env,
         }
     }
 
-    fn call(ctx: &Context, verb: Verb, stdin: &str) -> Result<String, String> {
+    fn call(ctx: &Context<'_>, verb: Verb, stdin: &str) -> Result<String, String> {
         let mut out = Vec::new();
-        run_in(ctx, verb, stdin.as_bytes(), &mut out).map_err(|e| e.to_string())?;
+        run(ctx, verb, stdin.as_bytes(), &mut out).map_err(|e| e.to_string())?;
         Ok(String::from_utf8(out).unwrap())
     }
 
     #[test]
     fn protocol_vectors_on_the_memory_store() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = memory_ctx(dir.path(), &[]);
+        let env = memory_env(&[]);
+        let ctx = memory_ctx(dir.path(), &env);
         let host = "vectors.memory.example";
         assert_eq!(call(&ctx, Verb::Get, host), Err(NOT_FOUND.to_owned()));
         assert_eq!(call(&ctx, Verb::List, "").unwrap(), "{}\n");
@@ -265,14 +243,12 @@ mod tests {
     fn stored_wins_over_the_job_and_erase_leaves_the_environment_alone() {
         let dir = tempfile::tempdir().unwrap();
         let host = "ci.memory.example:5050";
-        let ctx = memory_ctx(
-            dir.path(),
-            &[
-                ("GITLAB_CI", "true"),
-                ("CI_REGISTRY", host),
-                ("CI_JOB_TOKEN", "job-token"),
-            ],
-        );
+        let env = memory_env(&[
+            ("GITLAB_CI", "true"),
+            ("CI_REGISTRY", host),
+            ("CI_JOB_TOKEN", "job-token"),
+        ]);
+        let ctx = memory_ctx(dir.path(), &env);
         let job = format!(
             "{{\"ServerURL\":\"{host}\",\"Username\":\"gitlab-ci-token\",\"Secret\":\"job-token\"}}\n"
         );
@@ -303,12 +279,13 @@ mod tests {
 
     #[test]
     fn without_a_home_the_environment_still_serves() {
+        let env = Env::from_pairs([
+            ("DOCKER_CREDENTIAL_GITLAB_TOKEN", "glpat-env"),
+            ("DOCKER_CREDENTIAL_GITLAB_REGISTRY", "nohome.example"),
+        ]);
         let ctx = Context {
-            state_file: None,
-            env: Environment::from_pairs([
-                ("DOCKER_CREDENTIAL_GITLAB_TOKEN", "glpat-env"),
-                ("DOCKER_CREDENTIAL_GITLAB_REGISTRY", "nohome.example"),
-            ]),
+            records: None,
+            env: &env,
         };
         let got = call(&ctx, Verb::Get, "nohome.example").unwrap();
         assert_eq!(

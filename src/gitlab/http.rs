@@ -184,12 +184,13 @@ fn client_builder() -> reqwest::ClientBuilder {
 /// anything is sent, rather than fail later with an opaque TLS error.
 #[cfg(target_os = "linux")]
 fn check_ca_certificates() -> Result<(), GitLabError> {
-    if let Some(file) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty())
-        && !std::path::Path::new(&file).is_file()
+    use crate::env::{Env, SSL_CERT_FILE};
+    if let Some(file) = Env::process().path(SSL_CERT_FILE)
+        && !file.is_file()
     {
         return Err(GitLabError::Client(format!(
             "SSL_CERT_FILE={} does not exist; point it at a PEM bundle of CA certificates",
-            std::path::Path::new(&file).display()
+            file.display()
         )));
     }
     let found = openssl_probe::probe();

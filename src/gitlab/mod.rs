@@ -9,7 +9,6 @@
 pub mod http;
 pub mod jwt;
 pub mod oauth;
-pub mod token;
 
 use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
@@ -287,7 +286,7 @@ pub fn rotate_self(
     http: &Http,
     gitlab: &Url,
     secret: &Secret,
-    resource: Option<crate::state::Resource>,
+    resource: Option<crate::model::Resource>,
     expires_at: jiff::civil::Date,
 ) -> Rotation {
     let path = resource.map_or_else(

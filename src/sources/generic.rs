@@ -7,15 +7,11 @@
 //!   (default `registry.gitlab.com`).
 
 use super::{EnvCredential, EnvError, Source, parse_host};
-use crate::environment::Environment;
+use crate::env::{Env, REGISTRY as REGISTRY_ENV, TOKEN as TOKEN_ENV, USERNAME as USERNAME_ENV};
 use crate::gitlab::{DEFAULT_USERNAME, GITLAB_COM_REGISTRY};
 use crate::secret::secret_from;
 
-pub const TOKEN_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_TOKEN";
-pub const USERNAME_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_USERNAME";
-pub const REGISTRY_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_REGISTRY";
-
-pub fn credentials(env: &Environment) -> Result<Vec<EnvCredential>, EnvError> {
+pub(crate) fn credentials(env: &Env) -> Result<Vec<EnvCredential>, EnvError> {
     let Some(token) = env.var(TOKEN_ENV) else {
         return Ok(Vec::new());
     };
@@ -44,7 +40,7 @@ mod tests {
 
     #[test]
     fn defaults_to_gitlab_com_and_oauth2() {
-        let env = Environment::from_pairs([(TOKEN_ENV, "glpat-x")]);
+        let env = Env::from_pairs([(TOKEN_ENV, "glpat-x")]);
         let c = credentials(&env).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].host.as_str(), "registry.gitlab.com");
@@ -54,7 +50,7 @@ mod tests {
 
     #[test]
     fn several_hosts_normalised_and_a_username() {
-        let env = Environment::from_pairs([
+        let env = Env::from_pairs([
             (TOKEN_ENV, "gldt-x"),
             (USERNAME_ENV, "gitlab+deploy-token-3"),
             (
@@ -70,7 +66,7 @@ mod tests {
 
     #[test]
     fn no_token_no_credential() {
-        let env = Environment::from_pairs([(REGISTRY_ENV, "registry.example.com")]);
+        let env = Env::from_pairs([(REGISTRY_ENV, "registry.example.com")]);
         assert!(credentials(&env).unwrap().is_empty());
     }
 }

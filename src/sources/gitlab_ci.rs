@@ -11,35 +11,35 @@
 //! credential then wins over the job token.
 
 use super::{EnvCredential, EnvError, Source, parse_host};
-use crate::environment::Environment;
+use crate::env::{self, Env};
 use crate::registry::RegistryHost;
 use crate::secret::secret_from;
 
 /// The username GitLab expects with `CI_JOB_TOKEN`.
-pub const JOB_TOKEN_USER: &str = "gitlab-ci-token";
+pub(crate) const JOB_TOKEN_USER: &str = "gitlab-ci-token";
 
-pub fn credentials(env: &Environment) -> Result<Vec<EnvCredential>, EnvError> {
+pub(crate) fn credentials(env: &Env) -> Result<Vec<EnvCredential>, EnvError> {
     let mut out = Vec::new();
     if !env.is_gitlab_ci() {
         return Ok(out);
     }
-    if let Some(registry) = env.var("CI_REGISTRY") {
-        let host = parse_host("CI_REGISTRY", registry)?;
+    if let Some(registry) = env.var(env::CI_REGISTRY) {
+        let host = parse_host(env::CI_REGISTRY, registry)?;
         out.extend(credential(
             env,
             host,
-            "CI_REGISTRY_USER",
-            "CI_REGISTRY_PASSWORD",
+            env::CI_REGISTRY_USER,
+            env::CI_REGISTRY_PASSWORD,
         ));
     }
-    if let Some(proxy) = env.var("CI_DEPENDENCY_PROXY_SERVER") {
-        let host = parse_host("CI_DEPENDENCY_PROXY_SERVER", proxy)?;
+    if let Some(proxy) = env.var(env::CI_DEPENDENCY_PROXY_SERVER) {
+        let host = parse_host(env::CI_DEPENDENCY_PROXY_SERVER, proxy)?;
         for host in with_and_without_443(host) {
             out.extend(credential(
                 env,
                 host,
-                "CI_DEPENDENCY_PROXY_USER",
-                "CI_DEPENDENCY_PROXY_PASSWORD",
+                env::CI_DEPENDENCY_PROXY_USER,
+                env::CI_DEPENDENCY_PROXY_PASSWORD,
             ));
         }
     }
@@ -48,14 +48,18 @@ pub fn credentials(env: &Environment) -> Result<Vec<EnvCredential>, EnvError> {
 
 /// The pair `user_var`/`password_var` when both are set, else the job token.
 fn credential(
-    env: &Environment,
+    env: &Env,
     host: RegistryHost,
     user_var: &'static str,
     password_var: &'static str,
 ) -> Option<EnvCredential> {
     let (username, secret, secret_var) = match (env.var(user_var), env.var(password_var)) {
         (Some(user), Some(password)) => (user, password, password_var),
-        _ => (JOB_TOKEN_USER, env.var("CI_JOB_TOKEN")?, "CI_JOB_TOKEN"),
+        _ => (
+            JOB_TOKEN_USER,
+            env.var(env::CI_JOB_TOKEN)?,
+            env::CI_JOB_TOKEN,
+        ),
     };
     Some(EnvCredential {
         host,
@@ -84,7 +88,7 @@ mod tests {
     use super::*;
     use crate::secret::ExposeSecret;
 
-    fn found(env: &Environment) -> Vec<(String, String, String, &'static str)> {
+    fn found(env: &Env) -> Vec<(String, String, String, &'static str)> {
         credentials(env)
             .unwrap()
             .into_iter()
@@ -99,19 +103,19 @@ mod tests {
             .collect()
     }
 
-    fn job<'a>(extra: &[(&'a str, &'a str)]) -> Environment {
+    fn job<'a>(extra: &[(&'a str, &'a str)]) -> Env {
         let mut pairs = vec![
             ("GITLAB_CI", "true"),
             ("CI_JOB_TOKEN", "job-token"),
             ("CI_REGISTRY", "gitlab.example.com:5050"),
         ];
         pairs.extend_from_slice(extra);
-        Environment::from_pairs(pairs)
+        Env::from_pairs(pairs)
     }
 
     #[test]
     fn only_inside_gitlab_ci() {
-        let env = Environment::from_pairs([
+        let env = Env::from_pairs([
             ("CI", "true"),
             ("CI_REGISTRY", "gitlab.example.com:5050"),
             ("CI_JOB_TOKEN", "job-token"),
@@ -146,7 +150,7 @@ mod tests {
             )]
         );
         // No job token and no pair: nothing.
-        let env = Environment::from_pairs([
+        let env = Env::from_pairs([
             ("GITLAB_CI", "true"),
             ("CI_REGISTRY", "gitlab.example.com:5050"),
         ]);

@@ -16,24 +16,24 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Backend, StoreError};
+use crate::datadir::DataDir;
+use crate::datadir::lock::WriteGuard;
 use crate::private_file;
 use crate::registry::RegistryHost;
-use crate::secret::{ExposeSecret, Secret, secret_from};
-use crate::state::WriteGuard;
+use crate::secret::{ExposeSecret, Secret};
 
-pub const FILE_NAME: &str = "secrets.json";
 const VERSION: u32 = 1;
 
 /// The secrets file in one data directory.
 #[derive(Debug, Clone)]
-pub struct FileStore {
+pub(crate) struct FileStore {
     path: PathBuf,
 }
 
@@ -56,13 +56,14 @@ impl Drop for Contents {
 }
 
 impl FileStore {
-    pub fn in_dir(dir: &Path) -> FileStore {
+    pub fn in_dir(dir: &DataDir) -> FileStore {
         FileStore {
-            path: dir.join(FILE_NAME),
+            path: dir.secrets_file(),
         }
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub fn path(&self) -> &std::path::Path {
         &self.path
     }
 
@@ -71,7 +72,7 @@ impl FileStore {
         Ok(contents
             .secrets
             .remove(host.as_str())
-            .map(|mut s| secret_from(std::mem::take(&mut s))))
+            .map(|mut s| Secret::from(std::mem::take(&mut s))))
     }
 
     /// Sets the secret for `host`. The guard proves the state write lock is held, which
@@ -106,13 +107,13 @@ impl FileStore {
     }
 
     fn check_guard(&self, guard: &WriteGuard<'_>) -> Result<(), StoreError> {
-        if self.path.parent() == Some(guard.dir()) {
+        if self.path == guard.dir().secrets_file() {
             Ok(())
         } else {
             Err(self.failed(format!(
                 "internal error: {} written under the lock of {}",
                 self.path.display(),
-                guard.dir().display()
+                guard.dir().root().display()
             )))
         }
     }
@@ -167,7 +168,6 @@ impl FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::StateFile;
 
     fn host(s: &str) -> RegistryHost {
         RegistryHost::parse(s).unwrap()
@@ -176,18 +176,18 @@ mod tests {
     #[test]
     fn round_trip_and_exact_format() {
         let dir = tempfile::tempdir().unwrap();
-        let sf = StateFile::in_dir(dir.path().join("data"));
-        let store = FileStore::in_dir(sf.dir());
+        let sf = DataDir::at(dir.path().join("data"));
+        let store = FileStore::in_dir(&sf);
         assert!(store.get(&host("a.example")).unwrap().is_none());
         let guard = sf.lock().unwrap();
         store
-            .set(&guard, &host("a.example"), &secret_from("one".into()))
+            .set(&guard, &host("a.example"), &Secret::from("one"))
             .unwrap();
         store
-            .set(&guard, &host("b.example:5050"), &secret_from("two".into()))
+            .set(&guard, &host("b.example:5050"), &Secret::from("two"))
             .unwrap();
         store
-            .set(&guard, &host("a.example"), &secret_from("uno".into()))
+            .set(&guard, &host("a.example"), &Secret::from("uno"))
             .unwrap();
         assert_eq!(
             std::fs::read_to_string(store.path()).unwrap(),
@@ -202,16 +202,17 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            let mode =
+                |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode(store.path()), 0o600);
-            assert_eq!(mode(sf.dir()), 0o700);
+            assert_eq!(mode(sf.root()), 0o700);
         }
     }
 
     #[test]
     fn corrupt_file_is_reported_without_its_contents() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FileStore::in_dir(dir.path());
+        let store = FileStore::in_dir(&DataDir::at(dir.path()));
         std::fs::write(
             store.path(),
             r#"{"version":1,"secrets":{"a.example":["glpat-leak"]}}"#,
@@ -229,10 +230,10 @@ mod tests {
     fn writes_need_the_lock_of_this_directory() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
-        let other = StateFile::in_dir(b.path());
+        let other = DataDir::at(b.path());
         let guard = other.lock().unwrap();
-        let err = FileStore::in_dir(a.path())
-            .set(&guard, &host("a.example"), &secret_from("x".into()))
+        let err = FileStore::in_dir(&DataDir::at(a.path()))
+            .set(&guard, &host("a.example"), &Secret::from("x"))
             .unwrap_err();
         assert!(err.to_string().contains("internal error"), "{err}");
     }

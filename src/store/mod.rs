@@ -6,7 +6,7 @@
 //! macOS Keychain and the Windows Credential Manager; and the plain [`file`] store for
 //! machines without any (explicit, or `auto`'s fallback inside CI jobs).
 //!
-//! Every write takes the state file's [`WriteGuard`]: a secret can only change under the
+//! Every write takes the state write lock's [`WriteGuard`]: a secret can only change under the
 //! lock that also guards the metadata pointing at it.
 //!
 //! Two properties matter more than anything else here:
@@ -17,34 +17,32 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use keyring_core::{CredentialStore, Error as KeyringError};
 
+use crate::datadir::DataDir;
+use crate::datadir::lock::WriteGuard;
+use crate::env::{self, Env, STORE as STORE_ENV};
 use crate::registry::RegistryHost;
-use crate::secret::{ExposeSecret, Secret, secret_from};
-use crate::state::WriteGuard;
+use crate::report::one_line;
+use crate::secret::{ExposeSecret, Secret};
 
-mod backend;
-pub mod file;
+pub(crate) mod file;
 
-pub use backend::{Auto, Backend, BackendInfo};
+pub(crate) use crate::model::backend::{Auto, Backend};
 use file::FileStore;
-
-/// Chooses the backend: `auto` (default) or one of [`Backend::names`].
-pub const STORE_ENV: &str = "DOCKER_CREDENTIAL_GITLAB_STORE";
 /// The keychain "service" our items are filed under.
-pub const SERVICE: &str = "docker-credential-gitlab";
+pub(crate) const SERVICE: &str = "docker-credential-gitlab";
 /// No keychain call may take longer than this.
-pub const CALL_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const CALL_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Why a store could not do what was asked. `Display` is one line: what failed, in which
 /// backend, and how to fix it. Never contains a secret.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("{0}: {STORE_ENV} must be one of {names}", names = Backend::names())]
     UnknownBackend(String),
     #[error("{backend} store is not available on this platform; use one of: auto, {here}", here = Backend::ALL.iter().filter(|b| b.info().here).map(|b| b.name()).collect::<Vec<_>>().join(", "))]
@@ -92,7 +90,7 @@ impl StoreError {
 
 /// Which backend(s) to use, from [`STORE_ENV`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreChoice {
+pub(crate) enum StoreChoice {
     /// The platform's keychains in table order; in a CI job, the `file` store after them.
     Auto {
         in_ci: bool,
@@ -101,9 +99,8 @@ pub enum StoreChoice {
 }
 
 impl StoreChoice {
-    pub fn from_env() -> Result<StoreChoice, StoreError> {
-        let env = crate::environment::Environment::from_process();
-        StoreChoice::parse(env.var(STORE_ENV).unwrap_or_default(), env.is_ci())
+    pub fn from_env(env: &Env) -> Result<StoreChoice, StoreError> {
+        StoreChoice::parse(env.var(env::STORE).unwrap_or_default(), env.is_ci())
     }
 
     pub fn parse(value: &str, in_ci: bool) -> Result<StoreChoice, StoreError> {
@@ -152,7 +149,7 @@ impl StoreChoice {
 
 /// Which store a new secret would go to now, and why (for `status`/`doctor`).
 #[derive(Debug)]
-pub struct Current {
+pub(crate) struct Current {
     pub backend: Result<Backend, StoreError>,
     pub why: String,
 }
@@ -160,7 +157,7 @@ pub struct Current {
 /// Finds the store a new secret would go to now: the same order as [`SecretStore::write`],
 /// each backend probed with a write and delete of a throw-away item (a read alone is not
 /// enough: a container's kernel keyring answers reads and refuses writes).
-pub fn current(guard: &WriteGuard<'_>, choice: StoreChoice) -> Current {
+pub(crate) fn current(guard: &WriteGuard<'_>, choice: StoreChoice) -> Current {
     let mut errors = Vec::new();
     for backend in choice.order(None) {
         match SecretStore::open(backend, guard.dir()).and_then(|s| s.probe(guard)) {
@@ -195,8 +192,31 @@ pub fn current(guard: &WriteGuard<'_>, choice: StoreChoice) -> Current {
     Current { backend, why }
 }
 
+/// What the kernel keyring keeps, and for how long, when it is where new secrets go or
+/// where some are (`in_use`): for `status` and `doctor`.
+pub(crate) fn keyutils_note(
+    current: &Current,
+    mut in_use: impl Iterator<Item = Backend>,
+) -> Option<String> {
+    const EXPIRY: &str = "/proc/sys/kernel/keys/persistent_keyring_expiry";
+    let used = current.backend.as_ref().ok() == Some(&Backend::Keyutils)
+        || in_use.any(|b| b == Backend::Keyutils);
+    if !used {
+        return None;
+    }
+    let expiry = std::fs::read_to_string(EXPIRY)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|secs| format!("{} days ({secs} s)", secs / 86_400))
+        .unwrap_or_else(|| "a kernel-defined time".into());
+    Some(format!(
+        "keyutils: secrets are lost at reboot, and the persistent keyring expires after {expiry} unused \
+         ({EXPIRY}); use the Secret Service or DOCKER_CREDENTIAL_GITLAB_STORE=file to keep them"
+    ))
+}
+
 /// An open connection to one backend.
-pub struct SecretStore {
+pub(crate) struct SecretStore {
     backend: Backend,
     inner: Inner,
 }
@@ -217,7 +237,7 @@ impl fmt::Debug for SecretStore {
 impl SecretStore {
     /// Connects to `backend`, within [`CALL_DEADLINE`]. `dir` is the data directory (where
     /// the `file` store keeps its file).
-    pub fn open(backend: Backend, dir: &Path) -> Result<SecretStore, StoreError> {
+    pub fn open(backend: Backend, dir: &DataDir) -> Result<SecretStore, StoreError> {
         let inner = match backend {
             Backend::File => Inner::File(FileStore::in_dir(dir)),
             _ => Inner::Keyring(
@@ -265,18 +285,15 @@ impl SecretStore {
     /// file store only needs its directory).
     fn probe(&self, guard: &WriteGuard<'_>) -> Result<(), StoreError> {
         if let Inner::File(_) = &self.inner {
-            return crate::private_file::create_dir(guard.dir()).map_err(|e| StoreError::Failed {
+            let root = guard.dir().root();
+            return crate::private_file::create_dir(root).map_err(|e| StoreError::Failed {
                 backend: self.backend,
-                detail: format!("cannot create {}: {e}", guard.dir().display()),
+                detail: format!("cannot create {}: {e}", root.display()),
             });
         }
         let probe = RegistryHost::parse("probe.docker-credential-gitlab.invalid").expect("valid");
-        self.set(guard, &probe, &secret_from("probe".to_owned()))?;
+        self.set(guard, &probe, &Secret::from("probe"))?;
         self.delete(guard, &probe)
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// The secret for `host`, or `None` when this store has no item for it.
@@ -293,7 +310,7 @@ impl SecretStore {
         }
         let entry = self.entry(host)?;
         match self.call(move || entry.get_password())? {
-            Ok(s) => Ok(Some(secret_from(s))),
+            Ok(s) => Ok(Some(Secret::from(s))),
             Err(KeyringError::NoEntry) => Ok(None),
             Err(e) => Err(self.op_error(e)),
         }
@@ -313,7 +330,7 @@ impl SecretStore {
         retry_transient(|| {
             let entry = self.entry(host)?;
             // The worker thread needs its own copy; it is wiped when dropped.
-            let secret = secret_from(secret.expose_secret().to_owned());
+            let secret = secret.clone();
             self.call(move || entry.set_password(secret.expose_secret()))?
                 .map_err(|e| self.op_error(e))
         })
@@ -444,11 +461,6 @@ fn retry_transient<T>(mut call: impl FnMut() -> Result<T, StoreError>) -> Result
     call()
 }
 
-/// Platform error texts can span lines; protocol errors must be one line.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
 mod secret_service;
 
@@ -482,7 +494,7 @@ mod platform {
 
 /// The unit tests' in-memory store: keyring-core's mock, one per test process.
 #[cfg(test)]
-pub fn memory() -> Arc<keyring_core::mock::Store> {
+pub(crate) fn memory() -> Arc<keyring_core::mock::Store> {
     static STORE: std::sync::OnceLock<Arc<keyring_core::mock::Store>> = std::sync::OnceLock::new();
     STORE
         .get_or_init(|| keyring_core::mock::Store::new().expect("mock store"))
@@ -559,17 +571,17 @@ mod tests {
     #[test]
     fn memory_store_round_trip_under_the_lock() {
         let dir = tempfile::tempdir().unwrap();
-        let sf = crate::state::StateFile::in_dir(dir.path());
+        let sf = DataDir::at(dir.path());
         let guard = sf.lock().unwrap();
         let host = RegistryHost::parse("memory-round-trip.example").unwrap();
-        let store = SecretStore::open(Backend::Memory, sf.dir()).unwrap();
+        let store = SecretStore::open(Backend::Memory, &sf).unwrap();
         assert!(store.get(&host).unwrap().is_none());
         let backend = SecretStore::write(
             &guard,
             StoreChoice::Only(Backend::Memory),
             None,
             &host,
-            &secret_from("s1".into()),
+            &Secret::from("s1"),
         )
         .unwrap();
         assert_eq!(backend, Backend::Memory);
@@ -594,7 +606,7 @@ mod tests {
     #[cfg(not(target_os = "macos"))]
     #[test]
     fn unsupported_backend_is_reported() {
-        let e = SecretStore::open(Backend::Keychain, Path::new(".")).unwrap_err();
+        let e = SecretStore::open(Backend::Keychain, &DataDir::at(".")).unwrap_err();
         assert!(matches!(e, StoreError::Unsupported { .. }), "{e}");
     }
 }

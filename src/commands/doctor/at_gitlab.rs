@@ -11,21 +11,24 @@ use super::docker::docker_config_findings;
 use super::token::{token_findings, window_finding};
 use super::{Finding, Net};
 use crate::BINARY_NAME;
-use crate::credentials;
+use crate::env::Env;
 use crate::gitlab::http::{Http, check_transport, redact, same_base};
-use crate::gitlab::token::can_pull;
 use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, JwtOutcome, PatSelf, jwt};
+use crate::model::stored_secret::handed_out;
+use crate::model::token::can_pull;
+use crate::model::{GitLabInfo, TokenKind};
+use crate::records::{Entry, Records};
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
-use crate::state::{GitLabInfo, StateFile, TokenKind};
 
 pub(super) fn check_registry(
+    env: &Env,
     host: &RegistryHost,
-    state_file: &StateFile,
-    entry: Option<&crate::state::Entry>,
+    records: &Records,
+    entry: Option<&Entry>,
     net: &mut Net,
 ) -> Vec<Finding> {
-    let mut out = docker_config_findings(host);
+    let mut out = docker_config_findings(env, host);
     let Some(entry) = entry else {
         out.push(
             Finding::fail("credential", format!("no credential is stored for {host}"))
@@ -35,25 +38,19 @@ pub(super) fn check_registry(
     };
 
     const STORE: &str = "store";
-    let secret = match credentials::load(state_file, host) {
+    let secret = match records.load(host) {
         // An OAuth entry stores its token pair; docker gets (and GitLab sees) the access token.
-        Ok(Some((e, secret)))
-            if e.gitlab
-                .as_ref()
-                .is_some_and(|g| g.kind == TokenKind::OauthToken) =>
-        {
+        Ok(Some((e, secret))) => {
+            let kind = e.gitlab.as_ref().map(|g| g.kind);
+            let what = match kind {
+                Some(TokenKind::OauthToken) => "token pair",
+                _ => "secret",
+            };
             out.push(Finding::pass(
                 STORE,
-                format!("the {} store answers and holds the token pair", entry.store),
+                format!("the {} store answers and holds the {what}", entry.store),
             ));
-            crate::renew::oauth::access_token(&secret)
-        }
-        Ok(Some((_, secret))) => {
-            out.push(Finding::pass(
-                STORE,
-                format!("the {} store answers and holds the secret", entry.store),
-            ));
-            secret
+            handed_out(kind, &secret)
         }
         Ok(None) => {
             out.push(

@@ -7,12 +7,14 @@ use std::path::Path;
 
 use super::Finding;
 use crate::BINARY_NAME;
+use crate::env::{self, Env};
 use crate::path_lookup::find_on_path;
 
-pub(super) fn binary_finding() -> Finding {
+pub(super) fn binary_finding(env: &Env) -> Finding {
     let me = std::env::current_exe().ok();
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let hit = find_on_path(&path, BINARY_NAME);
+    let hit = env
+        .os(env::PATH)
+        .and_then(|path| find_on_path(path, BINARY_NAME));
     binary_check(me.as_deref(), hit.as_deref())
 }
 

@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use super::Finding;
 use crate::docker_config;
+use crate::env::Env;
 use crate::registry::RegistryHost;
 use crate::{BINARY_NAME, HELPER_SUFFIX};
 
-pub(super) fn docker_config_findings(host: &RegistryHost) -> Vec<Finding> {
+pub(super) fn docker_config_findings(env: &Env, host: &RegistryHost) -> Vec<Finding> {
     let Some(path) = docker_config::default_path() else {
         return vec![
             Finding::fail("docker config", "cannot find Docker's config directory")
@@ -21,8 +22,8 @@ pub(super) fn docker_config_findings(host: &RegistryHost) -> Vec<Finding> {
         ];
     };
     let config = docker_config::read(&path);
-    let env = std::env::var(docker_config::DOCKER_AUTH_CONFIG_ENV).ok();
-    config_checks(host, &path, config, env.as_deref())
+    let inline = env.var(crate::env::DOCKER_AUTH_CONFIG);
+    config_checks(host, &path, config, inline)
 }
 
 /// Pure: what the config file (already read) and `DOCKER_AUTH_CONFIG` mean for `host`.

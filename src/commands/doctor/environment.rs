@@ -6,7 +6,7 @@ use reqwest::Url;
 
 use super::token::window_finding;
 use super::{Finding, Net};
-use crate::environment::Environment;
+use crate::env::Env;
 use crate::gitlab::http::{check_transport, redact, same_base};
 use crate::gitlab::{self, JwtAuth, jwt};
 use crate::registry::RegistryHost;
@@ -15,7 +15,7 @@ use crate::sources::{EnvCredential, Source};
 pub(super) fn check(
     host: &RegistryHost,
     c: &EnvCredential,
-    env: &Environment,
+    env: &Env,
     net: &mut Net,
 ) -> Vec<Finding> {
     const JWT: &str = "/jwt/auth";

@@ -26,11 +26,11 @@ use anyhow::bail;
 use serde::Serialize;
 
 use crate::BINARY_NAME;
-use crate::environment::Environment;
+use crate::env::Env;
 use crate::gitlab::http::Http;
+use crate::records::Records;
 use crate::registry::RegistryHost;
-use crate::sources;
-use crate::state::StateFile;
+use crate::sources::{self, Cascade, Served};
 
 mod at_gitlab;
 mod binary;
@@ -117,8 +117,8 @@ struct Row<'a> {
 /// Findings grouped by registry; `None` holds the checks that concern every registry.
 type Report = Vec<(Option<String>, Vec<Finding>)>;
 
-pub fn run(registry: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let report = diagnose(registry);
+pub(crate) fn run(env: &Env, registry: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let report = diagnose(env, registry);
     if json {
         let rows: Vec<Row> = report
             .iter()
@@ -157,93 +157,71 @@ pub fn run(registry: Option<&str>, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn diagnose(registry: Option<&str>) -> Report {
-    let mut global = vec![binary_finding()];
-    let env = Environment::from_process();
-    let from_env = match sources::environment(&env) {
-        Ok(c) => c,
-        Err(e) => {
-            global.push(Finding::fail("environment", e.to_string()));
-            Vec::new()
-        }
+fn diagnose(env: &Env, registry: Option<&str>) -> Report {
+    let mut global = vec![binary_finding(env)];
+    let records = Records::locate(env);
+    let cascade = Cascade {
+        records: records.as_ref().ok(),
+        env,
     };
-    let state_file = StateFile::open_default();
-    let state = state_file
-        .as_ref()
-        .map_err(|e| e.to_string())
-        .and_then(|f| f.load().map_err(|e| e.to_string()));
-    let stored: Vec<String> = match &state {
-        // A standby token is checked with its registry's entry (see the note in status).
-        Ok(s) => s
-            .entries
-            .keys()
-            .filter(|k| RegistryHost::standby_of(k).is_none())
-            .cloned()
-            .collect(),
-        Err(e) => {
-            global.push(Finding::fail("state file", e.clone()));
-            Vec::new()
-        }
-    };
-    if let (Ok(file), Ok(state)) = (&state_file, &state) {
-        global.extend(store_findings(file, state));
+    let (inventory, errors) = cascade.survey();
+    let mut stored_ok = records.is_ok();
+    if let Err(e) = &records {
+        global.push(Finding::fail("state file", e.to_string()));
     }
-    let served: Vec<String> = stored
-        .iter()
-        .cloned()
-        .chain(
-            from_env
-                .iter()
-                .map(|c| c.host.as_str().to_owned())
-                .filter(|h| !stored.contains(h)),
-        )
-        .collect();
+    for e in errors {
+        stored_ok &= matches!(e, sources::Error::Environment(_));
+        let check = match e {
+            sources::Error::Environment(_) => "environment",
+            _ => "state file",
+        };
+        global.push(Finding::fail(check, e.to_string()));
+    }
+    let records = records.ok().filter(|_| stored_ok);
+    if let Some(records) = &records {
+        global.extend(store_findings(env, records, &inventory.stored));
+    }
     let hosts: Vec<Result<RegistryHost, String>> = match registry {
         Some(r) => vec![RegistryHost::parse(r).map_err(|e| e.to_string())],
-        None if served.is_empty() && state.is_ok() => {
-            global.push(
-                Finding::fail("credentials", "no registry is stored")
-                    .fix(format!("log in with {BINARY_NAME} login REGISTRY")),
-            );
-            Vec::new()
-        }
-        None => served
-            .iter()
-            .map(|r| RegistryHost::parse(r).map_err(|e| e.to_string()))
-            .collect(),
+        None => inventory.registries().into_iter().map(Ok).collect(),
     };
+    if registry.is_none() && hosts.is_empty() && records.is_some() {
+        global.push(
+            Finding::fail("credentials", "no registry is stored")
+                .fix(format!("log in with {BINARY_NAME} login REGISTRY")),
+        );
+    }
     let mut report: Report = vec![(None, global)];
     let mut net = Net::default();
     for host in hosts {
-        match host {
-            Err(e) => report.push((
-                registry.map(str::to_owned),
-                vec![Finding::fail("registry", e)],
-            )),
-            Ok(host) => {
-                let entry = state
-                    .as_ref()
-                    .ok()
-                    .and_then(|s| s.entries.get(host.as_str()));
-                let env_credential = from_env.iter().find(|c| c.host == host);
-                let findings = match (&state_file, &state, entry, env_credential) {
-                    // Stored wins, as it does for `get`.
-                    (Ok(_), Ok(_), None, Some(c)) => {
-                        let mut out = docker_config_findings(&host);
-                        out.extend(environment::check(&host, c, &env, &mut net));
-                        out
-                    }
-                    (Ok(file), Ok(state), entry, _) => {
-                        let mut out = check_registry(&host, file, entry, &mut net);
-                        out.extend(renewal_findings(file, state, &host));
-                        out
-                    }
-                    // Without the state file only Docker's side can be checked.
-                    _ => docker_config_findings(&host),
-                };
-                report.push((Some(host.as_str().to_owned()), findings));
+        let host = match host {
+            Ok(host) => host,
+            Err(e) => {
+                let findings = vec![Finding::fail("registry", e)];
+                report.push((registry.map(str::to_owned), findings));
+                continue;
             }
-        }
+        };
+        let findings = match (&records, inventory.served(&host)) {
+            // Stored wins, as it does for `get`.
+            (Some(_), Some(Served::Environment(c))) => {
+                let mut out = docker_config_findings(env, &host);
+                out.extend(environment::check(&host, c, env, &mut net));
+                out
+            }
+            (Some(records), served) => {
+                let entry = match served {
+                    Some(Served::Stored(entry)) => Some(entry),
+                    _ => None,
+                };
+                let mut out = check_registry(env, &host, records, entry, &mut net);
+                out.extend(renewal_findings(env, records, &inventory.stored, &host));
+                out
+            }
+            // Without the state file only Docker's side can be checked.
+            (None, _) => docker_config_findings(env, &host),
+        };
+        report.push((Some(host.as_str().to_owned()), findings));
     }
     report
 }
@@ -266,7 +244,7 @@ impl Net {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::GitLabInfo;
+    use crate::model::GitLabInfo;
     use serde_json::json;
 
     /// The `(check, status)` pairs, in order: what most check tests compare.

@@ -3,14 +3,15 @@
 //! keyring is or was used, what it cannot keep (secrets are lost at reboot).
 
 use super::Finding;
-use crate::state::{State, StateFile};
-use crate::store::{self, Backend, StoreChoice};
+use crate::env::Env;
+use crate::records::{Records, State};
+use crate::store::{self, StoreChoice};
 
 /// Where new secrets go (and why), and what a keyutils store cannot keep.
-pub(super) fn store_findings(file: &StateFile, state: &State) -> Vec<Finding> {
+pub(super) fn store_findings(env: &Env, records: &Records, state: &State) -> Vec<Finding> {
     const CHECK: &str = "secret store";
     let mut out = Vec::new();
-    let current = match (StoreChoice::from_env(), file.lock()) {
+    let current = match (StoreChoice::from_env(env), records.dir().lock()) {
         (Ok(choice), Ok(guard)) => store::current(&guard, choice),
         (Err(e), _) => return vec![Finding::fail(CHECK, e.to_string())],
         (_, Err(e)) => return vec![Finding::fail(CHECK, e.to_string())],
@@ -24,13 +25,8 @@ pub(super) fn store_findings(file: &StateFile, state: &State) -> Vec<Finding> {
         Err(e) if state.entries.is_empty() => out.push(Finding::warn(CHECK, e.to_string())),
         Err(e) => out.push(Finding::fail(CHECK, e.to_string())),
     }
-    let keyutils = current.backend.as_ref().ok() == Some(&Backend::Keyutils)
-        || state.entries.values().any(|e| e.store == Backend::Keyutils);
-    if keyutils {
-        out.push(Finding::warn(
-            "keyutils",
-            crate::commands::status::keyutils_limits(),
-        ));
+    if let Some(note) = store::keyutils_note(&current, state.entries.values().map(|e| e.store)) {
+        out.push(Finding::warn("keyutils", note));
     }
     out
 }

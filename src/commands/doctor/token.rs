@@ -5,10 +5,12 @@
 
 use super::Finding;
 use crate::BINARY_NAME;
-use crate::gitlab::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
+use crate::env::Env;
 use crate::gitlab::{PatInfo, jwt};
+use crate::model::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
+use crate::model::{GitLabInfo, TokenKind};
+use crate::records::{Records, State};
 use crate::registry::RegistryHost;
-use crate::state::{GitLabInfo, State, StateFile, TokenKind};
 
 /// Registry token windows shorter than this get a warning (GitLab.com uses 15 min).
 const SHORT_WINDOW_SECS: i64 = 15 * 60;
@@ -19,7 +21,8 @@ const WINDOW_SETTING: &str =
 /// Renewal on a busy host: a standby pair, or the cuts a single token suffered; and a
 /// min_validity no token can keep.
 pub(super) fn renewal_findings(
-    file: &StateFile,
+    env: &Env,
+    records: &Records,
     state: &State,
     host: &RegistryHost,
 ) -> Vec<Finding> {
@@ -36,7 +39,7 @@ pub(super) fn renewal_findings(
     let standby = host.standby();
     if let Some(second) = state.entries.get(standby.as_str()) {
         let primary = &state.entries[host.as_str()];
-        let active = if crate::sources::stored::standby_active(primary) {
+        let active = if primary.standby_active() {
             "the standby token"
         } else {
             "the first token"
@@ -50,7 +53,7 @@ pub(super) fn renewal_findings(
                 "log in a renewable standby token: {BINARY_NAME} login {host} --standby"
             )),
         });
-    } else if let Some((at, count)) = crate::leases::last_cut(file.dir(), host) {
+    } else if let Some((at, count)) = records.last_cut(host) {
         out.push(
             Finding::warn(
                 CHECK,
@@ -64,22 +67,14 @@ pub(super) fn renewal_findings(
             )),
         );
     }
-    if let Ok(settings) = crate::settings::Settings::load() {
-        let min = settings.min_validity(host.as_str());
-        let max = crate::renew::max_validity(info);
-        if min > max {
-            out.push(
-                Finding::warn(
-                    CHECK,
-                    format!(
-                        "min_validity ({}) is longer than renewing can give ({}): renewal cannot keep it",
-                        crate::settings::describe(min),
-                        crate::settings::describe(max)
-                    ),
-                )
+    if let Ok(settings) = crate::settings::Settings::load(env)
+        && let Some(unkeepable) =
+            crate::policy::unkeepable(info, settings.min_validity(host.as_str()))
+    {
+        out.push(
+            Finding::warn(CHECK, format!("{unkeepable}: renewal cannot keep it"))
                 .fix("lower min_validity (DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY or config.json)"),
-            );
-        }
+        );
     }
     out
 }
@@ -119,7 +114,7 @@ pub(super) fn token_findings(
             } else {
                 Finding::pass("scopes", format!("{list} ({source}): pull and push"))
             });
-            let renewable = crate::gitlab::token::can_renew(TokenKind::PersonalAccessToken, scopes);
+            let renewable = crate::model::token::can_renew(TokenKind::PersonalAccessToken, scopes);
             out.push(if renewable {
                 Finding::pass("renewal", "the token can rotate itself (api or self_rotate)")
             } else {

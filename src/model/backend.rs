@@ -33,7 +33,8 @@ pub enum Auto {
     /// Used only when no native store is usable and this is a CI job (`GITLAB_CI=true` or
     /// `CI=true`), whose home directory dies with the job.
     CiFallback,
-    /// Only when chosen explicitly.
+    /// Only when chosen explicitly (the unit tests' in-memory store).
+    #[cfg(test)]
     Never,
 }
 
@@ -44,7 +45,6 @@ pub struct BackendInfo {
     /// Whether this build has the backend (the platform's keychains only exist there).
     pub here: bool,
     pub auto: Auto,
-    pub survives_reboot: bool,
     /// What to do when the backend cannot be used.
     pub fix: &'static str,
     /// What to do when it is reachable but locked.
@@ -74,7 +74,6 @@ impl Backend {
                 name: "keychain",
                 here: cfg!(target_os = "macos"),
                 auto: Auto::Native,
-                survives_reboot: true,
                 fix: "unlock the login keychain (`security unlock-keychain`), e.g. when working over SSH",
                 lock_fix: "unlock the login keychain (`security unlock-keychain`), e.g. when working over SSH",
             },
@@ -82,7 +81,6 @@ impl Backend {
                 name: "wincred",
                 here: cfg!(windows),
                 auto: Auto::Native,
-                survives_reboot: true,
                 fix: "check that the Windows Credential Manager service is running",
                 lock_fix: "check that the Windows Credential Manager service is running",
             },
@@ -90,7 +88,6 @@ impl Backend {
                 name: "secret-service",
                 here: LINUX_LIKE,
                 auto: Auto::Native,
-                survives_reboot: true,
                 fix: "run a Secret Service provider (GNOME Keyring, KWallet, KeePassXC) in your session, \
                       or on a headless machine set DOCKER_CREDENTIAL_GITLAB_STORE=file or =keyutils",
                 lock_fix: "unlock it (log in to the desktop, or `gnome-keyring-daemon --unlock` in a headless session), \
@@ -100,7 +97,6 @@ impl Backend {
                 name: "keyutils",
                 here: cfg!(target_os = "linux"),
                 auto: Auto::Native,
-                survives_reboot: false,
                 fix: "the kernel keyring is not usable here (containers often block it); \
                       set DOCKER_CREDENTIAL_GITLAB_STORE=file",
                 lock_fix: "the kernel keyring is not usable here (containers often block it); \
@@ -110,7 +106,6 @@ impl Backend {
                 name: "file",
                 here: true,
                 auto: Auto::CiFallback,
-                survives_reboot: true,
                 fix: "check that the data directory (DOCKER_CREDENTIAL_GITLAB_DATA_DIR) is writable",
                 lock_fix: "check that the data directory (DOCKER_CREDENTIAL_GITLAB_DATA_DIR) is writable",
             },
@@ -119,7 +114,6 @@ impl Backend {
                 name: "memory",
                 here: true,
                 auto: Auto::Never,
-                survives_reboot: false,
                 fix: "",
                 lock_fix: "",
             },
@@ -140,11 +134,6 @@ impl Backend {
             .chain(Backend::ALL.iter().map(|b| b.name()))
             .collect::<Vec<_>>()
             .join(", ")
-    }
-
-    /// Whether secrets survive a reboot (shown by `status`).
-    pub fn survives_reboot(self) -> bool {
-        self.info().survives_reboot
     }
 
     /// The native backends `auto` tries, in order, on this platform.
@@ -190,8 +179,7 @@ mod tests {
             for text in [b.info().fix, b.info().lock_fix] {
                 if text.contains("DOCKER_CREDENTIAL_GITLAB_") {
                     assert!(
-                        text.contains(super::super::STORE_ENV)
-                            || text.contains(crate::paths::DATA_DIR_ENV),
+                        text.contains(crate::env::STORE) || text.contains(crate::env::DATA_DIR),
                         "{text}"
                     );
                 }
@@ -203,7 +191,6 @@ mod tests {
     fn file_is_never_a_native_choice() {
         assert!(Backend::native().all(|b| b != Backend::File));
         assert_eq!(Backend::ci_fallback().collect::<Vec<_>>(), [Backend::File]);
-        assert!(!Backend::Keyutils.survives_reboot());
         #[cfg(target_os = "linux")]
         assert_eq!(
             Backend::native().collect::<Vec<_>>(),

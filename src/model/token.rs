@@ -84,6 +84,66 @@ pub fn can_renew(kind: TokenKind, scopes: &[String]) -> bool {
         && scopes.iter().any(|s| s == "api" || s == "self_rotate")
 }
 
+/// Non-secret facts about a credential, learnt from GitLab when it was validated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GitLabInfo {
+    /// The GitLab instance the token belongs to: the only place it is ever sent.
+    pub url: String,
+    pub kind: TokenKind,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When the token stops working (PATs: 00:00 UTC of their expiry date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<jiff::Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_name: Option<String>,
+    /// For project/group access tokens: the resource whose `access_tokens/self/rotate`
+    /// endpoint renews them (learnt from the bot user's name at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<Resource>,
+    /// Days from creation to expiry: a rotation asks for the same lifetime again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_days: Option<i64>,
+    /// The user the token belongs to (a bot user for project/group tokens): a standby
+    /// token must belong to the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<u64>,
+    /// OAuth tokens: the application (client id) that refreshes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_id: Option<String>,
+    pub validated_at: jiff::Timestamp,
+}
+
+impl GitLabInfo {
+    /// What a login learnt before it asked GitLab anything: the instance and the kind of
+    /// token, validated now; every other fact unknown.
+    pub fn new(url: &str, kind: TokenKind) -> GitLabInfo {
+        GitLabInfo {
+            url: url.trim_end_matches('/').to_owned(),
+            kind,
+            scopes: Vec::new(),
+            expires_at: None,
+            token_id: None,
+            token_name: None,
+            resource: None,
+            lifetime_days: None,
+            user_id: None,
+            oauth_client_id: None,
+            validated_at: crate::clock::now(),
+        }
+    }
+
+    /// Whether the helper can renew this credential itself.
+    pub fn can_renew(&self) -> bool {
+        match self.kind {
+            TokenKind::OauthToken => self.oauth_client_id.is_some(),
+            kind => can_renew(kind, &self.scopes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

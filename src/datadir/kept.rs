@@ -6,15 +6,15 @@
 //! been logged in again or erased since.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use super::DataDir;
+use crate::model::GitLabInfo;
 use crate::private_file;
 use crate::registry::RegistryHost;
-use crate::secret::{ExposeSecret, Secret, secret_from};
-use crate::state::GitLabInfo;
+use crate::secret::{ExposeSecret, Secret};
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -28,18 +28,14 @@ struct Record {
 
 /// A kept token and what is known about it.
 #[derive(Debug)]
-pub struct Kept {
+pub(crate) struct Kept {
     pub username: String,
     pub token: Secret,
     pub info: GitLabInfo,
     pub keys: BTreeMap<String, jiff::Timestamp>,
 }
 
-fn path(dir: &Path, group: &RegistryHost) -> PathBuf {
-    dir.join("kept").join(format!("{}.json", group.file_name()))
-}
-
-pub fn keep(dir: &Path, group: &RegistryHost, kept: &Kept) -> std::io::Result<()> {
+pub(crate) fn keep(dir: &DataDir, group: &RegistryHost, kept: &Kept) -> std::io::Result<()> {
     let mut record = Record {
         username: kept.username.clone(),
         token: kept.token.expose_secret().to_owned(),
@@ -49,24 +45,24 @@ pub fn keep(dir: &Path, group: &RegistryHost, kept: &Kept) -> std::io::Result<()
     };
     let json = Zeroizing::new(serde_json::to_vec(&record).expect("serialises"));
     zeroize::Zeroize::zeroize(&mut record.token);
-    private_file::replace(&path(dir, group), &json)
+    private_file::replace(&dir.kept(group), &json)
 }
 
-pub fn load(dir: &Path, group: &RegistryHost) -> Option<Kept> {
-    let bytes = Zeroizing::new(std::fs::read(path(dir, group)).ok()?);
+pub(crate) fn load(dir: &DataDir, group: &RegistryHost) -> Option<Kept> {
+    let bytes = Zeroizing::new(std::fs::read(dir.kept(group)).ok()?);
     let record: Record = serde_json::from_slice(&bytes).ok()?;
     Some(Kept {
         username: record.username,
-        token: secret_from(record.token),
+        token: Secret::from(record.token),
         info: record.info,
         keys: record.keys,
     })
 }
 
-pub fn exists(dir: &Path, group: &RegistryHost) -> bool {
-    path(dir, group).exists()
+pub(crate) fn exists(dir: &DataDir, group: &RegistryHost) -> bool {
+    dir.kept(group).exists()
 }
 
-pub fn remove(dir: &Path, group: &RegistryHost) {
-    let _ = std::fs::remove_file(path(dir, group));
+pub(crate) fn remove(dir: &DataDir, group: &RegistryHost) {
+    let _ = std::fs::remove_file(dir.kept(group));
 }

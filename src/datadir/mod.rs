@@ -1,0 +1,109 @@
+//! The data directory: every file the helper keeps on this machine, named here and nowhere
+//! else.
+//!
+//! It is `$DOCKER_CREDENTIAL_GITLAB_DATA_DIR` when set (tests, CI images, unusual homes),
+//! else the platform data directory (`~/.local/share/docker-credential-gitlab` on Linux):
+//!
+//! ```text
+//! state.json, state.lock   what is stored for each registry, and its write lock (state)
+//! secrets.json             the `file` secret store (only when that store is chosen)
+//! locks/<token>.lock       one renewal at a time per token (lock)
+//! journal/<token>.json     a renewal in flight (journal)
+//! kept/<token>.json        a minted token the store refused, until it takes it (kept)
+//! leases/<key>, cuts/<key> hand-outs still inside their promise, renewals that cut some (leases)
+//! warned/<key>.<topic>     once-a-day warning stamps (leases)
+//! ```
+//!
+//! Secrets are in two of these only: `secrets.json`, and a kept token for the moment the
+//! store refuses it. Every file is 0600 in 0700 directories ([`crate::private_file`]).
+//! `<token>` is a token's group (the first registry key holding it), `<key>` a registry key.
+
+use std::path::{Path, PathBuf};
+
+use crate::env::{self, Env};
+use crate::registry::RegistryHost;
+
+pub(crate) mod journal;
+pub(crate) mod kept;
+pub(crate) mod leases;
+pub(crate) mod lock;
+pub(crate) mod state;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot find a home directory for the state file: set HOME, or set {} to a private directory",
+    env::DATA_DIR
+)]
+pub(crate) struct NoDataDir;
+
+/// One data directory.
+#[derive(Debug, Clone)]
+pub(crate) struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory `env` names, else the platform's.
+    pub fn locate(env: &Env) -> Result<DataDir, NoDataDir> {
+        if let Some(dir) = env.path(env::DATA_DIR) {
+            return Ok(DataDir::at(dir));
+        }
+        directories::ProjectDirs::from("", "", crate::BINARY_NAME)
+            .map(|p| DataDir::at(p.data_dir()))
+            .ok_or(NoDataDir)
+    }
+
+    pub fn at(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    fn state_lock(&self) -> PathBuf {
+        self.root.join("state.lock")
+    }
+
+    /// The `file` secret store.
+    pub fn secrets_file(&self) -> PathBuf {
+        self.root.join("secrets.json")
+    }
+
+    fn token_lock(&self, group: &RegistryHost) -> PathBuf {
+        self.root
+            .join("locks")
+            .join(format!("{}.lock", group.file_name()))
+    }
+
+    fn journal(&self, group: &RegistryHost) -> PathBuf {
+        self.root
+            .join("journal")
+            .join(format!("{}.json", group.file_name()))
+    }
+
+    fn kept(&self, group: &RegistryHost) -> PathBuf {
+        self.root
+            .join("kept")
+            .join(format!("{}.json", group.file_name()))
+    }
+
+    /// Where `key`'s hand-out record lives.
+    pub fn lease(&self, key: &RegistryHost) -> PathBuf {
+        self.root.join("leases").join(key.file_name())
+    }
+
+    fn cut(&self, key: &RegistryHost) -> PathBuf {
+        self.root.join("cuts").join(key.file_name())
+    }
+
+    fn warned(&self, key: &RegistryHost, topic: &str) -> PathBuf {
+        self.root
+            .join("warned")
+            .join(format!("{}.{topic}", key.file_name()))
+    }
+}

@@ -1,0 +1,172 @@
+//! The record of a credential: its secret, what GitLab told us about it, its hand-outs
+//! (leases), an open renewal (journal), a minted token the store refused (kept), and the
+//! locks that serialise changes. Everything above this module (sources, renewal, commands)
+//! reaches a credential's record through [`Records`] and nothing else.
+//!
+//! This is the seam where a record lives. Its first implementation is this machine: the
+//! data directory ([`crate::datadir`]) for the metadata, leases, journal and locks, and
+//! the secret store each entry names ([`crate::store`]) for the secret. A fleet keeps the
+//! same record in OpenBao/Vault instead, behind the same methods.
+//!
+//! Order matters for crash safety: the secret is written to the store first, then the state
+//! file that points at it, both under the state write lock. A crash in between leaves an
+//! unreferenced keychain item (harmless, overwritten by the next save), never a state entry
+//! without its secret.
+
+use crate::datadir::DataDir;
+use crate::datadir::state::StateError;
+use crate::env::Env;
+use crate::registry::RegistryHost;
+use crate::secret::Secret;
+use crate::store::{SecretStore, StoreError};
+
+mod bookkeeping;
+mod renewal;
+mod save;
+
+pub(crate) use crate::datadir::NoDataDir;
+pub(crate) use crate::datadir::journal::Journal;
+pub(crate) use crate::datadir::kept::Kept;
+pub(crate) use crate::datadir::lock::TokenLock;
+pub(crate) use crate::datadir::state::{Entry, State};
+pub(crate) use save::NewCredential;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The records of every credential on this machine.
+#[derive(Debug, Clone)]
+pub(crate) struct Records {
+    dir: DataDir,
+}
+
+/// A stored entry and the registry keys holding the same token (`key` first).
+#[derive(Debug, Clone)]
+pub(crate) struct Held {
+    pub entry: Entry,
+    pub keys: Vec<String>,
+}
+
+impl Held {
+    /// The one name a token goes by for its lock, journal and kept copy, whichever key it
+    /// is reached through: the first of the keys holding it.
+    pub fn group(&self) -> RegistryHost {
+        group_of(&self.keys)
+    }
+}
+
+impl Records {
+    /// The records in the data directory `env` names (else the platform's).
+    pub fn locate(env: &Env) -> Result<Records, NoDataDir> {
+        DataDir::locate(env).map(Records::in_dir)
+    }
+
+    pub fn in_dir(dir: DataDir) -> Records {
+        Records { dir }
+    }
+
+    /// The records in the data directory at `path` (tests).
+    #[cfg(test)]
+    pub fn at(path: &std::path::Path) -> Records {
+        Records::in_dir(DataDir::at(path))
+    }
+
+    /// The data directory (for `status` and `doctor`, which show where things are).
+    pub fn dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    /// Every entry, from one read of the state file. Takes no lock and touches no store.
+    pub fn snapshot(&self) -> Result<State, Error> {
+        Ok(self.dir.load()?)
+    }
+
+    /// `key`'s entry and the keys holding its token, in a snapshot already read.
+    pub fn held_in(state: &State, key: &RegistryHost) -> Option<Held> {
+        state.entries.get(key.as_str()).map(|entry| Held {
+            keys: keys_sharing(state, key, entry),
+            entry: entry.clone(),
+        })
+    }
+
+    /// `key`'s entry and the keys holding its token. Takes no lock and touches no store.
+    pub fn held(&self, key: &RegistryHost) -> Result<Option<Held>, Error> {
+        Ok(Records::held_in(&self.snapshot()?, key))
+    }
+
+    /// The secret the store holds for `key`'s entry.
+    pub fn secret(&self, key: &RegistryHost, entry: &Entry) -> Result<Option<Secret>, Error> {
+        Ok(SecretStore::open(entry.store, &self.dir)?.get(key)?)
+    }
+
+    /// `key`'s entry and its secret, if both exist.
+    pub fn load(&self, key: &RegistryHost) -> Result<Option<(Entry, Secret)>, Error> {
+        let Some(held) = self.held(key)? else {
+            return Ok(None);
+        };
+        Ok(self.secret(key, &held.entry)?.map(|s| (held.entry, s)))
+    }
+
+    /// The entry and secret now stored for `key`, if they changed since `seen` (another
+    /// process renewed). One read of the state file when nothing changed.
+    pub fn changed_since(
+        &self,
+        key: &RegistryHost,
+        seen: &Entry,
+    ) -> Result<Option<(Entry, Secret)>, Error> {
+        match self.held(key)? {
+            Some(held) if held.entry.stored_at != seen.stored_at => {
+                Ok(self.secret(key, &held.entry)?.map(|s| (held.entry, s)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The keys holding the same token as `entry` (`key` first). Takes no lock.
+    pub fn sharing(&self, key: &RegistryHost, entry: &Entry) -> Vec<String> {
+        match self.snapshot() {
+            Ok(state) => keys_sharing(&state, key, entry),
+            Err(_) => vec![key.as_str().to_owned()],
+        }
+    }
+
+    /// The group (see [`Held::group`]) of `key`'s token.
+    pub fn group(&self, key: &RegistryHost, entry: &Entry) -> RegistryHost {
+        group_of(&self.sharing(key, entry))
+    }
+}
+
+/// The first of `keys` (the name a token's lock, journal and kept copy go by).
+fn group_of(keys: &[String]) -> RegistryHost {
+    keys.iter()
+        .min()
+        .and_then(|k| RegistryHost::from_key(k).ok())
+        .expect("a token is held by at least one valid key")
+}
+
+/// `key`, then every other key whose entry holds the same token as `entry`: one
+/// credential, renewed once for all of them.
+pub(crate) fn keys_sharing(state: &State, key: &RegistryHost, entry: &Entry) -> Vec<String> {
+    let mut keys = vec![key.as_str().to_owned()];
+    keys.extend(
+        state
+            .entries
+            .iter()
+            .filter(|(k, e)| k.as_str() != key.as_str() && same_token(e, entry))
+            .map(|(k, _)| k.clone()),
+    );
+    keys
+}
+
+/// Same GitLab, same token id.
+fn same_token(a: &Entry, b: &Entry) -> bool {
+    match (&a.gitlab, &b.gitlab) {
+        (Some(x), Some(y)) => x.token_id.is_some() && x.token_id == y.token_id && x.url == y.url,
+        _ => false,
+    }
+}

@@ -1,0 +1,207 @@
+//! Handing out one stored token (a registry's own, or its standby): a kept token first,
+//! then the refresh policy (renewing first when it says so), then the lease, then whatever
+//! a renewal elsewhere changed meanwhile.
+
+use crate::model::GitLabInfo;
+use crate::model::stored_secret::handed_out;
+use crate::policy::{self, Decision};
+use crate::records::{Entry, Held};
+use crate::registry::RegistryHost;
+use crate::renew::{self, Promise};
+use crate::secret::Secret;
+use crate::settings::describe;
+
+use super::stored::{Error, Handout};
+
+/// One token: `key` (the registry itself, or its standby) of `h.registry`. `held`: its
+/// entry and its token's keys, when the caller has just read them.
+pub(super) fn key(
+    h: &Handout<'_>,
+    key: &RegistryHost,
+    held: Option<Held>,
+) -> Result<Option<(String, Secret)>, Error> {
+    let held = match held {
+        Some(held) => held,
+        None => match h.records.held(key)? {
+            Some(held) => held,
+            None => return Ok(None),
+        },
+    };
+    // Lock, journal and kept copy go by the token's group (every key holding it).
+    let group = held.group();
+    // A token GitLab minted that the store refused last time: it is the live one (even
+    // while the store is still away).
+    if held.entry.gitlab.is_some()
+        && h.records.kept_exists(&group)
+        && let Some(found) = adopt_kept(h, key, &group, &held.entry)
+    {
+        return Ok(Some(found));
+    }
+    let Some(secret) = h.records.secret(key, &held.entry)? else {
+        return Ok(None);
+    };
+    let Some(info) = held.entry.gitlab.clone() else {
+        return Ok(Some((held.entry.username, secret)));
+    };
+    let (mut entry, mut secret, renewed_here) = apply_policy(h, key, &held, &info, secret)?;
+    // The lease first, then the journal check: a rotation that started meanwhile either
+    // sees this lease and stands down, or has its journal seen here.
+    let min_validity = h.settings()?.min_validity(h.registry.as_str());
+    h.records.record_handout(key, h.now, min_validity);
+    if h.records.journal_open(&group)
+        && let Some(renewed) = renew::resolve_open_journal(h.records, key, &entry, h.deadline)?
+    {
+        (entry, secret) = (renewed.entry, renewed.secret);
+    }
+    // A rotation elsewhere that finished between the secret read above and the lease: its
+    // journal is gone, but the entry changed. Hand out what it stored.
+    if !renewed_here && let Some(changed) = h.records.changed_since(key, &entry)? {
+        (entry, secret) = changed;
+    }
+    let kind = entry.gitlab.as_ref().map(|g| g.kind);
+    Ok(Some((entry.username, handed_out(kind, &secret))))
+}
+
+/// Decides with the policy and renews when it says so. Returns the entry and secret to hand
+/// out, and whether they were renewed here.
+fn apply_policy(
+    h: &Handout<'_>,
+    key: &RegistryHost,
+    held: &Held,
+    info: &GitLabInfo,
+    secret: Secret,
+) -> Result<(Entry, Secret, bool), Error> {
+    let settings = h.settings()?;
+    let min_validity = settings.min_validity(h.registry.as_str());
+    // A hand-out through any key holding the token protects it.
+    let lease = h.records.lease_until_any(&held.keys);
+    let facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);
+    let hard = match policy::decide(&facts) {
+        Decision::HandOut => return Ok((held.entry.clone(), secret, false)),
+        Decision::HandOutExpiring | Decision::PromiseTooLong => {
+            warn_expiring(h, key, info, &facts)?;
+            return Ok((held.entry.clone(), secret, false));
+        }
+        Decision::Renew { hard } => hard,
+    };
+    let promise = Promise {
+        min_validity,
+        early_renewal: settings.early_renewal(),
+        hard,
+    };
+    // In the hard window a rotation revokes hand-outs still inside their promise.
+    let cut = h.records.live_handouts_any(&held.keys, h.now);
+    match renew::renew(h.records, key, &held.entry, promise, h.deadline) {
+        Ok(renewed) => {
+            if renewed.rotated_here && cut > 0 {
+                announce_cut(h, key, cut);
+            }
+            Ok((renewed.entry, renewed.secret, true))
+        }
+        // Nothing that worked before is lost: a still-valid token is served when the
+        // renewal cleanly did not happen.
+        Err(e) if e.old_secret_still_good() && info.expires_at.is_none_or(|t| t > h.now) => {
+            h.warn_once(key, "renewal", || {
+                format!(
+                    "{e}; handing out the current token, which expires {}",
+                    describe_expiry(info, h.now)
+                )
+            });
+            Ok((held.entry.clone(), secret, false))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A token that dies within `min_validity` and that renewing cannot help: handed out with a
+/// warning once a day, unless it has already expired.
+fn warn_expiring(
+    h: &Handout<'_>,
+    key: &RegistryHost,
+    info: &GitLabInfo,
+    facts: &policy::Facts,
+) -> Result<(), Error> {
+    if let Some(at) = info.expires_at.filter(|t| *t <= h.now) {
+        return Err(Error::Expired {
+            host: key.to_string(),
+            at: at.to_string(),
+        });
+    }
+    let expires = describe_expiry(info, h.now);
+    h.warn_once(key, "expiry", || match policy::unkeepable(info, facts.min_validity) {
+        Some(unkeepable) => format!(
+            "the token for {key} expires {expires}; {unkeepable}, so renewing cannot keep that promise: \
+             lower DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY"
+        ),
+        None => format!(
+            "the token for {key} expires {expires}, sooner than the {} a push may need, and it cannot renew itself; \
+             create a token with the self_rotate scope and run `docker-credential-gitlab login {key}`",
+            describe(facts.min_validity),
+        ),
+    });
+    Ok(())
+}
+
+/// A renewal in the hard window revoked hand-outs still inside their promise.
+fn announce_cut(h: &Handout<'_>, key: &RegistryHost, cut: u64) {
+    let registry = h.registry;
+    h.records.record_cut(key, h.now, cut);
+    h.warn_once(key, "cut", || {
+        format!(
+            "renewing the token for {registry} revoked it under {cut} hand-out(s) still inside their promise \
+             (it had to renew within min_validity of their hand-out, so no moment was safe); \
+             add a second token and renewals never cut a push: \
+             docker-credential-gitlab login {registry} --standby"
+        )
+    });
+}
+
+/// Moves a kept token into the store; it is handed out whether or not that works, as long
+/// as `key` still holds what it held when the token was kept (not logged in again since).
+fn adopt_kept(
+    h: &Handout<'_>,
+    key: &RegistryHost,
+    group: &RegistryHost,
+    entry: &Entry,
+) -> Option<(String, Secret)> {
+    let kept = h.records.kept(group)?;
+    if kept.keys.get(key.as_str()) != Some(&entry.stored_at) {
+        // Obsolete for this key; once no key it was kept for still holds the old token, it
+        // is obsolete altogether.
+        let state = h.records.snapshot().ok()?;
+        if kept
+            .keys
+            .iter()
+            .all(|(k, at)| state.entries.get(k).is_none_or(|e| e.stored_at != *at))
+        {
+            h.records.drop_kept(group);
+        }
+        return None;
+    }
+    // Moving it is best effort (it is handed out either way): a short wait for the lock.
+    match h.records.adopt(h.short_wait(), &kept) {
+        Ok(_) => h.records.drop_kept(group),
+        Err(e) => h.warn_once(key, "kept", || {
+            format!(
+                "the renewed token for {} is kept in the data directory; the store does not take it yet: {e}",
+                h.registry
+            )
+        }),
+    }
+    let promise = h
+        .settings()
+        .map(|s| s.min_validity(h.registry.as_str()))
+        .unwrap_or(crate::settings::DEFAULT_MIN_VALIDITY);
+    h.records.record_handout(key, h.now, promise);
+    Some((
+        entry.username.clone(),
+        handed_out(Some(kept.info.kind), &kept.token),
+    ))
+}
+
+fn describe_expiry(info: &GitLabInfo, now: jiff::Timestamp) -> String {
+    match info.expires_at {
+        None => "never".into(),
+        Some(t) => format!("at {t} (in {})", describe(t.duration_since(now))),
+    }
+}
