@@ -16,7 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod credentials;
-pub mod docker_config;
+pub mod docker;
 pub mod environment;
 pub mod gitlab;
 pub mod leases;

@@ -1,10 +1,10 @@
 //! `configure-docker [REGISTRY…] [--dry-run] [--force] [--podman]`: point Docker's
 //! `credHelpers` (or, with `--podman`, podman's/buildah's/skopeo's containers-auth.json) at
-//! this helper, safely (see `docker_config`).
+//! this helper, safely (see `crate::docker`).
 
 use anyhow::{Context, bail};
 
-use crate::docker_config;
+use crate::docker;
 use crate::path_lookup::find_on_path;
 use crate::registry::RegistryHost;
 use crate::state::StateFile;
@@ -31,22 +31,16 @@ pub fn run(registries: &[String], dry_run: bool, force: bool, podman: bool) -> a
         }
     }
     let (path, plan) = if podman {
-        let path = docker_config::containers_auth_path()
+        let path = docker::containers_auth_path()
             .context("cannot find podman's auth file: set REGISTRY_AUTH_FILE")?;
         // podman does not read docker's DOCKER_AUTH_CONFIG.
-        let plan = docker_config::configure_with(
-            &path,
-            &hosts,
-            crate::HELPER_SUFFIX,
-            force,
-            dry_run,
-            None,
-        )?;
+        let plan =
+            docker::configure_with(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run, None)?;
         (path, plan)
     } else {
-        let path = docker_config::default_path()
+        let path = docker::default_path()
             .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
-        let plan = docker_config::configure(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run)?;
+        let plan = docker::configure(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run)?;
         (path, plan)
     };
     for w in &plan.warnings {

@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use reqwest::Url;
 
 use crate::credentials::{self, NewCredential};
-use crate::docker_config;
+use crate::docker;
 use crate::gitlab::http::{Http, same_base};
 use crate::gitlab::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf};
@@ -212,9 +212,9 @@ pub(super) fn store(
 
 /// Adds the `credHelpers` entry for `host`, printing what changed and any warnings.
 pub fn configure_docker_for(host: &RegistryHost) -> anyhow::Result<()> {
-    let path = docker_config::default_path()
+    let path = docker::default_path()
         .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
-    let plan = docker_config::configure(
+    let plan = docker::configure(
         &path,
         &[host.as_str().to_owned()],
         crate::HELPER_SUFFIX,
