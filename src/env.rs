@@ -67,6 +67,8 @@ vars! {
     CI_DEPENDENCY_PROXY_PASSWORD = "CI_DEPENDENCY_PROXY_PASSWORD";
     /// Docker's own: where config.json is, and a config given inline.
     DOCKER_CONFIG = "DOCKER_CONFIG";
+    HOME = "HOME";
+    USERPROFILE = "USERPROFILE";
     DOCKER_AUTH_CONFIG = "DOCKER_AUTH_CONFIG";
     /// podman's: where auth.json is.
     REGISTRY_AUTH_FILE = "REGISTRY_AUTH_FILE";

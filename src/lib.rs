@@ -4,7 +4,7 @@
 //! keeps it so):
 //!
 //! ```text
-//! cli → commands → sources → renew → records → store, datadir → gitlab, docker_config
+//! cli → commands → sources → renew → records → store, datadir → gitlab, docker
 //!     → policy, settings, protocol, registry, model → env, report, fault, clock, secret, private_file
 //! ```
 //!
@@ -15,7 +15,7 @@
 //! - `records`: the one seam where a credential's record lives (secret, facts, leases,
 //!   journal, kept token, locks); today this machine's data directory and secret store.
 //! - `store`: the secret stores, one table of backends. `datadir`: every file of the data
-//!   directory. `gitlab`: the GitLab client. `docker_config`: Docker's and podman's config.
+//!   directory. `gitlab`: the GitLab client. `docker`: Docker's and podman's config.
 //! - `policy`: every rule about time. `settings`: `min_validity` and friends.
 //! - `protocol`: the wire format. `registry`: registry hosts. `model`: token kinds and facts.
 //! - `env`: the one table of environment variables and the snapshot of them. `report`,
@@ -28,7 +28,7 @@ pub mod testing;
 pub(crate) mod clock;
 pub(crate) mod commands;
 pub(crate) mod datadir;
-pub(crate) mod docker_config;
+pub(crate) mod docker;
 pub(crate) mod env;
 pub(crate) mod fault;
 pub(crate) mod gitlab;

@@ -1,6 +1,12 @@
 //! Finding a program on `PATH` the way docker does: the first executable `name` (`name.exe`
 //! on Windows) in a non-empty `PATH` entry. `doctor` asks which copy that is;
 //! `configure-docker` warns when there is none.
+//!
+//! Not the `which` crate's `which_in`, which answers a different question: it reads an empty
+//! `PATH` entry as the current directory (Go, and so docker, refuses a program found that way
+//! since Go 1.19), expands `~` in entries (Go does not), and on Windows rejects a `name.exe`
+//! that is not a PE binary for this machine, which the test below pins as found. So the few
+//! lines here stay, rather than a dependency whose rule is not docker's.
 
 use std::env::consts::EXE_SUFFIX;
 use std::ffi::OsStr;

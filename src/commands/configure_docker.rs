@@ -1,10 +1,10 @@
 //! `configure-docker [REGISTRY…] [--dry-run] [--force] [--podman]`: point Docker's
 //! `credHelpers` (or, with `--podman`, podman's/buildah's/skopeo's containers-auth.json) at
-//! this helper, safely (see `docker_config`).
+//! this helper, safely (see `crate::docker`).
 
 use anyhow::{Context, bail};
 
-use crate::docker_config;
+use crate::docker;
 use crate::env::{self, Env};
 use crate::path_lookup::find_on_path;
 use crate::records::Records;
@@ -38,22 +38,24 @@ pub(crate) fn run(
         }
     }
     let (path, plan) = if podman {
-        let path = docker_config::containers_auth_path()
+        let path = docker::containers_auth_path(env)
             .context("cannot find podman's auth file: set REGISTRY_AUTH_FILE")?;
         // podman does not read docker's DOCKER_AUTH_CONFIG.
-        let plan = docker_config::configure_with(
+        let plan =
+            docker::configure_with(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run, None)?;
+        (path, plan)
+    } else {
+        let path = docker::default_path(env)
+            .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
+        let inline = docker::docker_auth_config(env);
+        let plan = docker::configure_with(
             &path,
             &hosts,
             crate::HELPER_SUFFIX,
             force,
             dry_run,
-            None,
+            inline.as_deref(),
         )?;
-        (path, plan)
-    } else {
-        let path = docker_config::default_path()
-            .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
-        let plan = docker_config::configure(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run)?;
         (path, plan)
     };
     for w in &plan.warnings {

@@ -12,7 +12,7 @@ use std::io::{IsTerminal, Read};
 use anyhow::{Context, bail};
 use reqwest::Url;
 
-use crate::docker_config;
+use crate::docker;
 use crate::env::Env;
 use crate::gitlab::http::{Http, same_base};
 use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf};
@@ -199,15 +199,16 @@ pub(super) fn store(
 }
 
 /// Adds the `credHelpers` entry for `host`, printing what changed and any warnings.
-pub(super) fn configure_docker_for(_env: &Env, host: &RegistryHost) -> anyhow::Result<()> {
-    let path = docker_config::default_path()
+pub(super) fn configure_docker_for(env: &Env, host: &RegistryHost) -> anyhow::Result<()> {
+    let path = docker::default_path(env)
         .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
-    let plan = docker_config::configure(
+    let plan = docker::configure_with(
         &path,
         &[host.as_str().to_owned()],
         crate::HELPER_SUFFIX,
         false,
         false,
+        docker::docker_auth_config(env).as_deref(),
     )
     .with_context(|| {
         format!("the credential is stored, but Docker is not set up to use it for {host}")

@@ -9,19 +9,19 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::Finding;
-use crate::docker_config;
+use crate::docker;
 use crate::env::Env;
 use crate::registry::RegistryHost;
 use crate::{BINARY_NAME, HELPER_SUFFIX};
 
 pub(super) fn docker_config_findings(env: &Env, host: &RegistryHost) -> Vec<Finding> {
-    let Some(path) = docker_config::default_path() else {
+    let Some(path) = docker::default_path(env) else {
         return vec![
             Finding::fail("docker config", "cannot find Docker's config directory")
                 .fix("set DOCKER_CONFIG or HOME"),
         ];
     };
-    let config = docker_config::read(&path);
+    let config = docker::read(&path);
     let inline = env.var(crate::env::DOCKER_AUTH_CONFIG);
     config_checks(host, &path, config, inline)
 }
@@ -30,7 +30,7 @@ pub(super) fn docker_config_findings(env: &Env, host: &RegistryHost) -> Vec<Find
 fn config_checks(
     host: &RegistryHost,
     path: &Path,
-    config: Result<Option<Value>, docker_config::ConfigError>,
+    config: Result<Option<Value>, docker::ConfigError>,
     env_auth_config: Option<&str>,
 ) -> Vec<Finding> {
     const CHECK: &str = "docker config";
@@ -52,7 +52,7 @@ fn config_checks(
             Value::Object(Default::default())
         }
         Ok(Some(v)) => {
-            out.push(match docker_config::helper_for(&v, host.as_str()) {
+            out.push(match docker::helper_for(&v, host.as_str()) {
                 Some(HELPER_SUFFIX) => Finding::pass(
                     CHECK,
                     format!(
@@ -81,9 +81,9 @@ fn config_checks(
         }
     };
 
-    let plaintext = config.as_object().map_or_else(Vec::new, |top| {
-        docker_config::plaintext_auths(top, host.as_str())
-    });
+    let plaintext = config
+        .as_object()
+        .map_or_else(Vec::new, |top| docker::plaintext_auths(top, host.as_str()));
     for (key, _) in plaintext {
         out.push(
             Finding::warn(
@@ -123,7 +123,7 @@ fn config_checks(
             .is_some_and(|auths| {
                 auths
                     .keys()
-                    .any(|k| docker_config::same_registry(k, host.as_str()))
+                    .any(|k| docker::same_registry(k, host.as_str()))
             });
         let what = if lists_host {
             format!("it lists {host}, so docker CLI 28.3 and newer bypasses the helper for it")
@@ -133,7 +133,7 @@ fn config_checks(
         out.push(
             Finding::warn(
                 "DOCKER_AUTH_CONFIG",
-                format!("{} is set: {what}", docker_config::DOCKER_AUTH_CONFIG_ENV),
+                format!("{} is set: {what}", docker::DOCKER_AUTH_CONFIG_ENV),
             )
             .fix("unset it (or drop this registry from it) to use the helper"),
         );
