@@ -65,5 +65,10 @@ DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR="$PWD/target/release-files"
 rm -rf "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR"
 ./packaging/release.sh --allow-dirty --out-dir "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR" >/dev/null
 export DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR
+# proptest, not cargo-fuzz (which needs nightly). Budget: 20000 cases per property, about
+# 2 minutes on 2 cores; plain `cargo test` runs 256. A failure prints the minimal input:
+# add it as a file under fuzz/corpus/<target>/.
+echo "==> fuzz targets, bounded (protocol_input, registry_host: PROPTEST_CASES=${PROPTEST_CASES:-20000})"
+PROPTEST_CASES="${PROPTEST_CASES:-20000}" cargo test --all-features --locked --lib fuzz_tests::
 echo "==> cargo test (with the test-only fault-injection points, for the crash tests)"
 cargo test --workspace --all-features --locked

@@ -218,6 +218,9 @@ fn push_json_string(out: &mut String, s: &str) {
 }
 
 #[cfg(test)]
+pub(crate) mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -46,11 +46,8 @@ impl RegistryHost {
         if !valid_host(&host) {
             return Err(invalid());
         }
-        if let Some(port) = port {
-            match port.parse::<u16>() {
-                Ok(p) if p > 0 && !port.starts_with('0') => {}
-                _ => return Err(invalid()),
-            }
+        if port.is_some_and(|p| !valid_port(p)) {
+            return Err(invalid());
         }
         if port.is_none() && DOCKER_HUB_ALIASES.contains(&host.as_str()) {
             return Ok(RegistryHost(DOCKER_HUB.to_owned()));
@@ -169,15 +166,35 @@ fn valid_host(host: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         });
+    if !labels_ok {
+        return false;
+    }
     // URLs (WHATWG) read a host whose last label is a number as an IPv4 address: then it
-    // must be one (`a.123` is neither a name nor an address).
-    let last = host.rsplit('.').next().unwrap_or_default();
-    let numeric = !last.is_empty()
-        && (last.bytes().all(|b| b.is_ascii_digit())
-            || (last.len() >= 2
-                && last[..2].eq_ignore_ascii_case("0x")
-                && last[2..].bytes().all(|b| b.is_ascii_hexdigit())));
-    labels_ok && (!numeric || host.parse::<std::net::Ipv4Addr>().is_ok())
+    // must be one (`a.123` is neither a name nor an address). Bytes, not `str` slices: this
+    // must never be able to cut a character in two.
+    let last = host.rsplit('.').next().unwrap_or_default().as_bytes();
+    let numeric = last.iter().all(u8::is_ascii_digit)
+        || (last.len() >= 2
+            && last[..2].eq_ignore_ascii_case(b"0x")
+            && last[2..].iter().all(u8::is_ascii_hexdigit));
+    if numeric {
+        return host.parse::<std::net::Ipv4Addr>().is_ok();
+    }
+    // An `xn--` label is punycode, which URLs decode and check (IDNA; `xn--` alone is
+    // invalid there): such a name must come back from the URL parser unchanged.
+    !host.split('.').any(|label| label.starts_with("xn--"))
+        || reqwest::Url::parse(&format!("https://{host}/"))
+            .is_ok_and(|u| u.host_str() == Some(host))
+}
+
+/// A port is 1–65535 in plain decimal digits: no sign (`u16::from_str` takes `+5000`, a
+/// URL does not), no leading zero.
+fn valid_port(port: &str) -> bool {
+    !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && !port.starts_with('0')
+        && port.parse::<u16>().is_ok()
 }
 
 /// Error messages quote the input, which may hold a secret (`user:token@host`, a token
@@ -204,13 +221,23 @@ fn shorten(input: &str) -> String {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     /// Every host this module accepts makes a valid URL (no panics downstream).
     #[test]
     fn accepted_hosts_are_valid_urls() {
-        for bad in ["a.123", "x.0x1f", "1.2.3.4.5", "a.b.999"] {
+        for bad in [
+            "a.123",
+            "x.0x1f",
+            "1.2.3.4.5",
+            "a.b.999",
+            "xn--",
+            "a.xn--a.b",
+        ] {
             assert!(RegistryHost::parse(bad).is_err(), "{bad}");
         }
         for good in [
@@ -219,6 +246,7 @@ mod tests {
             "x-1.example:5050",
             "[::1]:5000",
             "a_b.example",
+            "xn--nxasmq6b.example",
         ] {
             let h = RegistryHost::parse(good).unwrap();
             assert!(
@@ -340,6 +368,9 @@ mod tests {
             "host:port",
             "host:0",
             "host:65536",
+            "host:+5000",
+            "host:-1",
+            "host:٥٠٠٠",
             "host:",
             "::1",
             "[::1",
@@ -366,6 +397,21 @@ mod tests {
                 .unwrap()
                 .is_loopback()
         );
+    }
+
+    /// Issue 15: the last label was sliced at byte 2, inside a 3-byte character.
+    #[test]
+    fn multi_byte_last_label_is_an_error_not_a_panic() {
+        for s in [
+            "registry.中文",
+            "\u{feff}%2F",
+            "a.\u{202e}x",
+            "registry.a中",
+            "中",
+            "x.0\u{feff}",
+        ] {
+            assert!(RegistryHost::parse(s).is_err(), "{s:?} should be invalid");
+        }
     }
 
     #[test]

@@ -370,3 +370,40 @@ fn a_keyring_that_crashes_and_comes_back_is_asked_again() {
     assert!(stdout(&out).contains("glpat-survives"), "{}", stdout(&out));
     assert_ne!(s.keyring_pid().to_string(), pid, "not restarted");
 }
+
+/// Issue 15: a host whose last label starts with a character of 3 or more bytes (U+FEFF,
+/// U+202E, CJK) aborted the helper with no output. Bad input is one line and exit 1, like
+/// every other bad input, on every verb that takes a server string.
+#[test]
+fn multi_byte_hosts_are_one_line_errors() {
+    let s = Session::file_store();
+    s.store(GITLAB, "alice", "glpat-keep-me");
+    let state_before = read_opt(&s.state_path()).expect("state file exists");
+    let secrets_before = read_opt(&s.secrets_path()).expect("secrets file exists");
+
+    let cases: [(&str, &[u8]); 7] = [
+        ("get", "registry.中文".as_bytes()),
+        ("get", b"\xef\xbb\xbf%2F"),
+        ("get", "registry.\u{202e}moc".as_bytes()),
+        ("get", "registry.a中:5000/group".as_bytes()),
+        ("erase", "registry.中文\n".as_bytes()),
+        ("erase", b"https://\xef\xbb\xbf/v2/"),
+        (
+            "store",
+            "{\"ServerURL\":\"registry.中文\",\"Username\":\"a\",\"Secret\":\"glpat-x\"}"
+                .as_bytes(),
+        ),
+    ];
+    for (verb, input) in cases {
+        let what = format!("{verb} {:?}", String::from_utf8_lossy(input));
+        let out = s.helper(&[verb], input);
+        let line = assert_one_line_error(&out, &what);
+        assert!(
+            line.starts_with("invalid registry address"),
+            "{what}: {line}"
+        );
+        assert!(!line.contains("glpat-"), "{what}: {line}");
+    }
+    assert_eq!(read_opt(&s.state_path()).unwrap(), state_before);
+    assert_eq!(read_opt(&s.secrets_path()).unwrap(), secrets_before);
+}
