@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::commands::verbs::{self, Context, VerbError};
-use crate::environment::Environment;
+use crate::env::Env;
 
 /// The raw bytes of every file in `fuzz/corpus/<target>/`, with its name, sorted.
 pub(crate) fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -111,15 +111,16 @@ pub(crate) fn assert_error_line(line: &str) {
 
 /// A context with no data directory and the in-memory store: `get`, `store` and `erase`
 /// run their whole parse and stop before touching any store or file.
-fn offline() -> Context {
+fn offline() -> Context<'static> {
+    static ENV: std::sync::OnceLock<Env> = std::sync::OnceLock::new();
     Context {
-        state_file: None,
-        env: Environment::from_pairs([(crate::store::STORE_ENV, "memory")]),
+        records: None,
+        env: ENV.get_or_init(|| Env::from_pairs([(crate::env::STORE, "memory")])),
     }
 }
 
 /// The properties of one stdin, for every verb that reads it.
-fn check_stdin(ctx: &Context, input: &[u8]) {
+fn check_stdin(ctx: &Context<'_>, input: &[u8]) {
     match read_input(input) {
         Ok(text) => {
             assert_eq!(text.as_bytes(), input);
@@ -133,7 +134,7 @@ fn check_stdin(ctx: &Context, input: &[u8]) {
     }
     for verb in [Verb::Get, Verb::Erase, Verb::Store] {
         let mut out = Vec::new();
-        match verbs::run_in(ctx, verb, input, &mut out) {
+        match verbs::run(ctx, verb, input, &mut out) {
             Ok(()) => {
                 assert_eq!(verb, Verb::Erase, "{verb:?} cannot succeed offline");
                 assert!(out.is_empty());
@@ -234,7 +235,7 @@ proptest! {
         // JSON object, and the whole one echoes at most its server string.
         for input in [json.as_bytes(), &json.as_bytes()[..cut % (json.len() + 1)]] {
             let mut out = Vec::new();
-            if let Err(e) = verbs::run_in(&offline(), Verb::Store, input, &mut out) {
+            if let Err(e) = verbs::run(&offline(), Verb::Store, input, &mut out) {
                 let line = e.to_string();
                 assert_error_line(&line);
                 prop_assert!(server.contains(&secret) || !line.contains(&secret), "{line}");
