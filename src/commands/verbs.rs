@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use crate::datadir::state::StateError;
+use crate::datadir::error::StateError;
 use crate::env::Env;
 use crate::protocol::{self, InputError, NOT_FOUND, Verb};
 use crate::records::{self, NewCredential, NoDataDir, Records};

@@ -12,13 +12,11 @@ use std::fs::{File, TryLockError};
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::DataDir;
-use super::state::StateError;
+use super::{DataDir, LOCK_DEADLINE};
+use super::error::StateError;
 use crate::private_file;
 use crate::registry::RegistryHost;
 
-/// How long a writer waits for another writer before giving up with a clear error.
-pub(crate) const LOCK_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Takes an exclusive lock on `file`, waiting until `until` at most: std's lock has no
 /// timeout, so poll `try_lock` with a short backoff. `Ok(false)` means the wait ran out.

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::env::{self, Env};
 use crate::registry::RegistryHost;
 
+pub(crate) mod error;
 pub(crate) mod journal;
 pub(crate) mod kept;
 pub(crate) mod leases;
@@ -35,6 +36,9 @@ pub(crate) mod state;
     env::DATA_DIR
 )]
 pub(crate) struct NoDataDir;
+
+/// How long a writer waits for another writer before giving up with a clear error.
+pub(crate) const LOCK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// One data directory.
 #[derive(Debug, Clone)]

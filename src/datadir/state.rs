@@ -18,11 +18,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::lock::{LOCK_DEADLINE, WriteGuard};
-use super::{DataDir, NoDataDir};
+use super::DataDir;
+use super::error::StateError;
+use super::lock::WriteGuard;
 use crate::model::GitLabInfo;
+use crate::model::backend::Backend;
 use crate::private_file;
-use crate::store::Backend;
 
 /// Bumped when a change would make older binaries misread the file.
 pub(crate) const STATE_VERSION: u32 = 1;
@@ -51,30 +52,6 @@ pub struct Entry {
     pub gitlab: Option<GitLabInfo>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    #[error(transparent)]
-    NoDataDir(#[from] NoDataDir),
-    #[error("cannot access {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    #[error(
-        "state file {} is corrupt ({reason}); the next docker login or docker-credential-gitlab login sets it aside \
-         and starts afresh (secrets stay in their store), or move it away yourself",
-        path.display()
-    )]
-    Corrupt { path: PathBuf, reason: String },
-    #[error(
-        "state file {} was written by a newer docker-credential-gitlab (format {found}); upgrade this binary",
-        path.display()
-    )]
-    TooNew { path: PathBuf, found: u32 },
-    #[error(
-        "another docker-credential-gitlab process has held {} for over {}s; if none is running, delete that file",
-        path.display(), LOCK_DEADLINE.as_secs()
-    )]
-    LockTimeout { path: PathBuf },
 }
 
 impl DataDir {

@@ -14,7 +14,7 @@
 //! without its secret.
 
 use crate::datadir::DataDir;
-use crate::datadir::state::StateError;
+use crate::datadir::error::StateError;
 use crate::env::Env;
 use crate::registry::RegistryHost;
 use crate::secret::Secret;

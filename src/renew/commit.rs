@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::Flight;
-use crate::datadir::lock::LOCK_DEADLINE;
+use crate::datadir::LOCK_DEADLINE;
 use crate::model::GitLabInfo;
 use crate::records::{Entry, Kept};
 use crate::secret::Secret;

@@ -2,16 +2,69 @@
 //! then the refresh policy (renewing first when it says so), then the lease, then whatever
 //! a renewal elsewhere changed meanwhile.
 
+use std::cell::OnceCell;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+
+use crate::env::Env;
 use crate::model::GitLabInfo;
 use crate::model::stored_secret::handed_out;
 use crate::policy::{self, Decision};
-use crate::records::{Entry, Held};
+use crate::records::{self, Entry, Held, Records};
 use crate::registry::RegistryHost;
-use crate::renew::{self, Promise};
+use crate::renew::{self, Promise, RenewError};
 use crate::secret::Secret;
-use crate::settings::describe;
+use crate::settings::{Settings, SettingsError, describe};
 
-use super::stored::{Error, Handout};
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    #[error(transparent)]
+    Records(#[from] records::Error),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Renew(#[from] RenewError),
+    #[error(
+        "the token for {host} expired at {at} and cannot renew itself; create a new token and run: docker-credential-gitlab login {host}"
+    )]
+    Expired { host: String, at: String },
+}
+
+/// What one hand-out works with, each read once: the records, the settings (only when a
+/// policy needs them), the clock, the registry asked for and the deadline of the `get`.
+pub(super) struct Handout<'a> {
+    pub records: &'a Records,
+    pub env: &'a Env,
+    pub settings: OnceCell<Settings>,
+    pub now: Timestamp,
+    pub registry: &'a RegistryHost,
+    pub deadline: Instant,
+}
+
+impl Handout<'_> {
+    pub fn settings(&self) -> Result<&Settings, SettingsError> {
+        if self.settings.get().is_none() {
+            let _ = self.settings.set(Settings::load(self.env)?);
+        }
+        Ok(self.settings.get().expect("set above"))
+    }
+
+    /// How long a best-effort bookkeeping write may wait for the state lock.
+    pub fn short_wait(&self) -> Duration {
+        self.deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(1))
+    }
+
+    /// Warns once a day per key and topic.
+    pub fn warn_once(&self, key: &RegistryHost, topic: &str, message: impl FnOnce() -> String) {
+        if self.records.first_warning_today(key, topic, self.now) {
+            crate::report::warn(&message());
+        }
+    }
+}
+
 
 /// One token: `key` (the registry itself, or its standby) of `h.registry`. `held`: its
 /// entry and its token's keys, when the caller has just read them.

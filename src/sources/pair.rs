@@ -8,8 +8,7 @@ use crate::registry::RegistryHost;
 use crate::renew::{self, Promise};
 use crate::secret::Secret;
 
-use super::handout;
-use super::stored::{Error, Handout};
+use super::handout::{self, Error, Handout};
 
 /// Hands out one of the pair of `h.registry` (`primary`'s entry and its standby `second`).
 pub(super) fn get(

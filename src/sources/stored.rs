@@ -11,65 +11,16 @@
 //! hand-out of a token that may already be revoked.
 
 use std::cell::OnceCell;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use jiff::Timestamp;
-
-use super::{handout, pair};
+use super::handout::{self, Handout};
+use super::pair;
 use crate::env::Env;
-use crate::records::{self, Records};
+use crate::records::Records;
 use crate::registry::RegistryHost;
-use crate::renew::RenewError;
 use crate::secret::Secret;
-use crate::settings::{Settings, SettingsError};
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    #[error(transparent)]
-    Records(#[from] records::Error),
-    #[error(transparent)]
-    Settings(#[from] SettingsError),
-    #[error(transparent)]
-    Renew(#[from] RenewError),
-    #[error(
-        "the token for {host} expired at {at} and cannot renew itself; create a new token and run: docker-credential-gitlab login {host}"
-    )]
-    Expired { host: String, at: String },
-}
-
-/// What one hand-out works with, each read once: the records, the settings (only when a
-/// policy needs them), the clock, the registry asked for and the deadline of the `get`.
-pub(super) struct Handout<'a> {
-    pub records: &'a Records,
-    env: &'a Env,
-    settings: OnceCell<Settings>,
-    pub now: Timestamp,
-    pub registry: &'a RegistryHost,
-    pub deadline: Instant,
-}
-
-impl Handout<'_> {
-    pub fn settings(&self) -> Result<&Settings, SettingsError> {
-        if self.settings.get().is_none() {
-            let _ = self.settings.set(Settings::load(self.env)?);
-        }
-        Ok(self.settings.get().expect("set above"))
-    }
-
-    /// How long a best-effort bookkeeping write may wait for the state lock.
-    pub fn short_wait(&self) -> Duration {
-        self.deadline
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_secs(1))
-    }
-
-    /// Warns once a day per key and topic.
-    pub fn warn_once(&self, key: &RegistryHost, topic: &str, message: impl FnOnce() -> String) {
-        if self.records.first_warning_today(key, topic, self.now) {
-            crate::report::warn(&message());
-        }
-    }
-}
+pub(crate) use super::handout::Error;
 
 /// The stored username and a secret valid for the promised time, if a credential is
 /// stored for `host`. `deadline` bounds a renewal. With a standby pair (`login --standby`)

@@ -47,7 +47,7 @@ pub(super) fn check(
     };
     // In a job, the token belongs to the GitLab running it: never send it anywhere else.
     if let Some(server) = env
-        .var("CI_SERVER_URL")
+        .var(crate::env::CI_SERVER_URL)
         .filter(|_| c.source == Source::GitLabCi)
     {
         let same = Url::parse(server)
