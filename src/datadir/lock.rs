@@ -12,11 +12,10 @@ use std::fs::{File, TryLockError};
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::{DataDir, LOCK_DEADLINE};
 use super::error::StateError;
+use super::{DataDir, LOCK_DEADLINE};
 use crate::private_file;
 use crate::registry::RegistryHost;
-
 
 /// Takes an exclusive lock on `file`, waiting until `until` at most: std's lock has no
 /// timeout, so poll `try_lock` with a short backoff. `Ok(false)` means the wait ran out.

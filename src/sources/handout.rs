@@ -65,7 +65,6 @@ impl Handout<'_> {
     }
 }
 
-
 /// One token: `key` (the registry itself, or its standby) of `h.registry`. `held`: its
 /// entry and its token's keys, when the caller has just read them.
 pub(super) fn key(
