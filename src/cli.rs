@@ -2,7 +2,7 @@
 //!
 //! The protocol verbs are dispatched by hand, before clap, because their contract is not
 //! clap's: exactly one argument, errors on stdout, exit 1, a fixed usage line
-//! (reference §C1). Everything else (user commands, `--help`) goes through clap.
+//! (as docker-credential-helpers prints it). Everything else (user commands, `--help`) goes through clap.
 
 use std::ffi::OsString;
 use std::io::Write;

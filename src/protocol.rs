@@ -1,7 +1,8 @@
 //! The docker-credential-helpers wire format.
 //!
 //! Docker, BuildKit, podman/skopeo and crane run `docker-credential-gitlab <verb>`, write a
-//! payload on stdin and read stdout. The rules they depend on (reference §C):
+//! payload on stdin and read stdout. The rules they depend on (docker-credential-helpers'
+//! `credentials` package and its clients):
 //! - errors are one line on **stdout** and exit status 1; stderr stays silent;
 //! - a miss is exactly [`NOT_FOUND`], which callers compare after trimming;
 //! - `get` echoes the server string it was given;

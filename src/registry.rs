@@ -2,7 +2,7 @@
 //!
 //! docker sends `host[:port]`, `docker login https://host/` stores `host`, crane sends
 //! `host/group/project` first, shells add a newline, people type upper case. All of these
-//! must find the same entry (reference §C6). The canonical key is the lower-case
+//! must find the same entry (as docker-credential-helpers' `registryurl` does). The canonical key is the lower-case
 //! `host[:port]`. `host` and `host:443` stay different keys, because docker treats them as
 //! different registries. Docker Hub's aliases collapse to one key that no GitLab host can
 //! collide with.

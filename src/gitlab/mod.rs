@@ -1,6 +1,6 @@
 //! The GitLab side: registry discovery, `/jwt/auth`, and the token APIs.
 //!
-//! Facts encoded here come from `reference/gitlab-registry-auth.md`: the registry's `/v2/`
+//! Facts encoded here come from GitLab's documentation and behaviour: the registry's `/v2/`
 //! challenge names GitLab's `/jwt/auth` as its realm; `/jwt/auth` answers 200 `{"token"}`,
 //! 401 `UNAUTHORIZED` (bad, expired or revoked credential) or 403 `DENIED` (valid but no
 //! registry scope); `GET /personal_access_tokens/self` works for any PAT scope and tells

@@ -1,6 +1,7 @@
 //! GitLab as an OAuth 2.0 provider: the device authorization grant (RFC 8628) for
 //! `login --oauth`, the refresh-token grant for renewal, revocation for `logout --revoke`.
-//! Reference: gitlab-registry-auth.md §4. Every secret travels in a form body, never in a URL.
+//! GitLab's OAuth API (Doorkeeper): `/oauth/authorize_device`, `/oauth/token`, `/oauth/revoke`,
+//! `/oauth/token/info`. Every secret travels in a form body, never in a URL.
 
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
