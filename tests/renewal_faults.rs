@@ -53,7 +53,7 @@ fn a_promise_no_token_can_keep_never_loops() {
     let out = w.get();
     assert_eq!(secret(&out), w.token);
     assert!(
-        stderr(&out).contains("longer than any token renewing can give"),
+        stderr(&out).contains("min_validity (400d) is longer than renewing can give (364d)"),
         "{}",
         stderr(&out)
     );

@@ -35,7 +35,28 @@ impl Method for Pat {
     }
 
     fn check(&self, http: &Http, gitlab_url: &Url, secret: &Secret) -> Check {
-        check(http, gitlab_url, secret)
+        match gitlab::personal_access_token_self(http, gitlab_url, secret) {
+            Ok(PatSelf::Pat(p)) if p.active => Check::Active,
+            Ok(PatSelf::Pat(p)) if p.revoked => Check::Revoked("GitLab lists it as revoked".into()),
+            Ok(PatSelf::Pat(_)) => Check::Expired("GitLab lists it as expired".into()),
+            Ok(PatSelf::Unauthorized(reason))
+                if reason.to_ascii_lowercase().contains("revoked") =>
+            {
+                Check::Revoked(reason)
+            }
+            Ok(PatSelf::Unauthorized(reason))
+                if reason.to_ascii_lowercase().contains("expired") =>
+            {
+                Check::Expired(reason)
+            }
+            Ok(PatSelf::Unauthorized(reason)) => {
+                Check::Unknown(format!("GitLab answered 401: {reason}"))
+            }
+            Ok(PatSelf::NotPat) => Check::Unknown(
+                "GitLab no longer describes the token (403/404, or not an access token)".into(),
+            ),
+            Err(e) => Check::Unknown(e.to_string()),
+        }
     }
 
     /// The new expiry ([`policy::rotation_expiry`]), or why no rotation can keep the promise.
@@ -68,72 +89,41 @@ impl Method for Pat {
         secret: &Secret,
         plan: Rotate,
     ) -> Outcome {
-        renew(http, gitlab_url, info, secret, plan)
-    }
-}
-
-fn check(http: &Http, gitlab_url: &Url, secret: &Secret) -> Check {
-    match gitlab::personal_access_token_self(http, gitlab_url, secret) {
-        Ok(PatSelf::Pat(p)) if p.active => Check::Active,
-        Ok(PatSelf::Pat(p)) if p.revoked => Check::Revoked("GitLab lists it as revoked".into()),
-        Ok(PatSelf::Pat(_)) => Check::Expired("GitLab lists it as expired".into()),
-        Ok(PatSelf::Unauthorized(reason)) if reason.to_ascii_lowercase().contains("revoked") => {
-            Check::Revoked(reason)
-        }
-        Ok(PatSelf::Unauthorized(reason)) if reason.to_ascii_lowercase().contains("expired") => {
-            Check::Expired(reason)
-        }
-        Ok(PatSelf::Unauthorized(reason)) => {
-            Check::Unknown(format!("GitLab answered 401: {reason}"))
-        }
-        Ok(PatSelf::NotPat) => Check::Unknown(
-            "GitLab no longer describes the token (403/404, or not an access token)".into(),
-        ),
-        Err(e) => Check::Unknown(e.to_string()),
-    }
-}
-
-/// Rotates, and says what happened in the frame's terms.
-fn renew(
-    http: &Http,
-    gitlab_url: &Url,
-    info: &GitLabInfo,
-    secret: &Secret,
-    plan: Rotate,
-) -> Outcome {
-    let Rotate {
-        expires_at,
-        lifetime_days,
-    } = plan;
-    match rotate(http, gitlab_url, secret, info, expires_at) {
-        Rotation::Rotated { token, info: pat } => {
-            let mut new_info = info.clone();
-            new_info.expires_at = pat.expires_instant();
-            new_info.scopes = pat.scopes.clone();
-            new_info.token_id = Some(pat.id);
-            new_info.lifetime_days = Some(lifetime_days);
-            new_info.validated_at = crate::clock::now();
-            Outcome::Renewed {
-                secret: token,
-                info: new_info,
+        let Rotate {
+            expires_at,
+            lifetime_days,
+        } = plan;
+        match rotate(http, gitlab_url, secret, info, expires_at) {
+            Rotation::Rotated { token, info: pat } => {
+                let mut new_info = info.clone();
+                new_info.expires_at = pat.expires_instant();
+                new_info.scopes = pat.scopes.clone();
+                new_info.token_id = Some(pat.id);
+                new_info.lifetime_days = Some(lifetime_days);
+                new_info.validated_at = crate::clock::now();
+                Outcome::Renewed {
+                    secret: token,
+                    info: new_info,
+                }
             }
-        }
-        Rotation::NotRotated {
-            status,
-            message,
-            retry_after,
-        } => {
-            let mut detail = format!("GitLab answered {status}: {message}");
-            if let Some(s) = retry_after {
-                detail.push_str(&format!(" (retry after {s}s)"));
+            Rotation::NotRotated {
+                status,
+                message,
+                retry_after,
+            } => {
+                let mut detail = format!("GitLab answered {status}: {message}");
+                if let Some(s) = retry_after {
+                    detail.push_str(&format!(" (retry after {s}s)"));
+                }
+                if status == 403 {
+                    detail
+                        .push_str("; the token needs the api or self_rotate scope to renew itself");
+                }
+                Outcome::Refused(detail)
             }
-            if status == 403 {
-                detail.push_str("; the token needs the api or self_rotate scope to renew itself");
-            }
-            Outcome::Refused(detail)
+            Rotation::NotSent(e) => Outcome::NotSent(e.to_string()),
+            Rotation::Unknown(e) => Outcome::Unknown(e.to_string()),
         }
-        Rotation::NotSent(e) => Outcome::NotSent(e.to_string()),
-        Rotation::Unknown(e) => Outcome::Unknown(e.to_string()),
     }
 }
 
