@@ -3,14 +3,12 @@
 //! gnome-keyring; faults at GitLab (answers after the work, late, dropped), in the keychain
 //! (stopped between GitLab's answer and the store write) and in the state lock.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::renewal::*;
+use crate::support::*;
 use gitlab_emulator::{Config, Fault};
-use support::gitlab::GitLabWorld;
-use support::renewal::*;
-use support::*;
 
 /// Item 1: a 20-day token with 20 days left and min_validity 30 days rotates once for 32
 /// concurrent gets, into a token that keeps the promise: the next get does not rotate.

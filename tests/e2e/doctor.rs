@@ -2,8 +2,6 @@
 //! GitLab emulator, secrets in a real gnome-keyring, Docker's config.json on disk. The
 //! "Authorization header stripped by a proxy" case runs through a tiny in-test HTTP proxy.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Output;
@@ -11,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::{Config, Fault};
 use serde_json::Value;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 

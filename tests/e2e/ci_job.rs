@@ -3,14 +3,12 @@
 //! (`env -i` with only `PATH`, `HOME`, `GITLAB_CI`, `CI_*` and the job's `DOCKER_HOST`): no
 //! D-Bus session, no keychain, no set-up beyond the image's `credHelpers`.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const PROJECT: &str = "group/project";
 const DEPLOY_USER: &str = "gitlab+deploy-token-1";

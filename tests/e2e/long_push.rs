@@ -17,11 +17,9 @@
 //! looks like to the helper.
 //!
 //! The second test does the same with `docker push` through a real dockerd
-//! ([`support::dockerd::Dockerd`]): a `docker import`ed image with one ~5 MiB random
+//! ([`crate::support::dockerd::Dockerd`]): a `docker import`ed image with one ~5 MiB random
 //! (incompressible, since dockerd gzips layers) file. The CLI asks the helper once; the daemon
 //! re-exchanges that credential after 60 s just as skopeo does.
-
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -31,11 +29,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::dockerd::Dockerd;
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::{Config, Emulator, RequestRecord};
 use jiff::SignedDuration;
-use support::dockerd::Dockerd;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
 const JWT_AUTH: &str = "/jwt/auth";

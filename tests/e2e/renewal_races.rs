@@ -3,14 +3,12 @@
 //! docker login round trips, a rotation racing a lock-free get, `rotate` racing a get, and
 //! an absurd min_validity. Real registry in token mode + the emulator + a real keyring.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::renewal::*;
+use crate::support::*;
 use gitlab_emulator::Fault;
-use support::renewal::*;
-use support::*;
 
 /// One token under two keys: a hand-out through `other` is a live lease on the *token*;
 /// a soft (early-window) rotation through `host` must not revoke it.

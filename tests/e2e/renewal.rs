@@ -3,13 +3,11 @@
 //! GitLab faults and crashes. Real registry in token mode + the GitLab emulator + a real
 //! gnome-keyring.
 
-mod support;
-
 use std::process::Output;
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::{Config, Emulator, Fault, RealRegistry, TokenSpec};
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
 const SELF: &str = "/api/v4/personal_access_tokens/self";

@@ -2,13 +2,11 @@
 //! emulator, our `login`/`logout`/`status`/`configure-docker`, and real clients (skopeo,
 //! the docker CLI) reading through the helper from a real gnome-keyring.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 

@@ -5,14 +5,12 @@
 //! uses (docker-credential-helpers' `client` package), each spawning the helper as their
 //! users do.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::containers::Containers;
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::containers::Containers;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const USER: &str = "registry-user";
 const PASSWORD: &str = "registry-password-1";

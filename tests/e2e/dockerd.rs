@@ -6,15 +6,13 @@
 //! Outside CI the test is skipped (loudly) when `dockerd` is not installed or we are not root;
 //! in CI both are failures, as is a daemon that does not start.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::dockerd::Dockerd;
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::dockerd::Dockerd;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 

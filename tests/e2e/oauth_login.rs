@@ -4,16 +4,14 @@
 //! untouched); refresh before hand-out, single flight for two racing processes, and
 //! `logout --revoke`.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const CLIENT: &str = "docker-helper-app";
 const TOKEN_PATH: &str = "/oauth/token";
