@@ -32,6 +32,8 @@ pub mod settings;
 pub mod sources;
 pub mod state;
 pub mod store;
+#[doc(hidden)]
+pub mod testing;
 
 /// The name docker derives from `credHelpers` values: `docker-credential-<suffix>`.
 pub const BINARY_NAME: &str = "docker-credential-gitlab";

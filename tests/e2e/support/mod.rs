@@ -301,8 +301,7 @@ impl Session {
 
     /// The hand-out record ("lease") of `host`, where the binary keeps it.
     pub fn lease_path(&self, host: &str) -> PathBuf {
-        let host = docker_credential_gitlab::registry::RegistryHost::parse(host).unwrap();
-        docker_credential_gitlab::leases::record_path(&self.data_dir(), &host)
+        docker_credential_gitlab::testing::lease_record_path(&self.data_dir(), host)
     }
 
     /// The gnome-keyring file that holds the login collection.
