@@ -11,7 +11,6 @@ use crate::support::*;
 use gitlab_emulator::Config;
 use jiff::{SignedDuration, Timestamp};
 
-const RENEWABLE: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 const PROMISE_H: i64 = 20;
 const STEP_H: i64 = 2;
 const DAYS: i64 = 10;
