@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Cross-builds the Windows docker-credential-gitlab.exe (x86_64-pc-windows-gnu, MinGW-w64)
-# and lays it out for tests/windows.rs, which runs it under wine:
+# and lays it out for tests/e2e/windows.rs, which runs it under wine:
 #
 #   ./scripts/build-windows.sh        # the .exe's path is the last line of stdout
 #

@@ -16,9 +16,9 @@ packages=(
   docker-registry apache2-utils skopeo                   # the real registry, htpasswd, a real client
   golang-docker-credential-helpers pass gnupg            # the Go reference helpers (benchmark)
   hyperfine time jq openssl ca-certificates              # benchmark tools, JSON, keys
-  docker.io    # dockerd for tests/dockerd.rs; its /usr/bin/docker stays behind /usr/local/bin's
-  musl-tools   # musl-gcc: ring's C code in the static build (tests/static_binary.rs)
-  podman buildah python3-docker                          # more real clients (tests/clients.rs)
+  docker.io    # dockerd for tests/e2e/dockerd.rs; its /usr/bin/docker stays behind /usr/local/bin's
+  musl-tools   # musl-gcc: ring's C code in the static build (tests/e2e/static_binary.rs)
+  podman buildah python3-docker                          # more real clients (tests/e2e/clients.rs)
   golang-go golang-github-docker-docker-credential-helpers-dev golang-golang-x-sys-dev
                                                          # the Go client library docker uses
   gcc-mingw-w64-x86-64 wine64                            # the Windows build, run under wine
@@ -54,15 +54,15 @@ echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
-echo "==> static musl build (tests/static_binary.rs runs it in an empty chroot)"
+echo "==> static musl build (tests/e2e/static_binary.rs runs it in an empty chroot)"
 DOCKER_CREDENTIAL_GITLAB_STATIC_BIN="$(./scripts/build-static.sh | tail -1)"
 export DOCKER_CREDENTIAL_GITLAB_STATIC_BIN
-echo "==> Windows build (tests/windows.rs runs it under wine)"
+echo "==> Windows build (tests/e2e/windows.rs runs it under wine)"
 DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE="$(./scripts/build-windows.sh | tail -1)"
 export DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE
 echo "==> unit tests as Windows programs, under wine"
 ./scripts/wine-unit-tests.sh
-echo "==> release files (tests/install.rs and tests/packages.rs install them)"
+echo "==> release files (tests/e2e/install.rs and tests/e2e/packages.rs install them)"
 DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR="$PWD/target/release-files"
 rm -rf "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR"
 ./packaging/release.sh --allow-dirty --out-dir "$DOCKER_CREDENTIAL_GITLAB_RELEASE_DIR" >/dev/null

@@ -1,10 +1,8 @@
 //! Fault injection.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gitlab_emulator::{Config, Emulator, Fault, TokenSpec};
 
 const SVC: &str = "service=container_registry";

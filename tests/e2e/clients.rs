@@ -5,14 +5,12 @@
 //! uses (docker-credential-helpers' `client` package), each spawning the helper as their
 //! users do.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::containers::Containers;
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::containers::Containers;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const USER: &str = "registry-user";
 const PASSWORD: &str = "registry-password-1";
@@ -184,9 +182,9 @@ fn podman_with_credhelpers_in_registry_auth_file_pushes_pulls_logs_in_and_out() 
     assert!(!std::fs::read_to_string(&auth).unwrap().contains(&token));
 
     // Push and pull through our `get`, with GitLab's JWT exchange in between.
-    let jwt_before = w.gl.count("GET", "/jwt/auth");
+    let jwt_before = w.gl.count("GET", JWT_AUTH);
     push_and_pull(&w, &c, &image);
-    assert!(w.gl.count("GET", "/jwt/auth") > jwt_before);
+    assert!(w.gl.count("GET", JWT_AUTH) > jwt_before);
 
     // podman logout calls our `erase`: gone from the keyring, and pushes fail again.
     let out = c.podman(&w.s, &["logout", &host], "");

@@ -6,17 +6,13 @@
 //! Outside CI the test is skipped (loudly) when `dockerd` is not installed or we are not root;
 //! in CI both are failures, as is a daemon that does not start.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::dockerd::Dockerd;
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::dockerd::Dockerd;
-use support::gitlab::GitLabWorld;
-use support::*;
-
-const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 
 fn docker(s: &Session, args: &[&str], stdin: impl AsRef<[u8]>) -> std::process::Output {
     s.run(Command::new("docker").args(args), stdin)
@@ -52,7 +48,7 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
     let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
 
     // Log in with our binary: validated at GitLab, stored in the keyring.
@@ -92,7 +88,7 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
     let jwt: Vec<_> =
         w.gl.requests()
             .into_iter()
-            .filter(|r| r.path == "/jwt/auth")
+            .filter(|r| r.path == JWT_AUTH)
             .collect();
     assert!(
         jwt.iter().any(|r| r.status == 200
@@ -120,7 +116,7 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
     );
     assert_eq!(image_id(&w.s), imported, "pulled a different image");
     assert!(
-        w.gl.requests().iter().any(|r| r.path == "/jwt/auth"
+        w.gl.requests().iter().any(|r| r.path == JWT_AUTH
             && r.status == 200
             && r.query.contains("pull")
             && r.username.as_deref() == Some(helper_user.as_str())),
@@ -138,7 +134,7 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
     assert!(
         w.gl.requests()
             .iter()
-            .all(|r| r.path != "/jwt/auth" || r.username.is_none()),
+            .all(|r| r.path != JWT_AUTH || r.username.is_none()),
         "the daemon still had a credential after logout: {:?}",
         w.gl.requests()
     );

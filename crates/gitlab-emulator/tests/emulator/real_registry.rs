@@ -1,9 +1,7 @@
 //! Faithfulness test: the real CNCF `docker-registry` (distribution 2.8) accepts the
 //! emulator's JWTs exactly like GitLab's.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gitlab_emulator::{Config, Emulator, TokenSpec, write_oci_image};
 use reqwest::blocking::Response;
 

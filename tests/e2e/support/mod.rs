@@ -4,8 +4,6 @@
 //! Every part lives in a temporary directory and is killed on drop. When a tool is missing
 //! the test fails if `CI` is set (CI must never skip silently) and is skipped otherwise.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -16,6 +14,15 @@ pub use gitlab_emulator::write_oci_image;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_docker-credential-gitlab");
 pub const KEYRING_PASSWORD: &str = "test-keyring-password";
+
+/// The scopes of a personal access token that pushes, pulls and renews itself.
+pub const RENEWABLE: &[&str] = &["read_registry", "write_registry", "self_rotate"];
+/// GitLab's endpoint that rotates the personal access token it is called with.
+pub const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
+/// GitLab's endpoint that describes the personal access token it is called with.
+pub const PAT_SELF: &str = "/api/v4/personal_access_tokens/self";
+/// GitLab's registry token endpoint (the realm).
+pub const JWT_AUTH: &str = "/jwt/auth";
 
 /// Returns false (skip) when `tool` is missing outside CI; panics inside CI.
 pub fn have_tool(tool: &str) -> bool {
@@ -458,6 +465,14 @@ pub fn assert_success(out: &Output, what: &str) {
         stdout(out),
         stderr(out)
     );
+}
+
+/// The `Secret` of a successful `get`'s output.
+#[track_caller]
+pub fn secret(out: &Output) -> String {
+    assert_success(out, "get");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["Secret"].as_str().unwrap().to_owned()
 }
 
 /// The error contract: exactly one line on stdout, exit status 1, nothing on stderr.

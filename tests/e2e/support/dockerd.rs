@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::have_tool;
@@ -16,11 +17,20 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a SIGTERM may take before the daemon and its containerd are killed outright.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Held by the one running [`Dockerd`]: the end-to-end tests share one test binary, and two
+/// daemons (each with its own containerd, vfs storage and a push of several MiB) at once
+/// would double the heaviest load of the suite and slow `long_push`'s timed pushes. The
+/// daemon tests wait for each other instead; a test that failed holding it does not stop
+/// the next one (a poisoned lock is taken all the same).
+static ONE_DAEMON_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// A private dockerd: everything (data, exec root, sockets, its containerd) under one
 /// temporary directory. Dropping it stops the daemon and its containerd.
 pub struct Dockerd {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Released after `drop` has stopped the daemon (fields drop after `Drop::drop`).
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Dockerd {
@@ -37,6 +47,9 @@ impl Dockerd {
             eprintln!("SKIPPED: dockerd needs root (CI would fail here)");
             return None;
         }
+        let turn = ONE_DAEMON_AT_A_TIME
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Short paths: the sockets must fit in sun_path (108 bytes).
         let dir = tempfile::Builder::new()
             .prefix("dd")
@@ -85,6 +98,7 @@ impl Dockerd {
         let mut d = Dockerd {
             dir,
             child: Some(child),
+            _turn: turn,
         };
         d.wait_ready();
         Some(d)

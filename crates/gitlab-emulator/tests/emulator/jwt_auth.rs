@@ -1,10 +1,8 @@
 //! HTTP-level tests of `GET /jwt/auth`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gitlab_emulator::{Config, Emulator, TokenSpec};
 use jiff::ToSpan;
 use serde_json::json;

@@ -6,14 +6,11 @@
 //! With a standby pair (`login --standby`) no handed-out token is revoked within its
 //! promise; without one, the cut happens and the helper says so, with the fix.
 
-mod support;
-
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
 use jiff::{SignedDuration, Timestamp};
-use support::gitlab::GitLabWorld;
-use support::*;
 
-const RENEWABLE: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 const PROMISE_H: i64 = 20;
 const STEP_H: i64 = 2;
 const DAYS: i64 = 10;

@@ -3,14 +3,12 @@
 //! (`env -i` with only `PATH`, `HOME`, `GITLAB_CI`, `CI_*` and the job's `DOCKER_HOST`): no
 //! D-Bus session, no keychain, no set-up beyond the image's `credHelpers`.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const PROJECT: &str = "group/project";
 const DEPLOY_USER: &str = "gitlab+deploy-token-1";
@@ -138,7 +136,7 @@ fn a_gitlab_ci_job_pushes_with_zero_set_up() {
     let out = job.skopeo_push(&layout, "v1");
     assert_success(&out, "skopeo copy in the job");
     assert!(
-        w.gl.requests().iter().any(|r| r.path == "/jwt/auth"
+        w.gl.requests().iter().any(|r| r.path == JWT_AUTH
             && r.status == 200
             && r.username.as_deref() == Some("gitlab-ci-token")),
         "the registry token was not issued to the job"
@@ -183,7 +181,7 @@ fn a_gitlab_ci_job_pushes_with_zero_set_up() {
     assert!(
         w.gl.requests()
             .iter()
-            .any(|r| r.path == "/jwt/auth" && r.username.as_deref() == Some(DEPLOY_USER)),
+            .any(|r| r.path == JWT_AUTH && r.username.as_deref() == Some(DEPLOY_USER)),
         "the push did not use the deploy token"
     );
 

@@ -1,15 +1,24 @@
 //! The GitLab side of the end-to-end tests: the emulator, the real registry in token mode
 //! trusting its tokens, a keyring session, and a GitLab user who can mint tokens.
 
+use std::process::Output;
+
 use gitlab_emulator::{Config, Emulator, RealRegistry, TokenSpec};
 
-use super::{Session, have_tool};
+use super::{Session, assert_success, have_tool};
 
+/// The one world of the GitLab tests: the emulator, the real registry trusting its tokens,
+/// a keyring session, and `alice`, who can mint tokens.
 pub struct GitLabWorld {
     pub gl: Emulator,
     pub registry: RealRegistry,
     pub s: Session,
     pub user: u64,
+    /// The registry's host (`registry.host()`): the key `get` and `login` use.
+    pub host: String,
+    /// The token the world logged in with ([`GitLabWorld::logged_in`]); empty after
+    /// [`GitLabWorld::start`].
+    pub token: String,
 }
 
 impl GitLabWorld {
@@ -30,12 +39,41 @@ impl GitLabWorld {
         s.extra_env
             .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
         let user = gl.add_user("alice", "alice-password", false);
+        let host = registry.host();
         Some(GitLabWorld {
             gl,
             registry,
             s,
             user,
+            host,
+            token: String::new(),
         })
+    }
+
+    /// A world logged in (to [`GitLabWorld::host`], `--no-configure`) with a PAT of
+    /// alice's with `scopes`, expiring in `days`.
+    pub fn logged_in(days: i64, scopes: &[&str]) -> Option<GitLabWorld> {
+        GitLabWorld::logged_in_with(days, scopes, |gl, user, spec| {
+            gl.add_personal_access_token(user, spec).token
+        })
+    }
+
+    /// [`GitLabWorld::logged_in`] with a token made by `make` (given the emulator and
+    /// alice) from a spec with `scopes` expiring in `days`.
+    pub fn logged_in_with(
+        days: i64,
+        scopes: &[&str],
+        make: impl FnOnce(&Emulator, u64, TokenSpec) -> String,
+    ) -> Option<GitLabWorld> {
+        let mut w = GitLabWorld::start(Config::default())?;
+        let expires = w.gl.today() + jiff::Span::new().days(days);
+        w.token = make(
+            &w.gl,
+            w.user,
+            TokenSpec::new("docker", scopes).expires(expires),
+        );
+        login(&w, &w.host, &w.token);
+        Some(w)
     }
 
     /// A personal access token of `alice` with `scopes`, expiring in `days`.
@@ -47,15 +85,41 @@ impl GitLabWorld {
     }
 }
 
+/// `login HOST --no-configure` with `token`, which must succeed.
+pub fn login(w: &GitLabWorld, host: &str, token: &str) {
+    assert_success(&w.login(host, token, &["--no-configure"]), "login");
+}
+
 impl GitLabWorld {
+    /// Sets `key` to `value` in the environment of every later command.
+    pub fn env(&mut self, key: &str, value: &str) {
+        self.unset(key);
+        self.s.extra_env.push((key.into(), value.into()));
+    }
+
+    /// Takes `key` out of the environment [`GitLabWorld::env`] set.
+    pub fn unset(&mut self, key: &str) {
+        self.s.extra_env.retain(|(k, _)| k != key);
+    }
+
+    /// `get` for `host`.
+    pub fn get_host(&self, host: &str) -> Output {
+        self.s.helper(&["get"], host)
+    }
+
+    /// `get` for the world's [`GitLabWorld::host`].
+    pub fn get(&self) -> Output {
+        self.get_host(&self.host)
+    }
+
     /// `login HOST --password-stdin EXTRA…` with `token` ([`Session::login`]).
-    pub fn login(&self, host: &str, token: &str, extra: &[&str]) -> std::process::Output {
+    pub fn login(&self, host: &str, token: &str, extra: &[&str]) -> Output {
         self.s.login(host, token, extra)
     }
 
     /// `login HOST --oauth --client-id CLIENT EXTRA…` through the device flow, approving as
     /// alice as soon as the code shows on stderr.
-    pub fn oauth_login(&self, host: &str, client: &str, extra: &[&str]) -> std::process::Output {
+    pub fn oauth_login(&self, host: &str, client: &str, extra: &[&str]) -> Output {
         let mut args = vec!["login", host, "--oauth", "--client-id", client];
         args.extend_from_slice(extra);
         let mut child = self

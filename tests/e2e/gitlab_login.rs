@@ -2,26 +2,13 @@
 //! emulator, our `login`/`logout`/`status`/`configure-docker`, and real clients (skopeo,
 //! the docker CLI) reading through the helper from a real gnome-keyring.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::gitlab::GitLabWorld;
-use support::*;
 
-const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
-
-type World = GitLabWorld;
-
-fn world() -> Option<World> {
-    if !have_tool("skopeo") {
-        return None;
-    }
-    GitLabWorld::start(Config::default())
-}
-
-impl World {
+impl GitLabWorld {
     fn push(&self, layout: &std::path::Path, repo: &str) -> std::process::Output {
         let dest = format!("docker://{}/{repo}:v1", self.registry.host());
         skopeo_copy(&self.s, &oci_ref(layout), &dest, &[])
@@ -51,8 +38,13 @@ impl World {
 
 #[test]
 fn login_with_a_pat_then_push_and_pull_through_the_helper() {
-    let Some(mut w) = world() else { return };
-    let token = w.pat(FULL, 90);
+    if !have_tool("skopeo") {
+        return;
+    }
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
 
     let out = w.login(&host, &token, &[]);
@@ -75,7 +67,7 @@ fn login_with_a_pat_then_push_and_pull_through_the_helper() {
     assert_eq!(row["registry"], host);
     assert_eq!(row["gitlab_url"], w.gl.url());
     assert_eq!(row["kind"], "access token");
-    assert_eq!(row["scopes"], serde_json::json!(FULL));
+    assert_eq!(row["scopes"], serde_json::json!(RENEWABLE));
     assert_eq!(row["can_renew"], true);
     assert!(
         (88..=90).contains(&row["expires_in_days"].as_i64().unwrap()),
@@ -96,7 +88,7 @@ fn login_with_a_pat_then_push_and_pull_through_the_helper() {
     let jwt_requests: Vec<_> =
         w.gl.requests()
             .into_iter()
-            .filter(|r| r.path == "/jwt/auth" && r.status == 200)
+            .filter(|r| r.path == JWT_AUTH && r.status == 200)
             .collect();
     assert!(
         jwt_requests.iter().any(|r| r.query.contains("push")),
@@ -109,8 +101,13 @@ fn docker_login_through_store_then_manifest_inspect() {
     if !have_tool("docker") {
         return;
     }
-    let Some(mut w) = world() else { return };
-    let token = w.pat(FULL, 90);
+    if !have_tool("skopeo") {
+        return;
+    }
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
     w.s.configure_docker(&[&host]);
     let layout = write_oci_image(w.s.dir.path(), 16 * 1024);
@@ -137,10 +134,15 @@ fn docker_login_through_store_then_manifest_inspect() {
 
 #[test]
 fn deploy_token_needs_its_username_and_cannot_push_without_write_registry() {
-    let Some(mut w) = world() else { return };
+    if !have_tool("skopeo") {
+        return;
+    }
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
     let host = w.registry.host();
     // Put an image there first, with a full PAT.
-    let pat = w.pat(FULL, 90);
+    let pat = w.pat(RENEWABLE, 90);
     w.s.configure_docker(&[&host]);
     assert_success(&w.login(&host, &pat, &["--no-configure"]), "login pat");
     let layout = write_oci_image(w.s.dir.path(), 16 * 1024);
@@ -193,10 +195,12 @@ fn deploy_token_needs_its_username_and_cannot_push_without_write_registry() {
 
 #[test]
 fn bad_credentials_are_explained_and_nothing_is_stored() {
-    let Some(w) = world() else { return };
+    let Some(w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
     let host = w.registry.host();
 
-    let revoked = w.pat(FULL, 90);
+    let revoked = w.pat(RENEWABLE, 90);
     w.gl.revoke_token(&revoked);
     let out = w.login(&host, &revoked, &[]);
     assert_eq!(out.status.code(), Some(1));
@@ -224,9 +228,11 @@ fn bad_credentials_are_explained_and_nothing_is_stored() {
 
 #[test]
 fn a_registry_pointing_at_another_gitlab_is_refused_before_the_token_is_sent() {
-    let Some(w) = world() else { return };
+    let Some(w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
     let host = w.registry.host();
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
     w.gl.clear_requests();
     let out = w.login(
         &host,
@@ -236,11 +242,7 @@ fn a_registry_pointing_at_another_gitlab_is_refused_before_the_token_is_sent() {
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("refusing"), "{err}");
-    assert_eq!(
-        w.gl.count("GET", "/jwt/auth"),
-        0,
-        "the token was sent anyway"
-    );
+    assert_eq!(w.gl.count("GET", JWT_AUTH), 0, "the token was sent anyway");
     assert_eq!(stdout(&w.s.helper(&["list"], "")), "{}\n");
 
     // A plain-HTTP GitLab URL for a non-loopback host is refused outright.
@@ -255,7 +257,9 @@ fn a_registry_pointing_at_another_gitlab_is_refused_before_the_token_is_sent() {
 
 #[test]
 fn warnings_for_tokens_that_cannot_push_renew_or_last() {
-    let Some(w) = world() else { return };
+    let Some(w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
     let host = w.registry.host();
     let token = w.pat(&["read_registry"], 10);
     let out = w.login(&host, &token, &["--no-configure"]);
@@ -273,8 +277,10 @@ fn warnings_for_tokens_that_cannot_push_renew_or_last() {
 
 #[test]
 fn logout_revoke_revokes_at_the_recorded_gitlab() {
-    let Some(w) = world() else { return };
-    let token = w.pat(FULL, 90);
+    let Some(w) = GitLabWorld::start(Config::default()) else {
+        return;
+    };
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
     assert_success(&w.login(&host, &token, &[]), "login");
 

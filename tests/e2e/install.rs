@@ -3,13 +3,11 @@
 //! the checkout; `--uninstall` removes exactly what it installed. The archives come from
 //! `packaging/release.sh` (see `support::release_dir`).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::{assert_success, have_tool, release_archive, release_dir, stderr, stdout};
+use crate::support::{assert_success, have_tool, release_archive, release_dir, stderr, stdout};
 
 const NAME: &str = "docker-credential-gitlab";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");

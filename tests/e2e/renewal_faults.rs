@@ -3,20 +3,19 @@
 //! gnome-keyring; faults at GitLab (answers after the work, late, dropped), in the keychain
 //! (stopped between GitLab's answer and the store write) and in the state lock.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::gitlab::{GitLabWorld, login};
+use crate::support::*;
 use gitlab_emulator::{Config, Fault};
-use support::gitlab::GitLabWorld;
-use support::renewal::*;
-use support::*;
 
 /// Item 1: a 20-day token with 20 days left and min_validity 30 days rotates once for 32
 /// concurrent gets, into a token that keeps the promise: the next get does not rotate.
 #[test]
 fn a_rotation_keeps_min_validity_and_does_not_repeat() {
-    let Some(mut w) = world(20) else { return };
+    let Some(mut w) = GitLabWorld::renewing(20) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "30d");
     let w = &w;
     let secrets: Vec<String> = std::thread::scope(|scope| {
@@ -30,12 +29,12 @@ fn a_rotation_keeps_min_validity_and_does_not_repeat() {
         secrets.iter().all(|s| *s == secrets[0]),
         "different secrets"
     );
-    let info = w.w.gl.token_info(&secrets[0]).unwrap();
+    let info = w.gl.token_info(&secrets[0]).unwrap();
     assert!(info.active);
     // 30 days of promise, then its own 7-day early window, from any moment today.
     let expires = info.expires_at.unwrap();
     assert!(
-        expires >= w.w.gl.today() + jiff::Span::new().days(38),
+        expires >= w.gl.today() + jiff::Span::new().days(38),
         "{expires}"
     );
     for _ in 0..3 {
@@ -48,7 +47,9 @@ fn a_rotation_keeps_min_validity_and_does_not_repeat() {
 /// rotation on every get.
 #[test]
 fn a_promise_no_token_can_keep_never_loops() {
-    let Some(mut w) = world(20) else { return };
+    let Some(mut w) = GitLabWorld::renewing(20) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "400d");
     let out = w.get();
     assert_eq!(secret(&out), w.token);
@@ -67,17 +68,18 @@ fn a_promise_no_token_can_keep_never_loops() {
 /// one key updates both, and the revoked token never reaches the rotate endpoint.
 #[test]
 fn one_token_under_two_keys_rotates_once_for_both() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     let other = w.host.replace("127.0.0.1", "localhost");
-    login(&w.w, &other, &w.token);
+    login(&w, &other, &w.token);
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let new = secret(&w.get());
     assert_ne!(new, w.token);
     assert_eq!(secret(&w.get_host(&other)), new);
     assert_eq!(w.rotate_calls(), 1);
     let reused =
-        w.w.gl
-            .requests()
+        w.gl.requests()
             .iter()
             .filter(|r| r.path == ROTATE && r.status == 401)
             .count();
@@ -85,9 +87,9 @@ fn one_token_under_two_keys_rotates_once_for_both() {
         reused, 0,
         "a revoked token was presented to the rotate endpoint"
     );
-    assert!(w.w.gl.token_info(&new).unwrap().active, "family revoked");
+    assert!(w.gl.token_info(&new).unwrap().active, "family revoked");
     assert_eq!(
-        w.w.s.secret_tool_lookup(&other).as_deref(),
+        w.s.secret_tool_lookup(&other).as_deref(),
         Some(new.as_str())
     );
 }
@@ -96,10 +98,12 @@ fn one_token_under_two_keys_rotates_once_for_both() {
 /// finds out through `…/self` and never calls rotate (which would revoke the family).
 #[test]
 fn a_token_rotated_on_another_machine_is_never_presented_to_rotate() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     // The other machine: its own keyring and data, the same token.
     let mut other = Session::unlocked().unwrap();
-    other.extra_env = w.w.s.extra_env.clone();
+    other.extra_env = w.s.extra_env.clone();
     let out = other.login(&w.host, &w.token, &["--no-configure"]);
     assert_success(&out, "login on the other machine");
     let out = other.helper(&["rotate", &w.host, "--force"], "");
@@ -114,7 +118,7 @@ fn a_token_rotated_on_another_machine_is_never_presented_to_rotate() {
     assert!(line.contains("docker-credential-gitlab login"), "{line}");
     assert_eq!(w.rotate_calls(), 1, "presented the revoked token to rotate");
     assert!(
-        w.w.gl.token_info(&theirs).unwrap().active,
+        w.gl.token_info(&theirs).unwrap().active,
         "reuse detection revoked the other machine's token"
     );
 }
@@ -123,21 +127,23 @@ fn a_token_rotated_on_another_machine_is_never_presented_to_rotate() {
 /// token is handed out (exit 0), kept 0600, and moved into the store by a later run.
 #[test]
 fn a_minted_token_survives_a_keychain_that_went_away() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let child = w.get_paused_at("after-rotate-response");
-    w.w.s.stop_keyring();
+    w.s.stop_keyring();
     std::fs::remove_file(w.marker()).unwrap();
     let out = child.wait_with_output().unwrap();
     let new = secret(&out);
     assert_ne!(new, w.token);
-    assert!(w.w.gl.token_info(&new).unwrap().active);
+    assert!(w.gl.token_info(&new).unwrap().active);
     assert!(
         stderr(&out).contains("kept in the data directory"),
         "{}",
         stderr(&out)
     );
-    let kept: Vec<_> = std::fs::read_dir(w.w.s.data_dir().join("kept"))
+    let kept: Vec<_> = std::fs::read_dir(w.s.data_dir().join("kept"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -157,10 +163,10 @@ fn a_minted_token_survives_a_keychain_that_went_away() {
         stderr(&out)
     );
     // The keychain is back: the next get moves the token into it.
-    w.w.s.start_unlocked_keyring();
+    w.s.start_unlocked_keyring();
     assert_eq!(secret(&w.get()), new);
     assert_eq!(
-        w.w.s.secret_tool_lookup(&w.host).as_deref(),
+        w.s.secret_tool_lookup(&w.host).as_deref(),
         Some(new.as_str())
     );
     assert!(!kept[0].exists(), "the kept copy outlived its move");
@@ -171,15 +177,17 @@ fn a_minted_token_survives_a_keychain_that_went_away() {
 /// the new token is kept and handed out, never dropped for the revoked old one.
 #[test]
 fn a_minted_token_survives_a_state_lock_timeout() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let out = w.get_with_state_lock_held();
     let new = secret(&out);
     assert_ne!(new, w.token, "handed out the revoked token");
-    assert!(w.w.gl.token_info(&new).unwrap().active);
+    assert!(w.gl.token_info(&new).unwrap().active);
     assert_eq!(secret(&w.get()), new);
     assert_eq!(
-        w.w.s.secret_tool_lookup(&w.host).as_deref(),
+        w.s.secret_tool_lookup(&w.host).as_deref(),
         Some(new.as_str())
     );
 }
@@ -193,9 +201,11 @@ fn an_ambiguous_rotation_is_never_answered_with_the_revoked_token() {
         Fault::DelayAfterWork(Duration::from_secs(12)),
         Fault::DropAfterWork,
     ] {
-        let Some(mut w) = world(2) else { return };
+        let Some(mut w) = GitLabWorld::renewing(2) else {
+            return;
+        };
         w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
-        w.w.gl.inject_fault(ROTATE, fault.clone(), 1);
+        w.gl.inject_fault(ROTATE, fault.clone(), 1);
         let started = Instant::now();
         let out = w.get();
         assert!(started.elapsed() < Duration::from_secs(21), "{fault:?}");
@@ -204,7 +214,7 @@ fn an_ambiguous_rotation_is_never_answered_with_the_revoked_token() {
             line.contains("docker-credential-gitlab login"),
             "{fault:?}: {line}"
         );
-        assert!(w.w.gl.token_info(&w.token).unwrap().revoked);
+        assert!(w.gl.token_info(&w.token).unwrap().revoked);
         // The next get sees the journal and resolves it before handing anything out.
         w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
         let out = w.get();
@@ -215,9 +225,9 @@ fn an_ambiguous_rotation_is_never_answered_with_the_revoked_token() {
         );
         // Rotated exactly once: the live token's predecessor is the old one. (A late
         // answer the client gave up on never reaches the emulator's request log.)
-        let old = w.w.gl.token_info(&w.token).unwrap();
-        let live = w.w.gl.active_family_member(old.family.unwrap()).unwrap();
-        let live = w.w.gl.token_info(&live.token).unwrap();
+        let old = w.gl.token_info(&w.token).unwrap();
+        let live = w.gl.active_family_member(old.family.unwrap()).unwrap();
+        let live = w.gl.token_info(&live.token).unwrap();
         assert_eq!(live.previous_id, Some(old.id), "{fault:?}: rotated twice");
         assert!(w.rotate_calls() <= 1, "{fault:?}: rotated twice");
     }
@@ -227,16 +237,17 @@ fn an_ambiguous_rotation_is_never_answered_with_the_revoked_token() {
 /// without handing out the token, and succeeds once GitLab can confirm it.
 #[test]
 fn an_unconfirmable_journal_is_unknown_not_lost() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     // The real settle time: a "still active" does not close the journal for 60 s.
     w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
     // A rotate that failed without doing the work, with an ambiguous 503.
-    w.w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
+    w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
     assert_eq!(secret(&w.get()), w.token);
     assert!(
-        w.w.s
-            .data_dir()
+        w.s.data_dir()
             .join("journal")
             .read_dir()
             .unwrap()
@@ -244,13 +255,12 @@ fn an_unconfirmable_journal_is_unknown_not_lost() {
             .is_some()
     );
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
-    w.w.gl
-        .inject_fault("/api/v4/personal_access_tokens/self", Fault::Status(500), 5);
+    w.gl.inject_fault(PAT_SELF, Fault::Status(500), 5);
     let out = w.get();
     let line = assert_one_line_error(&out, "get with an unconfirmable journal");
     assert!(line.contains("unknown outcome"), "{line}");
     assert!(!line.contains("lost"), "{line}");
-    w.w.gl.clear_faults();
+    w.gl.clear_faults();
     assert_eq!(secret(&w.get()), w.token);
 }
 
@@ -258,10 +268,11 @@ fn an_unconfirmable_journal_is_unknown_not_lost() {
 /// returns the new token; it never gives up and hands out the one being rotated away.
 #[test]
 fn a_waiter_waits_for_a_slow_rotation_and_gets_the_new_token() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
-    w.w.gl
-        .inject_fault(ROTATE, Fault::Delay(Duration::from_secs(9)), 1);
+    w.gl.inject_fault(ROTATE, Fault::Delay(Duration::from_secs(9)), 1);
     let w = &w;
     let (first, second) = std::thread::scope(|scope| {
         let a = scope.spawn(|| w.get());
@@ -279,11 +290,13 @@ fn a_waiter_waits_for_a_slow_rotation_and_gets_the_new_token() {
 /// process's own min_validity.
 #[test]
 fn a_lease_lasts_for_the_promise_it_was_handed_out_with() {
-    let Some(mut w) = world(30) else { return };
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "36h");
     assert_eq!(secret(&w.get()), w.token);
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
-    let out = w.w.s.helper(&["rotate", &w.host], "");
+    let out = w.s.helper(&["rotate", &w.host], "");
     assert!(!out.status.success(), "rotated under a 36 h promise");
     let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(35);
     let text = stderr(&out);
@@ -304,7 +317,9 @@ fn a_lease_lasts_for_the_promise_it_was_handed_out_with() {
 /// renewal off. The round trip is replayed here exactly as docker sends it.
 #[test]
 fn docker_login_round_trip_keeps_the_gitlab_metadata() {
-    let Some(w) = world(30) else { return };
+    let Some(w) = GitLabWorld::renewing(30) else {
+        return;
+    };
     let out = w.get();
     assert_success(&out, "get");
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -313,31 +328,33 @@ fn docker_login_round_trip_keeps_the_gitlab_metadata() {
         "Username": got["Username"],
         "Secret": got["Secret"],
     });
-    assert_success(&w.w.s.helper(&["store"], payload.to_string()), "store");
+    assert_success(&w.s.helper(&["store"], payload.to_string()), "store");
     let status: serde_json::Value =
-        serde_json::from_slice(&w.w.s.helper(&["status", "--json"], "").stdout).unwrap();
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
     assert_eq!(status[0]["kind"], "access token", "{status}");
     assert_eq!(status[0]["can_renew"], true, "{status}");
     // A different secret is a new credential: what login learnt about the old one goes.
-    w.w.s.store(&w.host, "oauth2", "glpat-something-else");
+    w.s.store(&w.host, "oauth2", "glpat-something-else");
     let status: serde_json::Value =
-        serde_json::from_slice(&w.w.s.helper(&["status", "--json"], "").stdout).unwrap();
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
     assert_eq!(status[0]["kind"], serde_json::Value::Null, "{status}");
 }
 
 /// Item 8: `docker logout` while a rotation is in flight: the entry does not come back.
 #[test]
 fn logout_during_a_rotation_is_final() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let child = w.get_paused_at("after-rotate-response");
-    let out = w.w.s.helper(&["erase"], &w.host);
+    let out = w.s.helper(&["erase"], &w.host);
     assert_success(&out, "erase during the rotation");
     std::fs::remove_file(w.marker()).unwrap();
     let out = child.wait_with_output().unwrap();
     assert_ne!(secret(&out), w.token, "handed out the revoked token");
-    assert_eq!(stdout(&w.w.s.helper(&["list"], "")), "{}\n");
-    assert_eq!(w.w.s.secret_tool_lookup(&w.host), None);
+    assert_eq!(stdout(&w.s.helper(&["list"], "")), "{}\n");
+    assert_eq!(w.s.secret_tool_lookup(&w.host), None);
     assert_eq!(
         stdout(&w.get()),
         "credentials not found in native keychain\n"

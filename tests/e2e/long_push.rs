@@ -17,11 +17,9 @@
 //! looks like to the helper.
 //!
 //! The second test does the same with `docker push` through a real dockerd
-//! ([`support::dockerd::Dockerd`]): a `docker import`ed image with one ~5 MiB random
+//! ([`crate::support::dockerd::Dockerd`]): a `docker import`ed image with one ~5 MiB random
 //! (incompressible, since dockerd gzips layers) file. The CLI asks the helper once; the daemon
 //! re-exchanges that credential after 60 s just as skopeo does.
-
-mod support;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -31,15 +29,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::dockerd::Dockerd;
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::{Config, Emulator, RequestRecord};
 use jiff::SignedDuration;
-use support::dockerd::Dockerd;
-use support::gitlab::GitLabWorld;
-use support::*;
-
-const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
-const JWT_AUTH: &str = "/jwt/auth";
-const SCOPES: &[&str] = &["read_registry", "write_registry", "self_rotate"];
 
 /// Upload speed client → registry through the proxy.
 const BYTES_PER_SEC: usize = 64 * 1024;
@@ -170,7 +164,7 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
     let total = Instant::now();
 
     // ---- Run A: docker-credential-secretservice holds the token -------------------------
-    let token_a = w.pat(SCOPES, 2);
+    let token_a = w.pat(RENEWABLE, 2);
     let out = w.s.run(
         Command::new("docker-credential-secretservice").arg("store"),
         format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),
@@ -211,7 +205,7 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
     assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &w.gl);
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
-    let token_b = w.pat(SCOPES, 2);
+    let token_b = w.pat(RENEWABLE, 2);
     let out = w.login(&host, &token_b, &["--no-configure"]);
     assert_success(&out, "login");
     w.s.configure_docker(&[&host]);
@@ -320,7 +314,7 @@ fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_refer
     let total = Instant::now();
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
-    let token_b = w.pat(SCOPES, 2);
+    let token_b = w.pat(RENEWABLE, 2);
     let out = w.login(&host, &token_b, &["--no-configure"]);
     assert_success(&out, "login");
     w.s.configure_docker(&[&host]);
@@ -348,7 +342,7 @@ fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_refer
     );
 
     // ---- Run A: docker-credential-secretservice holds the token -------------------------
-    let token_a = w.pat(SCOPES, 2);
+    let token_a = w.pat(RENEWABLE, 2);
     let out = w.s.run(
         Command::new("docker-credential-secretservice").arg("store"),
         format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),

@@ -1,11 +1,9 @@
 //! Start/stop behaviour and the standalone binary.
 
-mod common;
-
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 use gitlab_emulator::{Config, Emulator};
 
 #[test]

@@ -2,8 +2,6 @@
 //! GitLab emulator, secrets in a real gnome-keyring, Docker's config.json on disk. The
 //! "Authorization header stripped by a proxy" case runs through a tiny in-test HTTP proxy.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Output;
@@ -11,20 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::{Config, Fault};
 use serde_json::Value;
-use support::gitlab::GitLabWorld;
-use support::*;
 
-const FULL: &[&str] = &["read_registry", "write_registry", "self_rotate"];
-
-type World = GitLabWorld;
-
-fn world(config: Config) -> Option<World> {
-    GitLabWorld::start(config)
-}
-
-impl World {
+impl GitLabWorld {
     /// Points Docker at the helper (and puts the binary on PATH), then logs in.
     fn configure_and_login(&mut self, host: &str, token: &str) {
         self.s.configure_docker(&[host]);
@@ -73,10 +63,10 @@ fn assert_no_secret(out: &Output, secret: &str) {
 
 #[test]
 fn healthy_pat_passes_and_the_5_minute_window_is_flagged() {
-    let Some(mut w) = world(Config::default()) else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
     w.configure_and_login(&host, &token);
 
@@ -136,19 +126,19 @@ fn healthy_pat_passes_and_the_5_minute_window_is_flagged() {
     assert!(
         w.gl.requests()
             .iter()
-            .any(|r| r.path == "/jwt/auth" && r.status == 200),
+            .any(|r| r.path == JWT_AUTH && r.status == 200),
     );
 }
 
 #[test]
 fn a_30_minute_window_passes() {
-    let Some(mut w) = world(Config {
+    let Some(mut w) = GitLabWorld::start(Config {
         token_window: Duration::from_secs(1800),
         ..Default::default()
     }) else {
         return;
     };
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
     w.configure_and_login(&host, &token);
     let (out, rows) = doctor_json(&w.s, &[&host]);
@@ -160,10 +150,10 @@ fn a_30_minute_window_passes() {
 
 #[test]
 fn a_revoked_token_fails_at_jwt_auth() {
-    let Some(mut w) = world(Config::default()) else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
     w.configure_and_login(&host, &token);
     w.gl.revoke_token(&token);
@@ -185,10 +175,10 @@ fn a_revoked_token_fails_at_jwt_auth() {
 
 #[test]
 fn a_locked_keyring_fails_at_the_store() {
-    let Some(mut w) = world(Config::default()) else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
     w.configure_and_login(&host, &token);
     w.s.relock();
@@ -207,10 +197,10 @@ fn a_locked_keyring_fails_at_the_store() {
 
 #[test]
 fn gitlab_down_gives_fail_lines_not_a_crash() {
-    let Some(mut w) = world(Config::default()) else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
     let host = w.registry.host();
     w.configure_and_login(&host, &token);
     w.gl.inject_fault("/", Fault::DropConnection, 100);
@@ -306,7 +296,7 @@ fn forward(mut client: TcpStream, upstream: SocketAddr, strip: bool) -> std::io:
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default();
     let path = request_line.split(' ').nth(1).unwrap_or_default();
-    let strip_here = strip && path.starts_with("/jwt/auth");
+    let strip_here = strip && path.starts_with(JWT_AUTH);
     let mut out = format!("{request_line}\r\n");
     for line in lines {
         let name = line
@@ -340,7 +330,7 @@ fn forward(mut client: TcpStream, upstream: SocketAddr, strip: bool) -> std::io:
 
 #[test]
 fn a_proxy_stripping_the_authorization_header_is_diagnosed() {
-    let Some(mut w) = world(Config::default()) else {
+    let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
     };
     let proxy = StripProxy::start(w.gl.addr());
@@ -349,7 +339,7 @@ fn a_proxy_stripping_the_authorization_header_is_diagnosed() {
         w.gl.start_real_registry_with_realm(&format!("{}/jwt/auth", proxy.url()))
             .expect("start docker-registry with the proxy as its realm");
     let host = registry.host();
-    let token = w.pat(FULL, 90);
+    let token = w.pat(RENEWABLE, 90);
 
     // Log in while the proxy still passes the header: GitLab is recorded as the proxy URL.
     w.configure_and_login(&host, &token);
@@ -372,7 +362,7 @@ fn a_proxy_stripping_the_authorization_header_is_diagnosed() {
     assert!(jwt["fix"].as_str().unwrap().contains("proxy"), "{jwt}");
     // GitLab really saw only anonymous /jwt/auth requests, and the token API worked.
     let reqs = w.gl.requests();
-    let jwt_reqs: Vec<_> = reqs.iter().filter(|r| r.path == "/jwt/auth").collect();
+    let jwt_reqs: Vec<_> = reqs.iter().filter(|r| r.path == JWT_AUTH).collect();
     assert!(jwt_reqs.len() >= 2, "{reqs:?}");
     assert!(
         jwt_reqs
@@ -381,8 +371,7 @@ fn a_proxy_stripping_the_authorization_header_is_diagnosed() {
         "{jwt_reqs:?}"
     );
     assert!(
-        reqs.iter()
-            .any(|r| r.path == "/api/v4/personal_access_tokens/self" && r.status == 200),
+        reqs.iter().any(|r| r.path == PAT_SELF && r.status == 200),
         "{reqs:?}"
     );
 

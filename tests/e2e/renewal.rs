@@ -3,76 +3,13 @@
 //! GitLab faults and crashes. Real registry in token mode + the GitLab emulator + a real
 //! gnome-keyring.
 
-mod support;
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
+use gitlab_emulator::Fault;
 
-use std::process::Output;
-
-use gitlab_emulator::{Config, Emulator, Fault, RealRegistry, TokenSpec};
-use support::gitlab::GitLabWorld;
-use support::*;
-
-const ROTATE: &str = "/api/v4/personal_access_tokens/self/rotate";
-const SELF: &str = "/api/v4/personal_access_tokens/self";
-
-struct World {
-    gl: Emulator,
-    _registry: RealRegistry,
-    s: Session,
-    host: String,
-    token: String,
-}
-
-/// Logs in with a PAT of the world's user that expires in `days` and has `scopes`.
-fn world(days: i64, scopes: &[&str]) -> Option<World> {
-    world_with(days, scopes, |gl, user, spec| {
-        gl.add_personal_access_token(user, spec).token
-    })
-}
-
-/// Logs in with a token made by `make` (given the emulator and its user) from a spec
-/// expiring in `days`.
-fn world_with(
-    days: i64,
-    scopes: &[&str],
-    make: impl FnOnce(&Emulator, u64, TokenSpec) -> String,
-) -> Option<World> {
-    let w = GitLabWorld::start(Config::default())?;
-    let expires = w.gl.today() + jiff::Span::new().days(days);
-    let token = make(
-        &w.gl,
-        w.user,
-        TokenSpec::new("docker", scopes).expires(expires),
-    );
-    let host = w.registry.host();
-    let out = w.login(&host, &token, &["--no-configure"]);
-    assert_success(&out, "login");
-    let GitLabWorld {
-        gl, registry, s, ..
-    } = w;
-    Some(World {
-        gl,
-        _registry: registry,
-        s,
-        host,
-        token,
-    })
-}
-
-impl World {
-    fn get(&self) -> Output {
-        self.s.helper(&["get"], &self.host)
-    }
-
-    fn secret(out: &Output) -> String {
-        assert_success(out, "get");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        v["Secret"].as_str().unwrap().to_owned()
-    }
-
+impl GitLabWorld {
     fn set_min_validity(&mut self, value: &str) {
-        self.s
-            .extra_env
-            .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), value.into()));
+        self.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", value);
     }
 
     fn lease_path(&self) -> std::path::PathBuf {
@@ -86,22 +23,20 @@ impl World {
     }
 }
 
-const RENEWABLE: &[&str] = &["read_registry", "write_registry", "self_rotate"];
-
 #[test]
 fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
-    let Some(mut w) = world(2, RENEWABLE) else {
+    let Some(mut w) = GitLabWorld::logged_in(2, RENEWABLE) else {
         return;
     };
     // Steady path: far enough from expiry, no GitLab traffic at all.
     w.gl.clear_requests();
-    assert_eq!(World::secret(&w.get()), w.token);
+    assert_eq!(secret(&w.get()), w.token);
     assert!(w.gl.requests().is_empty(), "{:?}", w.gl.requests());
 
     // The token dies within min_validity (3 days > its 1-2 days left): rotate first.
     w.set_min_validity("3d");
     let out = w.get();
-    let new = World::secret(&out);
+    let new = secret(&out);
     // The hard window cannot wait for the hand-out just above: that cut is announced.
     assert!(
         stderr(&out).contains("revoked it under 1 hand-out(s)"),
@@ -112,7 +47,7 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
     // A renewal costs two GitLab round trips: `…/self` (is it still the live token?), then
     // the rotation itself.
     assert_eq!(w.gl.requests().len(), 2, "{:?}", w.gl.requests());
-    assert_eq!(w.gl.count("GET", SELF), 1);
+    assert_eq!(w.gl.count("GET", PAT_SELF), 1);
     assert_eq!(w.gl.count("POST", ROTATE), 1);
     assert!(w.gl.token_info(&w.token).unwrap().revoked);
     let info = w.gl.token_info(&new).unwrap();
@@ -131,9 +66,8 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
     );
 
     // The new token is what the registry accepts, and it is not rotated again.
-    w.s.extra_env
-        .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
-    assert_eq!(World::secret(&w.get()), new);
+    w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
+    assert_eq!(secret(&w.get()), new);
     assert_eq!(w.gl.count("POST", ROTATE), 1);
     let status: serde_json::Value =
         serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
@@ -147,7 +81,7 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
 fn project_and_group_tokens_rotate_through_their_resource() {
     for kind in ["projects", "groups"] {
         let mut resource = 0;
-        let Some(mut w) = world_with(2, RENEWABLE, |gl, _, spec| {
+        let Some(mut w) = GitLabWorld::logged_in_with(2, RENEWABLE, |gl, _, spec| {
             if kind == "projects" {
                 resource = gl.add_project("group/project");
                 gl.add_project_access_token(resource, spec).token
@@ -159,7 +93,7 @@ fn project_and_group_tokens_rotate_through_their_resource() {
             return;
         };
         w.set_min_validity("3d");
-        let new = World::secret(&w.get());
+        let new = secret(&w.get());
         assert_ne!(new, w.token, "{kind}");
         let endpoint = format!("/api/v4/{kind}/{resource}/access_tokens/self/rotate");
         assert_eq!(
@@ -175,7 +109,7 @@ fn project_and_group_tokens_rotate_through_their_resource() {
 
 #[test]
 fn concurrent_gets_cause_exactly_one_rotation() {
-    let Some(mut w) = world(2, RENEWABLE) else {
+    let Some(mut w) = GitLabWorld::logged_in(2, RENEWABLE) else {
         return;
     };
     w.set_min_validity("3d");
@@ -185,7 +119,7 @@ fn concurrent_gets_cause_exactly_one_rotation() {
         let handles: Vec<_> = (0..32).map(|_| scope.spawn(|| w.get())).collect();
         handles
             .into_iter()
-            .map(|h| World::secret(&h.join().unwrap()))
+            .map(|h| secret(&h.join().unwrap()))
             .collect()
     });
     assert_eq!(w.gl.count("POST", ROTATE), 1, "{:?}", w.gl.requests());
@@ -199,7 +133,7 @@ fn concurrent_gets_cause_exactly_one_rotation() {
 fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
     // A 3-day token has a 36 h early window (half its life). With min_validity 36 h and
     // 2-3 days left it is in the early window, outside the hard window.
-    let Some(mut w) = world(3, RENEWABLE) else {
+    let Some(mut w) = GitLabWorld::logged_in(3, RENEWABLE) else {
         return;
     };
     w.set_min_validity("36h");
@@ -207,7 +141,7 @@ fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
 
     w.set_lease_minutes_ago(5);
     assert_eq!(
-        World::secret(&w.get()),
+        secret(&w.get()),
         w.token,
         "a live lease blocks early rotation"
     );
@@ -222,7 +156,7 @@ fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
 
     // A lease lasts min_validity (36 h here).
     w.set_lease_minutes_ago(37 * 60);
-    let rotated = World::secret(&w.get());
+    let rotated = secret(&w.get());
     assert_ne!(rotated, w.token, "an expired lease allows early rotation");
     assert_eq!(w.gl.count("POST", ROTATE), 1);
 
@@ -230,13 +164,12 @@ fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
     // protect it.
     w.set_lease_minutes_ago(1);
     w.set_min_validity("5d");
-    let again = World::secret(&w.get());
+    let again = secret(&w.get());
     assert_ne!(again, rotated);
     assert_eq!(w.gl.count("POST", ROTATE), 2);
 
     // rotate --force rotates now.
-    w.s.extra_env
-        .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
+    w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
     w.set_lease_minutes_ago(1);
     let out = w.s.helper(&["rotate", &w.host, "--force"], "");
     assert_success(&out, "rotate --force");
@@ -246,13 +179,12 @@ fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
 
 #[test]
 fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
-    let Some(mut w) = world(2, RENEWABLE) else {
+    let Some(mut w) = GitLabWorld::logged_in(2, RENEWABLE) else {
         return;
     };
     w.set_min_validity("3d");
     // The wait after an ambiguous rotate, shortened for the test (60 s in real life).
-    w.s.extra_env
-        .push(("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS".into(), "0".into()));
+    w.env("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS", "0");
 
     for (i, fault) in [
         Fault::Status(500),
@@ -266,7 +198,7 @@ fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
         w.gl.inject_fault(ROTATE, fault, 1);
         let start = std::time::Instant::now();
         let out = w.get();
-        assert_eq!(World::secret(&out), w.token);
+        assert_eq!(secret(&out), w.token);
         // Warned once a day, not on every docker command.
         assert_eq!(stderr(&out).contains("warning"), i == 0, "{}", stderr(&out));
         assert!(start.elapsed() < std::time::Duration::from_secs(20));
@@ -275,13 +207,13 @@ fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
     // the token is still active (it is: the emulator dropped the request unhandled) and
     // then rotates normally. The old token is never presented twice after a rotation.
     w.gl.clear_faults();
-    let new = World::secret(&w.get());
+    let new = secret(&w.get());
     assert_ne!(new, w.token);
     assert!(w.gl.token_info(&new).unwrap().active);
 
     // 429 with Retry-After inside the deadline: waited out, then rotated. (The new token
     // lives 8 days, long enough for 3 days: only a longer promise makes it rotate again.)
-    assert_eq!(World::secret(&w.get()), new, "rotated again");
+    assert_eq!(secret(&w.get()), new, "rotated again");
     w.set_min_validity("9d");
     w.gl.inject_fault(
         ROTATE,
@@ -290,14 +222,14 @@ fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
         },
         1,
     );
-    let newer = World::secret(&w.get());
+    let newer = secret(&w.get());
     assert_ne!(newer, new);
     assert!(w.gl.token_info(&newer).unwrap().active);
 }
 
 #[test]
 fn a_gitlab_that_hangs_cannot_make_get_exceed_its_deadline() {
-    let Some(mut w) = world(2, RENEWABLE) else {
+    let Some(mut w) = GitLabWorld::logged_in(2, RENEWABLE) else {
         return;
     };
     w.set_min_validity("3d");
@@ -309,18 +241,14 @@ fn a_gitlab_that_hangs_cannot_make_get_exceed_its_deadline() {
         took < std::time::Duration::from_secs(21),
         "get took {took:?}"
     );
-    assert_eq!(
-        World::secret(&out),
-        w.token,
-        "the still-valid token is served"
-    );
+    assert_eq!(secret(&out), w.token, "the still-valid token is served");
     assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
     // Whether GitLab went on to rotate is unknown to the helper; the next run finds out
     // through the token's own status, never by presenting it to the rotate endpoint again.
     std::thread::sleep(std::time::Duration::from_secs(1));
     let out = w.get();
     if out.status.success() {
-        let secret = World::secret(&out);
+        let secret = secret(&out);
         assert!(w.gl.token_info(&secret).unwrap().active);
     } else {
         assert!(
@@ -333,12 +261,12 @@ fn a_gitlab_that_hangs_cannot_make_get_exceed_its_deadline() {
 
 #[test]
 fn a_token_that_cannot_renew_is_served_with_a_daily_warning() {
-    let Some(mut w) = world(2, &["read_registry", "write_registry"]) else {
+    let Some(mut w) = GitLabWorld::logged_in(2, &["read_registry", "write_registry"]) else {
         return;
     };
     w.set_min_validity("3d");
     let out = w.get();
-    assert_eq!(World::secret(&out), w.token);
+    assert_eq!(secret(&out), w.token);
     let err = stderr(&out);
     assert!(
         err.contains("cannot renew itself") && err.contains("self_rotate"),
@@ -365,19 +293,17 @@ fn crash_at_every_step_of_a_rotation() {
         "after-store-secret",
         "after-state",
     ] {
-        let Some(mut w) = world(2, RENEWABLE) else {
+        let Some(mut w) = GitLabWorld::logged_in(2, RENEWABLE) else {
             return;
         };
         w.set_min_validity("3d");
-        w.s.extra_env
-            .push(("DOCKER_CREDENTIAL_GITLAB_FAULT".into(), step.into()));
+        w.env("DOCKER_CREDENTIAL_GITLAB_FAULT", step);
         let out = w.get();
         assert!(
             !out.status.success(),
             "{step}: the fault point did not fire"
         );
-        w.s.extra_env
-            .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_FAULT");
+        w.unset("DOCKER_CREDENTIAL_GITLAB_FAULT");
 
         let rotations_before = w.gl.count("POST", ROTATE);
         let out = w.get();
@@ -391,7 +317,7 @@ fn crash_at_every_step_of_a_rotation() {
             "{step}: a revoked token was sent to the rotate endpoint"
         );
         if out.status.success() {
-            let secret = World::secret(&out);
+            let secret = secret(&out);
             assert!(
                 w.gl.token_info(&secret).unwrap().active,
                 "{step}: the stored secret is not usable"

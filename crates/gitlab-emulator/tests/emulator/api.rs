@@ -1,8 +1,6 @@
 //! HTTP-level tests of the REST API: PAT self endpoints, rotation, bots, /user, /version.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use gitlab_emulator::{Config, Emulator, TokenKind, TokenSpec};
 use jiff::ToSpan;
 use reqwest::blocking::RequestBuilder;

@@ -3,22 +3,23 @@
 //! docker login round trips, a rotation racing a lock-free get, `rotate` racing a get, and
 //! an absurd min_validity. Real registry in token mode + the emulator + a real keyring.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::gitlab::{GitLabWorld, login};
+use crate::support::renewal::*;
+use crate::support::*;
 use gitlab_emulator::Fault;
-use support::renewal::*;
-use support::*;
 
 /// One token under two keys: a hand-out through `other` is a live lease on the *token*;
 /// a soft (early-window) rotation through `host` must not revoke it.
 #[test]
 fn a_lease_on_a_sharing_key_protects_the_token() {
-    let Some(mut w) = world(30) else { return };
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
     let other = w.host.replace("127.0.0.1", "localhost");
-    login(&w.w, &other, &w.token);
+    login(&w, &other, &w.token);
     // Handed out through `other` with the default 60 min promise.
     assert_eq!(secret(&w.get_host(&other)), w.token);
     // A process with a longer promise (25 d) finds the token inside its early window.
@@ -30,7 +31,7 @@ fn a_lease_on_a_sharing_key_protects_the_token() {
         "rotated under a live lease of a sharing key"
     );
     assert!(
-        w.w.gl.token_info(&w.token).unwrap().active,
+        w.gl.token_info(&w.token).unwrap().active,
         "the token handed out through {other} one moment ago is revoked"
     );
 }
@@ -40,14 +41,16 @@ fn a_lease_on_a_sharing_key_protects_the_token() {
 /// the revoked token with exit 0.
 #[test]
 fn an_ambiguous_rotation_is_seen_by_every_sharing_key() {
-    let Some(mut w) = world(30) else { return };
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
     let other = w.host.replace("127.0.0.1", "localhost");
-    login(&w.w, &other, &w.token);
-    w.w.gl.inject_fault(ROTATE, Fault::StatusAfterWork(502), 1);
+    login(&w, &other, &w.token);
+    w.gl.inject_fault(ROTATE, Fault::StatusAfterWork(502), 1);
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
     let out = w.get();
     assert!(!out.status.success());
-    assert!(w.w.gl.token_info(&w.token).unwrap().revoked);
+    assert!(w.gl.token_info(&w.token).unwrap().revoked);
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
     let out = w.get_host(&other);
     assert!(
@@ -61,9 +64,11 @@ fn an_ambiguous_rotation_is_seen_by_every_sharing_key() {
 /// `other` (the same token) keeps the revoked one and hands it out with exit 0, for good.
 #[test]
 fn a_kept_token_reaches_every_sharing_key() {
-    let Some(mut w) = world(30) else { return };
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
     let other = w.host.replace("127.0.0.1", "localhost");
-    login(&w.w, &other, &w.token);
+    login(&w, &other, &w.token);
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
     let out = w.get_with_state_lock_held();
     let new = secret(&out);
@@ -81,21 +86,23 @@ fn a_kept_token_reaches_every_sharing_key() {
 /// A kept token (the store refused it) must not override what the user stored afterwards.
 #[test]
 fn a_kept_token_does_not_override_a_later_login() {
-    let Some(mut w) = world(2) else { return };
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let out = w.get_with_state_lock_held();
     let kept = secret(&out);
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
     // The user logs in again, explicitly, with another token.
-    let fresh = w.w.pat(RENEWABLE, 90);
-    login(&w.w, &w.host, &fresh);
+    let fresh = w.pat(RENEWABLE, 90);
+    login(&w, &w.host, &fresh);
     let got = secret(&w.get());
     assert_eq!(
         got, fresh,
         "get handed out the kept token {kept} instead of the one just logged in"
     );
     assert_eq!(
-        w.w.s.secret_tool_lookup(&w.host).as_deref(),
+        w.s.secret_tool_lookup(&w.host).as_deref(),
         Some(fresh.as_str())
     );
 }
@@ -105,9 +112,11 @@ fn a_kept_token_does_not_override_a_later_login() {
 /// primary's item: the primary token is dropped from the store and renewal is turned off.
 #[test]
 fn docker_login_round_trip_with_an_active_standby_keeps_the_primary() {
-    let Some(mut w) = world(30) else { return };
-    let second = w.w.pat(RENEWABLE, 90);
-    login_standby(&w.w, &w.host, &second);
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
+    let second = w.pat(RENEWABLE, 90);
+    login_standby(&w, &w.host, &second);
     // The primary (30 d) is inside its early window for a 25 d promise; the standby is not.
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
     let out = w.get();
@@ -116,14 +125,14 @@ fn docker_login_round_trip_with_an_active_standby_keeps_the_primary() {
     let payload = serde_json::json!({
         "ServerURL": w.host, "Username": got["Username"], "Secret": got["Secret"],
     });
-    assert_success(&w.w.s.helper(&["store"], payload.to_string()), "store");
+    assert_success(&w.s.helper(&["store"], payload.to_string()), "store");
     assert_eq!(
-        w.w.s.secret_tool_lookup(&w.host).as_deref(),
+        w.s.secret_tool_lookup(&w.host).as_deref(),
         Some(w.token.as_str()),
         "the primary's item now holds the standby's token; the primary token is gone"
     );
     let status: serde_json::Value =
-        serde_json::from_slice(&w.w.s.helper(&["status", "--json"], "").stdout).unwrap();
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
     let primary = status
         .as_array()
         .unwrap()
@@ -139,9 +148,11 @@ fn docker_login_round_trip_with_an_active_standby_keeps_the_primary() {
 /// "rotated elsewhere" and falls back to the single-token policy.
 #[test]
 fn a_kept_standby_token_is_used_by_the_pair() {
-    let Some(mut w) = world(30) else { return };
-    let second = w.w.pat(RENEWABLE, 30);
-    login_standby(&w.w, &w.host, &second);
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
+    let second = w.pat(RENEWABLE, 30);
+    login_standby(&w, &w.host, &second);
     // Both inside their early window for a 25 d promise; nobody holds the standby.
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
     let started = std::time::Instant::now();
@@ -155,12 +166,12 @@ fn a_kept_standby_token_is_used_by_the_pair() {
     );
     let minted = secret(&out);
     assert_ne!(minted, second);
-    let kept: Vec<_> = std::fs::read_dir(w.w.s.data_dir().join("kept"))
+    let kept: Vec<_> = std::fs::read_dir(w.s.data_dir().join("kept"))
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(kept.len(), 1, "{kept:?}");
-    assert!(w.w.gl.token_info(&second).unwrap().revoked);
+    assert!(w.gl.token_info(&second).unwrap().revoked);
     let out = w.get();
     let got = secret(&out);
     assert_eq!(got, minted, "the kept standby token was not handed out");
@@ -179,8 +190,10 @@ fn a_kept_standby_token_is_used_by_the_pair() {
 /// settings file (Settings::load runs exactly there, src/sources/stored.rs get_key).
 #[test]
 fn a_rotation_between_the_secret_read_and_the_lease_write() {
-    let Some(mut w) = world(30) else { return };
-    let cfg = w.w.s.dir.path().join("slow-config");
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
+    let cfg = w.s.dir.path().join("slow-config");
     std::fs::create_dir_all(&cfg).unwrap();
     let fifo = cfg.join("config.json");
     assert!(
@@ -192,7 +205,7 @@ fn a_rotation_between_the_secret_read_and_the_lease_write() {
     );
     // Process 1: an ordinary get (60 min promise).
     w.env("DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR", cfg.to_str().unwrap());
-    let g1 = w.w.s.spawn(Command::new(BIN).arg("get"), &w.host);
+    let g1 = w.s.spawn(Command::new(BIN).arg("get"), &w.host);
     std::thread::sleep(Duration::from_millis(1500));
     // Process 2: a get with a 25 d promise rotates (early window, no lease yet).
     w.unset("DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR");
@@ -205,7 +218,7 @@ fn a_rotation_between_the_secret_read_and_the_lease_write() {
     let out = g1.wait_with_output().unwrap();
     let got = secret(&out);
     assert!(
-        w.w.gl.token_info(&got).unwrap().active,
+        w.gl.token_info(&got).unwrap().active,
         "exit 0 with a token revoked before its hand-out (got the old token: {})",
         got == w.token
     );
@@ -214,7 +227,9 @@ fn a_rotation_between_the_secret_read_and_the_lease_write() {
 /// An absurd but accepted min_validity must be an error line, not a panic.
 #[test]
 fn a_huge_min_validity_does_not_panic() {
-    let Some(mut w) = world(30) else { return };
+    let Some(mut w) = GitLabWorld::renewing(30) else {
+        return;
+    };
     w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "100000000d");
     let out = w.get();
     assert!(
@@ -230,15 +245,13 @@ fn a_huge_min_validity_does_not_panic() {
 /// is skipped: a get that hands out while rotate confirms the token at `…/self` is cut.
 #[test]
 fn rotate_without_force_never_cuts_a_hand_out() {
-    let Some(w) = world(30) else { return };
-    w.w.gl.inject_fault(
-        "/api/v4/personal_access_tokens/self",
-        Fault::Delay(Duration::from_secs(3)),
-        1,
-    );
+    let Some(w) = GitLabWorld::renewing(30) else {
+        return;
+    };
+    w.gl.inject_fault(PAT_SELF, Fault::Delay(Duration::from_secs(3)), 1);
     let w = &w;
     let (rot, handed) = std::thread::scope(|scope| {
-        let r = scope.spawn(|| w.w.s.helper(&["rotate", &w.host], ""));
+        let r = scope.spawn(|| w.s.helper(&["rotate", &w.host], ""));
         std::thread::sleep(Duration::from_millis(1000));
         let g = secret(&w.get());
         (r.join().unwrap(), g)
@@ -246,7 +259,7 @@ fn rotate_without_force_never_cuts_a_hand_out() {
     let _ = rot;
     assert_eq!(handed, w.token);
     assert!(
-        w.w.gl.token_info(&handed).unwrap().active,
+        w.gl.token_info(&handed).unwrap().active,
         "rotate (no --force) revoked a token handed out one moment before"
     );
 }

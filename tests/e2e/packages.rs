@@ -3,12 +3,10 @@
 //! all away again; the `.rpm` holds the same files; the bash completion loads; the Homebrew
 //! formula and the Scoop manifest name this release's files and checksums.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{assert_success, have_tool, release_dir, stdout};
+use crate::support::{assert_success, have_tool, release_dir, stdout};
 
 const NAME: &str = "docker-credential-gitlab";
 

@@ -1,10 +1,8 @@
 //! HTTP-level tests of the OAuth endpoints.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use gitlab_emulator::{Config, Emulator};
 use serde_json::{Value, json};
 

@@ -2,12 +2,10 @@
 //! Secret Service (gnome-keyring in a private D-Bus session) and the `file` store of a
 //! headless machine. One suite, run per backend. Vectors from reference §C7.
 
-mod support;
-
 use std::process::Command;
 
-use support::conformance::{self, GITLAB};
-use support::*;
+use crate::support::conformance::{self, GITLAB};
+use crate::support::*;
 
 #[test]
 fn conformance_vectors_secret_service() {

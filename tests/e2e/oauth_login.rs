@@ -4,24 +4,25 @@
 //! untouched); refresh before hand-out, single flight for two racing processes, and
 //! `logout --revoke`.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::gitlab::GitLabWorld;
+use crate::support::*;
 use gitlab_emulator::Config;
-use support::gitlab::GitLabWorld;
-use support::*;
 
 const CLIENT: &str = "docker-helper-app";
 const TOKEN_PATH: &str = "/oauth/token";
 
-fn world(config: Config) -> Option<GitLabWorld> {
-    let w = GitLabWorld::start(config)?;
-    w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry", "api"]);
-    Some(w)
+impl GitLabWorld {
+    /// A world whose GitLab knows the OAuth application `CLIENT`.
+    fn with_oauth_app(config: Config) -> Option<GitLabWorld> {
+        let w = GitLabWorld::start(config)?;
+        w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry", "api"]);
+        Some(w)
+    }
 }
 
 fn fast() -> Config {
@@ -101,7 +102,9 @@ fn device_polls(w: &GitLabWorld) -> Vec<jiff::Timestamp> {
 
 #[test]
 fn the_device_flow_logs_in_and_get_hands_out_the_access_token() {
-    let Some(mut w) = world(fast()) else { return };
+    let Some(mut w) = GitLabWorld::with_oauth_app(fast()) else {
+        return;
+    };
     let login = Login::start(&w, &[]);
     let code = login.user_code();
     // Pending for a while: the helper keeps polling at the interval.
@@ -158,7 +161,9 @@ fn the_device_flow_logs_in_and_get_hands_out_the_access_token() {
 
 #[test]
 fn slow_down_makes_the_poll_interval_grow_by_five_seconds() {
-    let Some(w) = world(fast()) else { return };
+    let Some(w) = GitLabWorld::with_oauth_app(fast()) else {
+        return;
+    };
     w.gl.slow_down_next(1);
     let login = Login::start(&w, &["--no-configure"]);
     let code = login.user_code();
@@ -179,7 +184,9 @@ fn slow_down_makes_the_poll_interval_grow_by_five_seconds() {
 #[test]
 fn expired_denied_and_interrupted_logins_store_nothing() {
     // Denied.
-    let Some(w) = world(fast()) else { return };
+    let Some(w) = GitLabWorld::with_oauth_app(fast()) else {
+        return;
+    };
     let login = Login::start(&w, &[]);
     let code = login.user_code();
     assert!(w.gl.deny_device(&code));
@@ -216,7 +223,9 @@ fn expired_denied_and_interrupted_logins_store_nothing() {
 
 #[test]
 fn no_client_id_is_one_line_that_says_how_to_register_one() {
-    let Some(w) = world(fast()) else { return };
+    let Some(w) = GitLabWorld::with_oauth_app(fast()) else {
+        return;
+    };
     let host = w.registry.host();
     let out = w.s.helper(&["login", &host, "--oauth"], "");
     assert_eq!(out.status.code(), Some(1));
@@ -245,7 +254,7 @@ fn oauth_login(w: &GitLabWorld, extra: &[&str]) {
 
 /// A world logged in through the device flow, whose access tokens live 120 s.
 fn logged_in_with_120s_tokens() -> Option<(GitLabWorld, String)> {
-    let w = world(Config {
+    let w = GitLabWorld::with_oauth_app(Config {
         oauth_token_lifetime: Duration::from_secs(120),
         ..fast()
     })?;
@@ -306,7 +315,9 @@ fn racing_gets_refresh_once() {
 /// refresh on every get.
 #[test]
 fn a_promise_longer_than_an_access_token_never_loops() {
-    let Some(mut w) = world(fast()) else { return };
+    let Some(mut w) = GitLabWorld::with_oauth_app(fast()) else {
+        return;
+    };
     w.s.extra_env
         .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3h".into()));
     let login = Login::start(&w, &["--no-configure"]);

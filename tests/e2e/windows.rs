@@ -6,13 +6,11 @@
 //! `DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE` to it (`./scripts/test.sh` does). Each test gets a
 //! fresh wine prefix with its own wineserver, killed on drop.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use support::conformance::{self, GITLAB, Helper};
-use support::{BIN, assert_success, have_tool, stdout};
+use crate::support::conformance::{self, GITLAB, Helper};
+use crate::support::{BIN, assert_success, have_tool, stdout};
 
 const WINE: &str = "/usr/lib/wine/wine64";
 /// Debian's `wineserver` wrapper always adds `-p0`; the real one can stay up between calls.

@@ -1,5 +1,4 @@
 //! Shared helpers for the HTTP-level tests.
-#![allow(dead_code)]
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

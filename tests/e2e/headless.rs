@@ -1,13 +1,11 @@
 //! Headless machines and CI jobs without a keychain: the `file` store, `auto`'s fallback
 //! to it inside CI only, and store switches that never lose an entry silently.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use support::*;
+use crate::support::*;
 
 const HOST: &str = "registry.headless.example";
 
