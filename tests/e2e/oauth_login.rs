@@ -137,6 +137,14 @@ fn the_device_flow_logs_in_and_get_hands_out_the_access_token() {
     assert_eq!(rows[0]["kind"], "OAuth token", "{rows}");
     assert_eq!(rows[0]["renews_with"], "refresh token", "{rows}");
     assert!(rows[0]["expires_at"].is_string(), "{rows}");
+    // renews_at is when a get renews: inside the access token's own life (the policy's
+    // window for a 2 h token), not a week before its expiry.
+    let at = |key: &str| -> jiff::Timestamp { rows[0][key].as_str().unwrap().parse().unwrap() };
+    let early = at("expires_at").duration_since(at("renews_at"));
+    assert!(
+        early.is_positive() && early <= jiff::SignedDuration::from_hours(2),
+        "renews_at is {early:#} before expires_at: {rows}"
+    );
     // Docker now asks the helper; a push goes through the real registry.
     let config: serde_json::Value = serde_json::from_slice(
         &std::fs::read(w.s.docker_config_dir().join("config.json")).unwrap(),

@@ -405,3 +405,55 @@ fn multi_byte_hosts_are_one_line_errors() {
     assert_eq!(read_opt(&s.state_path()).unwrap(), state_before);
     assert_eq!(read_opt(&s.secrets_path()).unwrap(), secrets_before);
 }
+
+/// `--help` ends with the environment table: one variable per line, descriptions in one
+/// column, at any terminal width (clap rewraps its own part, never this one).
+#[test]
+fn help_lists_each_environment_variable_on_one_aligned_line() {
+    for columns in ["40", "80", "250"] {
+        let out = Command::new(BIN)
+            .arg("--help")
+            .env("COLUMNS", columns)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let block = text
+            .split("\nEnvironment:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no Environment block at {columns} columns:\n{text}"));
+        let lines: Vec<&str> = block.lines().take_while(|l| !l.is_empty()).collect();
+        let names: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split_whitespace().next().unwrap_or_default())
+            .collect();
+        for var in [
+            "DOCKER_CREDENTIAL_GITLAB_STORE",
+            "DOCKER_CREDENTIAL_GITLAB_DATA_DIR",
+            "DOCKER_CREDENTIAL_GITLAB_TOKEN",
+            "DOCKER_CREDENTIAL_GITLAB_USERNAME",
+            "DOCKER_CREDENTIAL_GITLAB_REGISTRY",
+            "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY",
+            "DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR",
+            "DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID",
+            "GITLAB_CI",
+        ] {
+            assert!(
+                names.contains(&var),
+                "{var} missing at {columns} columns:\n{block}"
+            );
+        }
+        let column = |line: &str| {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            let after = &line[line.find(name).unwrap() + name.len()..];
+            line.len() - after.trim_start().len()
+        };
+        for line in &lines {
+            assert!(
+                line.starts_with("  ") && line.split_whitespace().count() > 1,
+                "{line:?}"
+            );
+            assert_eq!(column(line), column(lines[0]), "not aligned:\n{block}");
+        }
+    }
+}
