@@ -2,6 +2,8 @@
 //! `credHelpers` (or, with `--podman`, podman's/buildah's/skopeo's containers-auth.json) at
 //! this helper, safely (see `crate::docker`).
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, bail};
 
 use crate::docker;
@@ -17,6 +19,31 @@ pub(crate) fn run(
     force: bool,
     podman: bool,
 ) -> anyhow::Result<()> {
+    let hosts = hosts_to_configure(env, registries)?;
+    let (path, auth_env) = file_to_configure(env, podman)?;
+    configure_and_print(&path, &hosts, force, dry_run, auth_env.as_deref())?;
+    warn_unless_on_path(env);
+    Ok(())
+}
+
+/// Docker's config.json (with `DOCKER_AUTH_CONFIG`, which the plan warns about), or with
+/// `--podman` the containers-auth.json that podman, buildah and skopeo read.
+fn file_to_configure(env: &Env, podman: bool) -> anyhow::Result<(PathBuf, Option<String>)> {
+    if podman {
+        let path = docker::containers_auth_path(env)
+            .context("cannot find podman's auth file: set REGISTRY_AUTH_FILE")?;
+        // podman does not read docker's DOCKER_AUTH_CONFIG.
+        Ok((path, None))
+    } else {
+        let path = docker::default_path(env)
+            .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
+        Ok((path, docker::docker_auth_config(env)))
+    }
+}
+
+/// The registries named on the command line; by default every registry we hold
+/// credentials for (standby keys aside), else GitLab.com.
+fn hosts_to_configure(env: &Env, registries: &[String]) -> anyhow::Result<Vec<String>> {
     let mut hosts = Vec::new();
     for r in registries {
         let host = RegistryHost::parse(r)?;
@@ -26,7 +53,6 @@ pub(crate) fn run(
         hosts.push(host.as_str().to_owned());
     }
     if hosts.is_empty() {
-        // Default: every registry we hold credentials for, else GitLab.com.
         hosts = Records::locate(env)?
             .snapshot()?
             .entries
@@ -37,27 +63,18 @@ pub(crate) fn run(
             hosts.push(crate::gitlab::GITLAB_COM_REGISTRY.to_owned());
         }
     }
-    let (path, plan) = if podman {
-        let path = docker::containers_auth_path(env)
-            .context("cannot find podman's auth file: set REGISTRY_AUTH_FILE")?;
-        // podman does not read docker's DOCKER_AUTH_CONFIG.
-        let plan =
-            docker::configure_with(&path, &hosts, crate::HELPER_SUFFIX, force, dry_run, None)?;
-        (path, plan)
-    } else {
-        let path = docker::default_path(env)
-            .context("cannot find Docker's config directory: set DOCKER_CONFIG or HOME")?;
-        let inline = docker::docker_auth_config(env);
-        let plan = docker::configure_with(
-            &path,
-            &hosts,
-            crate::HELPER_SUFFIX,
-            force,
-            dry_run,
-            inline.as_deref(),
-        )?;
-        (path, plan)
-    };
+    Ok(hosts)
+}
+
+/// Adds the `credHelpers` entries (unless `dry_run`) and says what changed, or would.
+fn configure_and_print(
+    path: &Path,
+    hosts: &[String],
+    force: bool,
+    dry_run: bool,
+    auth_env: Option<&str>,
+) -> anyhow::Result<()> {
+    let plan = docker::configure_with(path, hosts, crate::HELPER_SUFFIX, force, dry_run, auth_env)?;
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
@@ -83,6 +100,11 @@ pub(crate) fn run(
     } else if plan.changed {
         println!("Updated {}.", path.display());
     }
+    Ok(())
+}
+
+/// Docker finds the helper through PATH only.
+fn warn_unless_on_path(env: &Env) {
     let on_path = env
         .os(env::PATH)
         .is_some_and(|path| find_on_path(path, crate::BINARY_NAME).is_some());
@@ -92,5 +114,4 @@ pub(crate) fn run(
             crate::BINARY_NAME
         );
     }
-    Ok(())
 }

@@ -48,11 +48,38 @@ pub(crate) fn run(env: &Env, args: LoginArgs) -> anyhow::Result<()> {
         .map(parse_gitlab_url)
         .transpose()?;
     let secret = read_token(args.password_stdin, &host)?;
-    let username = args.username.clone();
 
     let http = Http::new()?;
-    let challenge = gitlab::discover(&http, &host)?;
-    let gitlab_url = choose_gitlab(&host, &challenge, requested_gitlab.as_ref())?;
+    let accepted = exchange(
+        &http,
+        &host,
+        requested_gitlab.as_ref(),
+        args.username.clone(),
+        &secret,
+    )?;
+    let info = learn(&http, &accepted, &secret)?;
+    store_and_report(env, &args, &host, &info, &accepted.username, &secret)
+}
+
+/// What GitLab accepted at `/jwt/auth`: its URL, the username, the registry token it issued.
+struct Accepted {
+    gitlab_url: Url,
+    username: String,
+    registry_token: String,
+    looks_like_deploy_token: bool,
+}
+
+/// Steps 1 and 2: find the GitLab that issues the registry's tokens and exchange the
+/// credential there exactly as docker will; a refusal is an error that says why.
+fn exchange(
+    http: &Http,
+    host: &RegistryHost,
+    requested_gitlab: Option<&Url>,
+    username: Option<String>,
+    secret: &Secret,
+) -> anyhow::Result<Accepted> {
+    let challenge = gitlab::discover(http, host)?;
+    let gitlab_url = choose_gitlab(host, &challenge, requested_gitlab)?;
     let gitlab_display = gitlab_url.as_str().trim_end_matches('/').to_owned();
     eprintln!("GitLab instance for {host}: {gitlab_display}");
 
@@ -67,7 +94,7 @@ pub(crate) fn run(env: &Env, args: LoginArgs) -> anyhow::Result<()> {
     }
     let username = username.unwrap_or_else(|| DEFAULT_USERNAME.to_owned());
 
-    let registry_token = match gitlab::jwt_auth(&http, &challenge, &username, &secret, None)? {
+    let registry_token = match gitlab::jwt_auth(http, &challenge, &username, secret, None)? {
         JwtAuth::Token(token) => token,
         JwtAuth::Unauthorized(message) => bail!(
             "GitLab refused the credential for {host} (401: {message}). It is wrong, expired or revoked{hint}; \
@@ -83,40 +110,62 @@ pub(crate) fn run(env: &Env, args: LoginArgs) -> anyhow::Result<()> {
              the token needs the read_registry scope to pull and write_registry to push"
         ),
     };
-
-    let mut info = identify(
-        &http,
-        &gitlab_url,
-        &username,
-        &secret,
+    Ok(Accepted {
+        gitlab_url,
+        username,
+        registry_token,
         looks_like_deploy_token,
+    })
+}
+
+/// Step 3: what the accepted credential is; warns about scopes, renewability and expiry.
+fn learn(http: &Http, accepted: &Accepted, secret: &Secret) -> anyhow::Result<GitLabInfo> {
+    let mut info = identify(
+        http,
+        &accepted.gitlab_url,
+        &accepted.username,
+        secret,
+        accepted.looks_like_deploy_token,
     )?;
     if info.kind == TokenKind::PersonalAccessToken {
         // Project/group tokens belong to bot users; they rotate through their resource.
-        info.resource = gitlab::jwt::subject(&registry_token)
+        info.resource = gitlab::jwt::subject(&accepted.registry_token)
             .as_deref()
             .and_then(Resource::from_bot_username);
     }
     for warning in warnings(&info) {
         eprintln!("warning: {warning}");
     }
-    let backend = store(env, &host, &info, &username, &secret, args.standby)?;
+    Ok(info)
+}
+
+/// Step 4: store the credential (as the registry's token or its standby), point Docker at
+/// the helper unless told not to, and say what was done.
+fn store_and_report(
+    env: &Env,
+    args: &LoginArgs,
+    host: &RegistryHost,
+    info: &GitLabInfo,
+    username: &str,
+    secret: &Secret,
+) -> anyhow::Result<()> {
+    let backend = store(env, host, info, username, secret, args.standby)?;
     if args.standby {
         println!(
             "Stored {} as the standby token for {host} in the {backend} store: get switches to it \
              before the other one needs renewing, so renewals never revoke a token a push is using.",
-            describe(&info)
+            describe(info)
         );
         println!("Login Succeeded");
         return Ok(());
     }
     println!(
         "Stored {} for {host} in the {backend} store.",
-        describe(&info)
+        describe(info)
     );
 
     if !args.no_configure {
-        configure_docker_for(env, &host)?;
+        configure_docker_for(env, host)?;
     }
     println!("Login Succeeded");
     Ok(())

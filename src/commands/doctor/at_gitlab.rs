@@ -13,7 +13,7 @@ use super::{Finding, Net};
 use crate::BINARY_NAME;
 use crate::env::Env;
 use crate::gitlab::http::{Http, check_transport, redact, same_base};
-use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, JwtOutcome, PatSelf, jwt};
+use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, JwtOutcome, PatInfo, PatSelf, jwt};
 use crate::model::stored_secret::handed_out;
 use crate::model::token::can_pull;
 use crate::model::{GitLabInfo, TokenKind};
@@ -85,14 +85,29 @@ pub(super) fn check_registry(
     let http = match net.get() {
         Ok(h) => h,
         Err(e) => {
-            out.push(Finding::fail("gitlab", e));
-            out.extend(token_findings(info, None, crate::clock::now()));
-            return out;
+            let now = crate::clock::now();
+            return stop_with_recorded_facts(out, Finding::fail("gitlab", e), info, now);
         }
     };
     out.extend(check_at_gitlab(http, host, &entry.username, &secret, info));
     out
 }
+
+/// Ends the checks after `failure`: GitLab cannot be asked, so the token's facts are the
+/// ones recorded at login.
+fn stop_with_recorded_facts(
+    mut out: Vec<Finding>,
+    failure: Finding,
+    info: &GitLabInfo,
+    now: jiff::Timestamp,
+) -> Vec<Finding> {
+    out.push(failure);
+    out.extend(token_findings(info, None, now));
+    out
+}
+
+/// What GitLab's token API said about an access token (`None`: not asked).
+type PatAnswer = Option<Result<PatSelf, GitLabError>>;
 
 fn check_at_gitlab(
     http: &Http,
@@ -101,34 +116,18 @@ fn check_at_gitlab(
     secret: &Secret,
     info: &GitLabInfo,
 ) -> Vec<Finding> {
-    const REGISTRY: &str = "registry";
-    const JWT: &str = "/jwt/auth";
     let now = crate::clock::now();
-    let mut out = Vec::new();
-
-    let challenge = match gitlab::discover(http, host) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(Finding::fail(REGISTRY, e.to_string()));
-            out.extend(token_findings(info, None, now));
-            return out;
-        }
+    let (challenge, gitlab_url) = match trusted_challenge(http, host, info) {
+        Ok(found) => found,
+        Err(failure) => return stop_with_recorded_facts(Vec::new(), failure, info, now),
     };
-    let gitlab_url = match realm_matches(&challenge, info) {
-        Ok(url) => url,
-        Err(f) => {
-            out.push(f);
-            out.extend(token_findings(info, None, now));
-            return out;
-        }
-    };
-    out.push(Finding::pass(
-        REGISTRY,
+    let mut out = vec![Finding::pass(
+        "registry",
         format!(
             "{host} sends clients to {}, the GitLab recorded at login",
             redact(&challenge.realm)
         ),
-    ));
+    )];
 
     let jwt = gitlab::jwt_auth(http, &challenge, username, secret, None);
     let reachable = !matches!(
@@ -140,66 +139,18 @@ fn check_at_gitlab(
     // Fresh facts for access tokens (any PAT scope may call this endpoint).
     let pat = (reachable && info.kind == TokenKind::PersonalAccessToken)
         .then(|| gitlab::personal_access_token_self(http, &gitlab_url, secret));
-    let mut registry_token = None;
-    match jwt {
-        Ok(JwtAuth::Token(t)) => {
-            out.push(Finding::pass(
-                JWT,
-                "GitLab accepts the credential and issues registry tokens",
-            ));
-            registry_token = Some(t);
-        }
-        Ok(JwtAuth::Unauthorized(_)) => out.push(
-            Finding::fail(
-                JWT,
-                "GitLab refused the credential (401): it is wrong, expired or revoked",
-            )
-            .fix(format!(
-                "create a new token with read_registry, write_registry and self_rotate and log in again: {BINARY_NAME} login {host}"
-            )),
-        ),
-        Ok(JwtAuth::Denied(message)) => {
-            let with_auth = JwtOutcome {
-                status: 403,
-                message,
-            };
-            let anonymous = gitlab::anonymous_jwt_auth(http, &challenge);
-            let token_ok = match &pat {
-                Some(Ok(PatSelf::Pat(p))) => p.active && !p.revoked && can_pull(&p.scopes),
-                _ => false,
-            };
-            out.push(explain_forbidden(&with_auth, &anonymous, token_ok));
-        }
-        Err(e) => out.push(Finding::fail(JWT, e.to_string())),
-    }
+    let (jwt_finding, registry_token) = judge_jwt_auth(http, host, &challenge, jwt, &pat);
+    out.push(jwt_finding);
 
-    let fresh = match pat {
-        Some(Ok(PatSelf::Pat(p))) => Some(p),
-        Some(Ok(PatSelf::Unauthorized(reason))) => {
-            out.push(
-                Finding::fail("token", format!("GitLab says: {reason}")).fix(format!(
-                    "create a new token and log in again: {BINARY_NAME} login {host}"
-                )),
-            );
+    let fresh = match judge_pat_answer(pat, host) {
+        Ok((fresh, note)) => {
+            out.extend(note);
+            fresh
+        }
+        Err(refused) => {
+            out.push(refused);
             return out;
         }
-        Some(Ok(PatSelf::NotPat)) => {
-            out.push(Finding::warn(
-                "token",
-                "GitLab no longer describes the credential as an access token; showing what was recorded at login",
-            ));
-            None
-        }
-        Some(Err(e)) => {
-            out.push(Finding::warn(
-                "token",
-                format!(
-                    "cannot ask GitLab about the token ({e}); showing what was recorded at login"
-                ),
-            ));
-            None
-        }
-        None => None,
     };
     out.extend(token_findings(info, fresh.as_ref(), now));
     if let Some(t) = registry_token {
@@ -208,6 +159,97 @@ fn check_at_gitlab(
         ));
     }
     out
+}
+
+/// The registry's token realm, if it is the GitLab recorded at login (the only place the
+/// token may go), with that GitLab's URL.
+fn trusted_challenge(
+    http: &Http,
+    host: &RegistryHost,
+    info: &GitLabInfo,
+) -> Result<(Challenge, Url), Finding> {
+    let challenge =
+        gitlab::discover(http, host).map_err(|e| Finding::fail("registry", e.to_string()))?;
+    let gitlab_url = realm_matches(&challenge, info)?;
+    Ok((challenge, gitlab_url))
+}
+
+/// The finding for GitLab's answer at `/jwt/auth`, and the registry token it issued.
+fn judge_jwt_auth(
+    http: &Http,
+    host: &RegistryHost,
+    challenge: &Challenge,
+    jwt: Result<JwtAuth, GitLabError>,
+    pat: &PatAnswer,
+) -> (Finding, Option<String>) {
+    const JWT: &str = "/jwt/auth";
+    match jwt {
+        Ok(JwtAuth::Token(t)) => (
+            Finding::pass(
+                JWT,
+                "GitLab accepts the credential and issues registry tokens",
+            ),
+            Some(t),
+        ),
+        Ok(JwtAuth::Unauthorized(_)) => (
+            Finding::fail(
+                JWT,
+                "GitLab refused the credential (401): it is wrong, expired or revoked",
+            )
+            .fix(format!(
+                "create a new token with read_registry, write_registry and self_rotate and log in again: {BINARY_NAME} login {host}"
+            )),
+            None,
+        ),
+        Ok(JwtAuth::Denied(message)) => {
+            let with_auth = JwtOutcome {
+                status: 403,
+                message,
+            };
+            let anonymous = gitlab::anonymous_jwt_auth(http, challenge);
+            let token_ok = match pat {
+                Some(Ok(PatSelf::Pat(p))) => p.active && !p.revoked && can_pull(&p.scopes),
+                _ => false,
+            };
+            (explain_forbidden(&with_auth, &anonymous, token_ok), None)
+        }
+        Err(e) => (Finding::fail(JWT, e.to_string()), None),
+    }
+}
+
+/// GitLab's fresh facts about the token, with a note when there are none to show. `Err`:
+/// GitLab refused the token, which ends the checks.
+fn judge_pat_answer(
+    pat: PatAnswer,
+    host: &RegistryHost,
+) -> Result<(Option<PatInfo>, Option<Finding>), Finding> {
+    match pat {
+        Some(Ok(PatSelf::Pat(p))) => Ok((Some(p), None)),
+        Some(Ok(PatSelf::Unauthorized(reason))) => {
+            Err(
+                Finding::fail("token", format!("GitLab says: {reason}")).fix(format!(
+                    "create a new token and log in again: {BINARY_NAME} login {host}"
+                )),
+            )
+        }
+        Some(Ok(PatSelf::NotPat)) => Ok((
+            None,
+            Some(Finding::warn(
+                "token",
+                "GitLab no longer describes the credential as an access token; showing what was recorded at login",
+            )),
+        )),
+        Some(Err(e)) => Ok((
+            None,
+            Some(Finding::warn(
+                "token",
+                format!(
+                    "cannot ask GitLab about the token ({e}); showing what was recorded at login"
+                ),
+            )),
+        )),
+        None => Ok((None, None)),
+    }
 }
 
 /// The token may only go to the GitLab recorded at login; returns that GitLab's URL.

@@ -86,7 +86,6 @@ pub(super) fn token_findings(
     fresh: Option<&PatInfo>,
     now: jiff::Timestamp,
 ) -> Vec<Finding> {
-    let mut out = Vec::new();
     let scopes = fresh.map_or(info.scopes.as_slice(), |p| p.scopes.as_slice());
     let expires = fresh.map_or(info.expires_at, PatInfo::expires_instant);
     let source = if fresh.is_some() {
@@ -94,85 +93,98 @@ pub(super) fn token_findings(
     } else {
         "recorded at login"
     };
+    let mut out = Vec::new();
+    if info.kind == TokenKind::PersonalAccessToken {
+        out.push(scopes_finding(scopes, source));
+    }
+    out.push(renewal_finding(info.kind, scopes));
+    out.extend(expiry_finding(info.kind, expires, now, source));
+    out
+}
 
-    match info.kind {
-        TokenKind::PersonalAccessToken => {
-            let list = if scopes.is_empty() {
-                "none".to_owned()
-            } else {
-                scopes.join(", ")
-            };
-            out.push(if !can_pull(scopes) {
-                Finding::fail("scopes", format!("{list} ({source}): no read_registry, cannot pull"))
-                    .fix("create a token with read_registry and write_registry and log in again")
-            } else if !can_push(scopes) {
-                Finding::warn(
-                    "scopes",
-                    format!("{list} ({source}): no write_registry, can pull but not push"),
-                )
-                .fix("create a token with write_registry if you push")
-            } else {
-                Finding::pass("scopes", format!("{list} ({source}): pull and push"))
-            });
-            let renewable = crate::model::token::can_renew(TokenKind::PersonalAccessToken, scopes);
-            out.push(if renewable {
-                Finding::pass("renewal", "the token can rotate itself (api or self_rotate)")
-            } else {
-                Finding::warn(
-                    "renewal",
-                    "the token cannot renew itself (no api or self_rotate scope): when it expires you must create a new one",
-                )
-                .fix("create the next token with self_rotate")
-            });
+/// Whether an access token's scopes let it pull and push.
+fn scopes_finding(scopes: &[String], source: &str) -> Finding {
+    let list = if scopes.is_empty() {
+        "none".to_owned()
+    } else {
+        scopes.join(", ")
+    };
+    if !can_pull(scopes) {
+        Finding::fail(
+            "scopes",
+            format!("{list} ({source}): no read_registry, cannot pull"),
+        )
+        .fix("create a token with read_registry and write_registry and log in again")
+    } else if !can_push(scopes) {
+        Finding::warn(
+            "scopes",
+            format!("{list} ({source}): no write_registry, can pull but not push"),
+        )
+        .fix("create a token with write_registry if you push")
+    } else {
+        Finding::pass("scopes", format!("{list} ({source}): pull and push"))
+    }
+}
+
+/// Whether the token can renew itself: an access token by its scopes, other kinds never.
+fn renewal_finding(kind: TokenKind, scopes: &[String]) -> Finding {
+    match kind {
+        TokenKind::PersonalAccessToken
+            if crate::model::token::can_renew(TokenKind::PersonalAccessToken, scopes) =>
+        {
+            Finding::pass("renewal", "the token can rotate itself (api or self_rotate)")
         }
-        TokenKind::DeployToken => out.push(Finding::warn(
+        TokenKind::PersonalAccessToken => Finding::warn(
+            "renewal",
+            "the token cannot renew itself (no api or self_rotate scope): when it expires you must create a new one",
+        )
+        .fix("create the next token with self_rotate"),
+        TokenKind::DeployToken => Finding::warn(
             "renewal",
             "deploy tokens cannot be renewed or inspected through the API",
-        )),
-        TokenKind::OauthToken => out.push(
-            Finding::warn("renewal", "OAuth access tokens expire after 2 hours")
-                .fix("use an access token with self_rotate"),
         ),
-        TokenKind::JobToken => out.push(Finding::warn(
+        TokenKind::OauthToken => Finding::warn("renewal", "OAuth access tokens expire after 2 hours")
+            .fix("use an access token with self_rotate"),
+        TokenKind::JobToken => Finding::warn(
             "renewal",
             "CI job tokens only work while their job runs",
-        )),
-        TokenKind::Password => out.push(
-            Finding::warn(
-                "renewal",
-                "this looks like an account password: GitLab refuses passwords when two-factor authentication is on",
-            )
-            .fix("use an access token with read_registry, write_registry and self_rotate"),
         ),
+        TokenKind::Password => Finding::warn(
+            "renewal",
+            "this looks like an account password: GitLab refuses passwords when two-factor authentication is on",
+        )
+        .fix("use an access token with read_registry, write_registry and self_rotate"),
     }
+}
 
-    match expires {
-        Some(at) => {
-            let days = at.duration_since(now).as_hours().div_euclid(24);
-            let date = at.strftime("%Y-%m-%d");
-            out.push(if at <= now {
-                Finding::fail("expiry", format!("the token expired on {date} ({source})"))
-                    .fix("create a new token and log in again")
-            } else if days < EXPIRY_WARNING_DAYS {
-                Finding::warn(
-                    "expiry",
-                    format!("the token expires on {date}, in {days} days ({source})"),
-                )
-                .fix("create a new token before then (or let the helper rotate it)")
-            } else {
-                Finding::pass(
-                    "expiry",
-                    format!("the token expires on {date}, in {days} days ({source})"),
-                )
-            });
-        }
-        None if info.kind == TokenKind::PersonalAccessToken => out.push(Finding::pass(
+/// When the token expires (nothing to say for a non-PAT without a known expiry).
+fn expiry_finding(
+    kind: TokenKind,
+    expires: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    source: &str,
+) -> Option<Finding> {
+    let Some(at) = expires else {
+        return (kind == TokenKind::PersonalAccessToken)
+            .then(|| Finding::pass("expiry", format!("the token does not expire ({source})")));
+    };
+    let days = at.duration_since(now).as_hours().div_euclid(24);
+    let date = at.strftime("%Y-%m-%d");
+    Some(if at <= now {
+        Finding::fail("expiry", format!("the token expired on {date} ({source})"))
+            .fix("create a new token and log in again")
+    } else if days < EXPIRY_WARNING_DAYS {
+        Finding::warn(
             "expiry",
-            format!("the token does not expire ({source})"),
-        )),
-        None => {}
-    }
-    out
+            format!("the token expires on {date}, in {days} days ({source})"),
+        )
+        .fix("create a new token before then (or let the helper rotate it)")
+    } else {
+        Finding::pass(
+            "expiry",
+            format!("the token expires on {date}, in {days} days ({source})"),
+        )
+    })
 }
 
 /// The registry token window: how long a registry token lives (`exp - iat`).
