@@ -48,8 +48,8 @@ for tool in cargo-deb cargo-generate-rpm; do
   fi
 done
 
-echo "==> one-way imports between the modules of src/"
-python3 scripts/check-layers.py
+echo "==> the structure of src/: one-way imports, env read once, file and function sizes"
+python3 scripts/check-structure.py
 echo "==> cargo fmt --check"
 cargo fmt --all --check
 echo "==> cargo clippy"

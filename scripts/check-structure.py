@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Keeps data flowing one way between the modules of src/ (a folder counts as one module).
+"""Keeps the shape of src/ that the code review asked for, so it cannot drift back:
 
-Every module has a layer; non-test code may only `use crate::X` (or write `crate::X::…`)
-for modules of a lower layer. `#[cfg(test)]` modules and files of tests may import anything.
-Prints each offending import and exits 1; prints the graph with --graph.
+- data flows one way between the modules of src/ (a folder counts as one module): every
+  module has a layer, and non-test code may only `use crate::X` (or write `crate::X::…`)
+  for modules of a lower layer; `#[cfg(test)]` modules may import anything;
+- the environment is read in src/env.rs only;
+- no file of src/ is over 600 lines (test modules included), and no non-test function is
+  over 80 lines from `fn` to its closing brace.
+
+Prints each offence and exits 1; `--graph` also prints the module graph.
 """
 import re
 import sys
@@ -26,6 +31,9 @@ LAYERS = [
 RANK = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 SRC = Path(__file__).resolve().parent.parent / "src"
 USE = re.compile(r"\bcrate::([a-z_]+)")
+ENV_READ = re.compile(r"std::env::(var|var_os|vars|vars_os)\b")
+FN = re.compile(r"^(\s*)(pub(\([a-z]+\))?\s+)?(const\s+)?(async\s+)?fn\s+(\w+)")
+MAX_FILE_LINES, MAX_FN_LINES = 600, 80
 
 
 def module_of(path: Path) -> str:
@@ -49,16 +57,38 @@ def non_test_code(text: str) -> str:
     return "".join(out)
 
 
+def sizes(path: Path, text: str) -> list[str]:
+    """Files over MAX_FILE_LINES; functions of non-test code over MAX_FN_LINES."""
+    where = path.relative_to(SRC.parent)
+    lines = text.split("\n")
+    bad = [f"{where}: {len(lines)} lines (at most {MAX_FILE_LINES})"] if len(lines) > MAX_FILE_LINES else []
+    code = non_test_code(text).split("\n")
+    for i, line in enumerate(code):
+        m = FN.match(line)
+        if not m or line.rstrip().endswith(";"):
+            continue
+        end = next(
+            (j for j in range(i, len(code)) if code[j].rstrip() == m.group(1) + "}"), i
+        )
+        if end - i + 1 > MAX_FN_LINES:
+            bad.append(f"{where}: fn {m.group(6)} is {end - i + 1} lines (at most {MAX_FN_LINES})")
+    return bad
+
+
 def main() -> int:
     edges, bad = {}, []
     for path in sorted(SRC.rglob("*.rs")):
+        text = path.read_text()
+        bad += sizes(path, text)
+        if path.name != "env.rs" and ENV_READ.search(non_test_code(text)):
+            bad.append(f"{path.relative_to(SRC.parent)}: reads the environment (only src/env.rs may)")
         if path.name in ("lib.rs", "main.rs") or "fuzz_tests" in path.name or path.name == "tests.rs":
             continue
         me = module_of(path)
         if me not in RANK:
             bad.append(f"{path.relative_to(SRC.parent)}: module `{me}` has no layer in {Path(__file__).name}")
             continue
-        for used in set(USE.findall(non_test_code(path.read_text()))):
+        for used in set(USE.findall(non_test_code(text))):
             if used == me or used not in RANK:
                 continue
             edges.setdefault(me, set()).add(used)
@@ -70,9 +100,9 @@ def main() -> int:
     for line in bad:
         print(line)
     if bad:
-        print(f"{len(bad)} import(s) against the layers", file=sys.stderr)
+        print(f"{len(bad)} offence(s) against the structure", file=sys.stderr)
         return 1
-    print(f"layers: {len(edges)} modules, every import points down")
+    print(f"structure: {len(edges)} modules, every import points down; files and functions within bounds")
     return 0
 
 
