@@ -15,7 +15,7 @@ use std::io::Read;
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
-use crate::secret::{ExposeSecret, Secret, secret_from};
+use crate::secret::{ExposeSecret, Secret};
 
 /// The one "not found" string every client recognises.
 pub const NOT_FOUND: &str = "credentials not found in native keychain";
@@ -129,7 +129,7 @@ pub fn parse_credentials(input: &str) -> Result<Credentials, InputError> {
     let server_url = take_string(&mut object, "ServerURL")?;
     let username = take_string(&mut object, "Username")?;
     let secret = take_string(&mut object, "Secret")?;
-    let secret = secret_from(secret);
+    let secret = Secret::from(secret);
     if server_url.trim().is_empty() {
         return Err(InputError::NoServerUrl);
     }
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn get_output_is_byte_exact() {
-        let secret = secret_from("glpat-xyz".into());
+        let secret = Secret::from("glpat-xyz");
         assert_eq!(
             render_get("registry.gitlab.com", "alice", &secret).as_str(),
             "{\"ServerURL\":\"registry.gitlab.com\",\"Username\":\"alice\",\"Secret\":\"glpat-xyz\"}\n"
@@ -240,7 +240,7 @@ mod tests {
 
     #[test]
     fn get_output_escapes_like_go() {
-        let secret = secret_from("a\"b\\c<d>&\u{1}".into());
+        let secret = Secret::from("a\"b\\c<d>&\u{1}");
         assert_eq!(
             render_get("h", "u", &secret).as_str(),
             "{\"ServerURL\":\"h\",\"Username\":\"u\",\"Secret\":\"a\\\"b\\\\c\\u003cd\\u003e\\u0026\\u0001\"}\n"

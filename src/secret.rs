@@ -1,13 +1,11 @@
 //! The secret type. Tokens live in [`Secret`] from the moment they are read until they are
 //! written to stdout or the keychain, so `Debug`, panics and error chains can never show them.
 
-pub use secrecy::{ExposeSecret, SecretString as Secret};
+pub(crate) use secrecy::{ExposeSecret, SecretString as Secret};
 
-/// Wraps a freshly read token. The `String` is moved, not copied, so no second plaintext
-/// copy is left behind (best effort: `into_boxed_str` may reallocate on excess capacity).
-pub fn secret_from(s: String) -> Secret {
-    Secret::from(s)
-}
+// `Secret::from(String)` moves the string, so no second plaintext copy is left behind
+// (best effort: `into_boxed_str` may reallocate on excess capacity); `clone()` copies into
+// another zeroizing box.
 
 #[cfg(test)]
 mod tests {
@@ -15,7 +13,7 @@ mod tests {
 
     #[test]
     fn debug_redacts() {
-        let s = secret_from("glpat-abcdefghijklmnopqrst".to_string());
+        let s = Secret::from("glpat-abcdefghijklmnopqrst");
         let shown = format!("{s:?}");
         assert!(!shown.contains("glpat"), "{shown}");
         assert!(shown.contains("REDACTED"));

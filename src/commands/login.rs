@@ -20,7 +20,7 @@ use crate::model::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::model::{GitLabInfo, Resource, TokenKind};
 use crate::records::{NewCredential, Records};
 use crate::registry::RegistryHost;
-use crate::secret::{ExposeSecret, Secret, secret_from};
+use crate::secret::{ExposeSecret, Secret};
 use crate::sources::gitlab_ci::JOB_TOKEN_USER;
 use crate::store::StoreChoice;
 
@@ -422,14 +422,14 @@ fn read_token(from_stdin: bool, host: &RegistryHost) -> anyhow::Result<Secret> {
     let token = if from_stdin {
         let input = crate::protocol::read_input(std::io::stdin().lock().take(u64::MAX))
             .map_err(|e| anyhow::anyhow!("--password-stdin: {e}"))?;
-        secret_from(input.trim().to_owned())
+        Secret::from(input.trim().to_owned())
     } else {
         if !std::io::stdin().is_terminal() {
             bail!("no terminal to ask for the token on: pipe it in with --password-stdin");
         }
         let t = rpassword::prompt_password(format!("GitLab token for {host}: "))
             .context("cannot read the token from the terminal")?;
-        secret_from(t.trim().to_owned())
+        Secret::from(t.trim().to_owned())
     };
     if token.expose_secret().is_empty() {
         bail!("the token is empty");

@@ -316,7 +316,7 @@ pub fn rotate_self(
         }
         return match serde_json::from_str::<Rotated>(&resp.body) {
             Ok(r) => Rotation::Rotated {
-                token: crate::secret::secret_from(r.token),
+                token: crate::secret::Secret::from(r.token),
                 info: r.info,
             },
             // 200 but unreadable: GitLab rotated, and we cannot know the new token.
@@ -448,7 +448,7 @@ pub fn error_message(body: &str) -> String {
                 .and_then(|m| m.as_str().map(str::to_owned))
         })
         .unwrap_or_else(|| body.to_owned());
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line = crate::report::one_line(&text);
     if one_line.is_empty() {
         "(no details)".into()
     } else {

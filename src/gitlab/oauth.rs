@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::http::{Http, redact};
 use super::{GitLabError, error_message, join};
-use crate::secret::{ExposeSecret, Secret, secret_from};
+use crate::secret::{ExposeSecret, Secret};
 
 /// What `POST /oauth/authorize_device` answers.
 #[derive(Debug)]
@@ -51,8 +51,8 @@ impl TokenBody {
             .and_then(|s| jiff::Timestamp::from_second(s).ok())
             .unwrap_or_else(crate::clock::now);
         TokenPair {
-            access_token: secret_from(self.access_token),
-            refresh_token: self.refresh_token.map(secret_from),
+            access_token: Secret::from(self.access_token),
+            refresh_token: self.refresh_token.map(Secret::from),
             expires_at: created + jiff::SignedDuration::from_secs(self.expires_in.unwrap_or(7200)),
             scopes: self
                 .scope
@@ -101,7 +101,7 @@ pub fn authorize_device(
         detail: "not a device authorization".into(),
     })?;
     Ok(DeviceAuthorization {
-        device_code: secret_from(b.device_code),
+        device_code: Secret::from(b.device_code),
         user_code: b.user_code,
         verification_uri: b.verification_uri,
         verification_uri_complete: b.verification_uri_complete,

@@ -250,7 +250,7 @@ proptest! {
         user in any::<String>(),
         secret in any::<String>(),
     ) {
-        let secret_value = crate::secret::secret_from(secret.clone());
+        let secret_value = crate::secret::Secret::from(secret.clone());
         let out = render_get(&server, &user, &secret_value);
         let one_line = out.ends_with("}\n")
             && !out[..out.len() - 1].contains(['\n', '\r', '\u{2028}', '\u{2029}']);

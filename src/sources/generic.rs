@@ -9,7 +9,7 @@
 use super::{EnvCredential, EnvError, Source, parse_host};
 use crate::env::{Env, REGISTRY as REGISTRY_ENV, TOKEN as TOKEN_ENV, USERNAME as USERNAME_ENV};
 use crate::gitlab::{DEFAULT_USERNAME, GITLAB_COM_REGISTRY};
-use crate::secret::secret_from;
+use crate::secret::Secret;
 
 pub(crate) fn credentials(env: &Env) -> Result<Vec<EnvCredential>, EnvError> {
     let Some(token) = env.var(TOKEN_ENV) else {
@@ -25,7 +25,7 @@ pub(crate) fn credentials(env: &Env) -> Result<Vec<EnvCredential>, EnvError> {
             Ok(EnvCredential {
                 host: parse_host(REGISTRY_ENV, h)?,
                 username: username.to_owned(),
-                secret: secret_from(token.to_owned()),
+                secret: Secret::from(token.to_owned()),
                 source: Source::Environment,
                 secret_var: TOKEN_ENV,
             })

@@ -13,7 +13,7 @@
 use super::{EnvCredential, EnvError, Source, parse_host};
 use crate::env::{self, Env};
 use crate::registry::RegistryHost;
-use crate::secret::secret_from;
+use crate::secret::Secret;
 
 /// The username GitLab expects with `CI_JOB_TOKEN`.
 pub(crate) const JOB_TOKEN_USER: &str = "gitlab-ci-token";
@@ -64,7 +64,7 @@ fn credential(
     Some(EnvCredential {
         host,
         username: username.to_owned(),
-        secret: secret_from(secret.to_owned()),
+        secret: Secret::from(secret.to_owned()),
         source: Source::GitLabCi,
         secret_var,
     })
