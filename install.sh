@@ -102,9 +102,9 @@ archive_arch() {
 # saying which ("FILE is for aarch64").
 refuse_arch() {
   if [ -n "$forced_arch" ]; then
-    die "$1; --arch asks for $arch: refusing to install it"
+    die "$1; --arch asks for $arch"
   fi
-  die "$1; this machine is $arch: refusing to install it"
+  die "$1; this machine is $arch"
 }
 
 # elf_arch FILE: the architecture of an ELF executable (its e_machine), or nothing when
@@ -354,7 +354,7 @@ main() {
     echo "==> $file: checksum verified against SHA256SUMS"
     file_arch=$(archive_arch "$file")
     if [ -n "$file_arch" ] && [ "$file_arch" != "$arch" ]; then
-      refuse_arch "$file is for $file_arch"
+      refuse_arch "$file is not built for this machine: it is for $file_arch"
     fi
     case "$file" in
       "$name"-*-"$(host_target)"*.tar.gz) ;;
