@@ -5,9 +5,13 @@
 #                                     from inside an unpacked release archive: install it
 #   ./install.sh --archive FILE       install a release archive (.tar.gz), verified against
 #                                     the SHA256SUMS file next to it
+#   ./install.sh --archive DIR        install the archive for this machine from a directory
+#                                     of release files holding SHA256SUMS
 #
 # Options:
 #   --prefix DIR         install under DIR (default ~/.local): DIR/bin, DIR/share/man, ...
+#   --arch ARCH          install for ARCH (x86_64, aarch64 or arm64) instead of this
+#                        machine's architecture, e.g. when preparing an image for another one
 #   --bin-dir DIR        put the binary in DIR (default $XDG_BIN_HOME, else PREFIX/bin)
 #   --configure REGISTRY then point Docker's credHelpers at the helper for REGISTRY
 #   --sudo               install with sudo (never used unless asked)
@@ -21,7 +25,7 @@ set -eu
 name=docker-credential-gitlab
 
 usage() {
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() {
@@ -64,13 +68,19 @@ absolute() {
   echo "$p"
 }
 
-# The Rust target of this machine, as release archives name it (OS and architecture only).
-host_target() {
-  case "$(uname -m)" in
-    x86_64 | amd64) arch=x86_64 ;;
-    aarch64 | arm64) arch=aarch64 ;;
-    *) arch=$(uname -m) ;;
+# normal_arch NAME: the architecture as release archives name it (uname -m and Debian
+# spellings accepted), or NAME itself when unknown.
+normal_arch() {
+  case "$1" in
+    x86_64 | amd64) echo x86_64 ;;
+    aarch64 | arm64) echo aarch64 ;;
+    *) echo "$1" ;;
   esac
+}
+
+# The Rust target installed for, as release archives name it (OS and architecture only):
+# this machine's OS, and --arch or else this machine's architecture.
+host_target() {
   case "$(uname -s)" in
     Linux) os=unknown-linux ;;
     Darwin) os=apple-darwin ;;
@@ -78,6 +88,73 @@ host_target() {
     *) os=$(uname -s) ;;
   esac
   echo "$arch-$os"
+}
+
+# archive_arch NAME: the architecture in a release archive's name, or nothing.
+archive_arch() {
+  case "$1" in
+    *-x86_64-*) echo x86_64 ;;
+    *-aarch64-*) echo aarch64 ;;
+  esac
+}
+
+# refuse_arch WHAT: the one line that refuses a release for another architecture, WHAT
+# saying which ("FILE is for aarch64").
+refuse_arch() {
+  if [ -n "$forced_arch" ]; then
+    die "$1; --arch asks for $arch"
+  fi
+  die "$1; this machine is $arch"
+}
+
+# elf_arch FILE: the architecture of an ELF executable (its e_machine), or nothing when
+# FILE is not ELF.
+elf_arch() {
+  [ "$(od -An -tx1 -N4 "$1" | tr -d ' \n')" = 7f454c46 ] || return 0
+  machine=$(od -An -tu1 -j18 -N2 "$1" | awk '{ print $1 + 256 * $2 }')
+  case "$machine" in
+    62) echo x86_64 ;;
+    183) echo aarch64 ;;
+    *) echo "ELF machine $machine" ;;
+  esac
+}
+
+# check_arch STAGE: the staged binary is for the architecture installed for.
+check_arch() {
+  binary_arch=$(elf_arch "$1/$name")
+  if [ -n "$binary_arch" ] && [ "$binary_arch" != "$arch" ]; then
+    refuse_arch "$1/$name is for $binary_arch"
+  fi
+}
+
+# pick_archive DIR: the release archive in DIR (as listed in DIR/SHA256SUMS) for the
+# target installed for: the static musl one where there is one (it runs on any Linux).
+pick_archive() {
+  [ -f "$1/SHA256SUMS" ] || die "no SHA256SUMS in $1: not a directory of release files"
+  listed=$(awk '{ sub(/\r$/, ""); sub(/^\*/, "", $2); print $2 }' "$1/SHA256SUMS" |
+    grep "^$name-.*\.tar\.gz\$" || true)
+  target=$(host_target)
+  for pattern in "*-$target-musl.tar.gz" "*-$target-*.tar.gz"; do
+    found="" n=0
+    for f in $listed; do
+      # shellcheck disable=SC2254 # the pattern is meant to match
+      case "$f" in $pattern) found="$found $f" n=$((n + 1)) ;; esac
+    done
+    if [ "$n" -gt 1 ]; then die "$1 holds several archives for $target:$found"; fi
+    if [ "$n" -eq 1 ]; then
+      echo "$1/${found# }"
+      return
+    fi
+  done
+  others=""
+  for f in $listed; do
+    a=$(archive_arch "$f")
+    [ -n "$a" ] || continue
+    t="$a-${f#*-"$a"-}"
+    others="${others:+$others, }${t%.tar.gz}"
+  done
+  [ -n "$others" ] || die "$1 holds no release archive (its SHA256SUMS lists none)"
+  refuse_arch "$1 holds archives for $others only"
 }
 
 # stage_from_checkout DIR: build with cargo and lay the release files out in DIR.
@@ -155,7 +232,11 @@ install_staged() {
   sort -u "$manifest" >"$work/manifest"
   as_installer cp "$work/manifest" "$manifest"
   as_installer chmod 0644 "$manifest"
-  echo "==> installed $bindir/$name ($("$bindir/$name" version))"
+  if [ "$arch" = "$machine_arch" ]; then
+    echo "==> installed $bindir/$name ($("$bindir/$name" version))"
+  else
+    echo "==> installed $bindir/$name (for $arch: not run on this $machine_arch machine)"
+  fi
   echo "    man page, bash/zsh/fish completions under $prefix/share; list in $manifest"
 }
 
@@ -198,17 +279,19 @@ main() {
   prefix=""
   bindir=""
   archive=""
+  forced_arch=""
   registry=""
   use_sudo=0
   action=install
   while [ $# -gt 0 ]; do
     case "$1" in
-      --prefix | --bin-dir | --archive | --configure)
+      --prefix | --bin-dir | --archive | --arch | --configure)
         if [ $# -lt 2 ] || [ -z "$2" ]; then die "$1 needs a value"; fi
         case "$1" in
           --prefix) prefix=$2 ;;
           --bin-dir) bindir=$2 ;;
           --archive) archive=$2 ;;
+          --arch) forced_arch=$2 ;;
           --configure) registry=$2 ;;
         esac
         shift 2
@@ -216,6 +299,7 @@ main() {
       --prefix=*) prefix=${1#*=}; shift ;;
       --bin-dir=*) bindir=${1#*=}; shift ;;
       --archive=*) archive=${1#*=}; shift ;;
+      --arch=*) forced_arch=${1#*=}; shift ;;
       --configure=*) registry=${1#*=}; shift ;;
       --sudo) use_sudo=1; shift ;;
       --uninstall) action=uninstall; shift ;;
@@ -226,6 +310,17 @@ main() {
   for value in "$prefix" "$bindir" "$archive"; do
     case "$value" in "~"*) die "$value: ~ is not expanded here; write \$HOME instead" ;; esac
   done
+  machine_arch=$(normal_arch "$(uname -m)")
+  arch=$machine_arch
+  if [ -n "$forced_arch" ]; then
+    case "$(normal_arch "$forced_arch")" in
+      x86_64 | aarch64) arch=$(normal_arch "$forced_arch") ;;
+      *) die "--arch $forced_arch: not an architecture of the releases (x86_64, aarch64, arm64)" ;;
+    esac
+  fi
+  if [ "$arch" != "$machine_arch" ] && [ -n "$registry" ]; then
+    die "--configure runs the installed $arch binary, which cannot run on this $machine_arch machine"
+  fi
   if [ "$use_sudo" = 1 ] && ! command -v sudo >/dev/null 2>&1; then
     die "--sudo: sudo is not installed"
   fi
@@ -250,12 +345,17 @@ main() {
   trap cleanup EXIT
   trap 'exit 1' INT TERM
   if [ -n "$archive" ]; then
+    [ ! -d "$archive" ] || archive=$(pick_archive "$archive")
     [ -f "$archive" ] || die "no such file: $archive"
     file=$(basename -- "$archive")
     dir=$(cd -- "$(dirname -- "$archive")" && pwd)
     [ -f "$dir/SHA256SUMS" ] || die "no SHA256SUMS next to $archive: cannot verify it"
     verify "$dir/SHA256SUMS" "$dir" "$file"
     echo "==> $file: checksum verified against SHA256SUMS"
+    file_arch=$(archive_arch "$file")
+    if [ -n "$file_arch" ] && [ "$file_arch" != "$arch" ]; then
+      refuse_arch "$file is not built for this machine: it is for $file_arch"
+    fi
     case "$file" in
       "$name"-*-"$(host_target)"*.tar.gz) ;;
       *) die "$file is not built for this machine ($(host_target))" ;;
@@ -264,12 +364,16 @@ main() {
     stage="$work/${file%.tar.gz}"
     [ -d "$stage" ] || die "$file does not hold ${file%.tar.gz}/"
     check_unpacked "$stage"
+    check_arch "$stage"
   elif [ -f "$here/Cargo.toml" ]; then
+    [ "$arch" = "$machine_arch" ] ||
+      die "--arch $arch: a checkout builds for this $machine_arch machine; use --archive"
     stage="$work"
     stage_from_checkout "$stage"
   elif [ -f "$here/$name" ]; then
     stage="$here"
     check_unpacked "$stage"
+    check_arch "$stage"
     echo "==> unpacked release verified against its SHA256SUMS"
   else
     die "run me from a checkout or an unpacked release, or pass --archive FILE"

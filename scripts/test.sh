@@ -3,8 +3,9 @@
 #
 # The end-to-end tests use real parts: gnome-keyring in a private D-Bus session, the CNCF
 # registry (`docker-registry`), the docker CLI, dockerd, skopeo, podman, buildah, docker-py
-# and the Go client library, the static musl binary in an empty chroot, the Windows build
-# under wine, and the release archives, .deb and .rpm. On Debian, as root, this script
+# and the Go client library, the static musl binary in an empty chroot, the static arm64
+# binary under qemu's user-mode emulation (in an empty chroot too), the Windows build under
+# wine, and the release archives, .deb and .rpm of both architectures. On Debian, as root, this script
 # installs whatever is missing; elsewhere it names the packages to install. With CI set, a
 # missing tool fails the tests instead of skipping them.
 set -euo pipefail
@@ -18,6 +19,7 @@ packages=(
   hyperfine time jq openssl ca-certificates              # benchmark tools, JSON, keys
   docker.io    # dockerd for tests/e2e/dockerd.rs; its /usr/bin/docker stays behind /usr/local/bin's
   musl-tools   # musl-gcc: ring's C code in the static build (tests/e2e/static_binary.rs)
+  gcc-aarch64-linux-gnu qemu-user-static file            # the arm64 build, run (tests/e2e/arm64.rs)
   podman buildah python3-docker                          # more real clients (tests/e2e/clients.rs)
   golang-go golang-github-docker-docker-credential-helpers-dev golang-golang-x-sys-dev
                                                          # the Go client library docker uses
@@ -57,6 +59,9 @@ cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 echo "==> static musl build (tests/e2e/static_binary.rs runs it in an empty chroot)"
 DOCKER_CREDENTIAL_GITLAB_STATIC_BIN="$(./scripts/build-static.sh | tail -1)"
 export DOCKER_CREDENTIAL_GITLAB_STATIC_BIN
+echo "==> static arm64 build (tests/e2e/arm64.rs runs it under qemu-aarch64-static)"
+DOCKER_CREDENTIAL_GITLAB_STATIC_BIN_AARCH64="$(./scripts/build-static.sh aarch64-unknown-linux-musl | tail -1)"
+export DOCKER_CREDENTIAL_GITLAB_STATIC_BIN_AARCH64
 echo "==> Windows build (tests/e2e/windows.rs runs it under wine)"
 DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE="$(./scripts/build-windows.sh | tail -1)"
 export DOCKER_CREDENTIAL_GITLAB_WINDOWS_EXE

@@ -13,6 +13,7 @@
 
 mod support;
 
+mod arm64;
 mod busy_host;
 mod ci_job;
 mod clients;

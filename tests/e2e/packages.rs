@@ -55,7 +55,7 @@ fn the_deb_installs_runs_and_removes_cleanly() {
         eprintln!("SKIPPED: dpkg -i needs root (CI would fail here)");
         return;
     }
-    let deb = package(&release, ".deb");
+    let deb = package(&release, "_amd64.deb");
     let listed = Command::new("dpkg-deb")
         .arg("-c")
         .arg(&deb)
@@ -122,7 +122,7 @@ fn the_rpm_holds_the_same_files() {
     if !have_tool("rpm") {
         return;
     }
-    let rpm = package(&release, ".rpm");
+    let rpm = package(&release, ".x86_64.rpm");
     let out = Command::new("rpm").arg("-qpl").arg(&rpm).output().unwrap();
     assert_success(&out, "rpm -qpl");
     let mut expected: Vec<&str> = FILES.to_vec();
@@ -163,8 +163,8 @@ fn every_release_file_is_listed_in_sha256sums() {
         "-x86_64-unknown-linux-musl.tar.gz",
         "-x86_64-pc-windows-gnu.zip",
         &format!("-{}.tar.gz", env!("CARGO_PKG_VERSION")),
-        ".deb",
-        ".rpm",
+        "_amd64.deb",
+        ".x86_64.rpm",
     ] {
         let file = package(&release, suffix);
         let name = file.file_name().unwrap().to_str().unwrap();
