@@ -59,22 +59,14 @@ impl Method for Pat {
         }
     }
 
-    /// The new expiry ([`policy::rotation_expiry`]), or why no rotation can keep the promise.
+    /// The new expiry ([`policy::rotation_expiry`]).
     fn plan(&self, info: &GitLabInfo, promise: Promise) -> Result<Rotate, RenewError> {
         let today = crate::clock::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-        let (expires_at, lifetime_days) = policy::rotation_expiry(
-            info,
-            promise.min_validity,
-            promise.early_renewal,
-            today,
-        )
-        .ok_or_else(|| {
-            RenewError::Cannot(format!(
-                "min_validity {} is longer than any token GitLab issues ({} days); lower it",
-                crate::settings::describe(promise.min_validity),
-                policy::MAX_LIFETIME_DAYS,
-            ))
-        })?;
+        let (expires_at, lifetime_days) =
+            policy::rotation_expiry(info, promise.min_validity, promise.early_renewal, today)
+                .ok_or_else(|| {
+                    RenewError::Cannot("no expiry date can be asked for after today".into())
+                })?;
         Ok(Rotate {
             expires_at,
             lifetime_days,

@@ -206,9 +206,9 @@ fn expired_denied_and_interrupted_logins_store_nothing() {
     // Expired: the emulator's clock moves past the code's 300 s.
     let login = Login::start(&w, &[]);
     let _ = login.user_code();
-    w.gl.set_clock_offset(jiff::SignedDuration::from_secs(301));
+    w.set_gitlab_clock(jiff::SignedDuration::from_secs(301));
     let (status, _, err) = login.finish();
-    w.gl.set_clock_offset(jiff::SignedDuration::ZERO);
+    w.set_gitlab_clock(jiff::SignedDuration::ZERO);
     assert_eq!(status, Some(1), "{err}");
     assert!(err.contains("expired"), "{err}");
     nothing_stored(&w);
