@@ -22,6 +22,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{GitLabInfo, TokenKind};
 
+pub(crate) mod skew;
+
 /// Rotated tokens never live longer than GitLab allows by default.
 pub(crate) const MAX_LIFETIME_DAYS: i64 = 365;
 /// Used when a token's original lifetime is unknown.

@@ -77,6 +77,10 @@ fn renew(
         Refresh::Refreshed(pair) => {
             let mut new_info = info.clone();
             new_info.expires_at = Some(pair.expires_at);
+            new_info.clock_skew_secs = pair
+                .skew
+                .map(crate::policy::skew::to_record)
+                .or(info.clock_skew_secs);
             if !pair.scopes.is_empty() {
                 new_info.scopes = pair.scopes.clone();
             }
