@@ -16,6 +16,7 @@ mod support;
 mod busy_host;
 mod ci_job;
 mod clients;
+mod clock_skew;
 mod dockerd;
 mod doctor;
 mod gitlab_login;

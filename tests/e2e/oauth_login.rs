@@ -13,19 +13,19 @@ use crate::support::gitlab::GitLabWorld;
 use crate::support::*;
 use gitlab_emulator::Config;
 
-const CLIENT: &str = "docker-helper-app";
-const TOKEN_PATH: &str = "/oauth/token";
+pub(crate) const CLIENT: &str = "docker-helper-app";
+pub(crate) const TOKEN_PATH: &str = "/oauth/token";
 
 impl GitLabWorld {
     /// A world whose GitLab knows the OAuth application `CLIENT`.
-    fn with_oauth_app(config: Config) -> Option<GitLabWorld> {
+    pub(crate) fn with_oauth_app(config: Config) -> Option<GitLabWorld> {
         let w = GitLabWorld::start(config)?;
         w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry", "api"]);
         Some(w)
     }
 }
 
-fn fast() -> Config {
+pub(crate) fn fast() -> Config {
     Config {
         device_poll_interval: Duration::from_secs(1),
         ..Config::default()
@@ -252,7 +252,7 @@ fn no_client_id_is_one_line_that_says_how_to_register_one() {
 }
 
 /// Logs in through the device flow, approving as soon as the code shows.
-fn oauth_login(w: &GitLabWorld, extra: &[&str]) {
+pub(crate) fn oauth_login(w: &GitLabWorld, extra: &[&str]) {
     let login = Login::start(w, extra);
     let code = login.user_code();
     assert!(w.gl.approve_device(&code, w.user));

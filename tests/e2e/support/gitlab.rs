@@ -97,12 +97,25 @@ impl GitLabWorld {
     /// for every helper the world runs (registry JWTs keep the real clock: the real
     /// registry checks them against its own).
     pub fn set_clock(&mut self, since_start: SignedDuration) {
+        self.set_skewed_clock(since_start, SignedDuration::ZERO);
+    }
+
+    /// Moves only the helper's clock to `since_start` after the world's start (GitLab's
+    /// stays): with [`GitLabWorld::set_gitlab_clock`], a clock skew of the helper against
+    /// GitLab.
+    pub fn set_helper_clock(&mut self, since_start: SignedDuration) {
         let offset = self.base + since_start;
-        self.set_gitlab_clock(since_start);
         self.s.extra_env.retain(|(k, _)| k != CLOCK_OFFSET);
         self.s
             .extra_env
             .push((CLOCK_OFFSET.into(), offset.as_secs().to_string()));
+    }
+
+    /// Moves the test clock to `since_start` for GitLab, and to `since_start + skew` for
+    /// the helper: time passing on a machine whose clock is `skew` ahead of GitLab's.
+    pub fn set_skewed_clock(&mut self, since_start: SignedDuration, skew: SignedDuration) {
+        self.set_gitlab_clock(since_start);
+        self.set_helper_clock(since_start + skew);
     }
 
     /// A world logged in (to [`GitLabWorld::host`], `--no-configure`) with a PAT of
