@@ -87,7 +87,7 @@ fn renew(
             new_info.validated_at = crate::clock::now();
             Outcome::Renewed {
                 secret: pack_pair(&pair.access_token, pair.refresh_token.as_ref()),
-                info: new_info,
+                info: Box::new(new_info),
             }
         }
         Refresh::InvalidGrant => Outcome::InvalidGrant,

@@ -100,7 +100,7 @@ impl Method for Pat {
                 new_info.validated_at = crate::clock::now();
                 Outcome::Renewed {
                     secret: token,
-                    info: new_info,
+                    info: Box::new(new_info),
                 }
             }
             Rotation::NotRotated {
