@@ -7,8 +7,11 @@
 //! - **Invariant B (no rug-pull).** Renewing revokes the old secret, so never renew early
 //!   while a hand-out is live (handed out less than `min_validity` ago). Only the hard
 //!   window (the secret dies within `min_validity` anyway) overrides that.
-//! - Early renewal happens within `early_renewal` (default 7 days, at most half the token's
-//!   lifetime so short-lived tokens do not churn) of the hard window, when no lease is live.
+//! - Early renewal happens within `early_renewal` (default 7 days, at most half of what the
+//!   token lives beyond `min_validity`, so fresh and short-lived tokens do not churn) of the
+//!   hard window, when no lease is live.
+//! - In the hard window a token is renewed when that keeps the promise, or at least gives
+//!   1.5 times the time it has left; never when a renewal could not improve on it.
 //!
 //! Every rule about time lives here: when `get` renews ([`decide`], [`renews_at`]), what
 //! one renewal can give ([`max_validity`]), and how long a rotated token should live
@@ -18,6 +21,8 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{GitLabInfo, TokenKind};
+
+pub(crate) mod skew;
 
 /// Rotated tokens never live longer than GitLab allows by default.
 pub(crate) const MAX_LIFETIME_DAYS: i64 = 365;
@@ -137,21 +142,26 @@ pub(crate) fn unkeepable(info: &GitLabInfo, min_validity: SignedDuration) -> Opt
 }
 
 /// When a `get` with no live lease will renew this token: the start of its early-renewal
-/// window. `None` for a token that never expires or cannot renew.
+/// window, or, when no renewal can keep `min_validity`, the moment a renewal gives 1.5
+/// times the time left. `None` for a token that never expires or cannot renew.
 pub(crate) fn renews_at(f: &Facts) -> Option<Timestamp> {
-    if !f.can_renew || f.min_validity > f.max_validity {
+    if !f.can_renew {
         return None;
     }
-    f.expires_at?
-        .checked_sub(f.min_validity + early_window(f))
-        .ok()
+    let before = if f.min_validity <= f.max_validity {
+        f.min_validity + early_window(f)
+    } else {
+        f.max_validity * 2 / 3
+    };
+    f.expires_at?.checked_sub(before).ok()
 }
 
 /// The expiry date to ask for when rotating an access token: its own lifetime, but at
 /// least enough that the new token is valid for `min_validity` and then for its own
 /// early-renewal window (so the very next `get` does not rotate again), from any moment
-/// `today`, capped at what GitLab allows. `None` when even the cap cannot cover
-/// `min_validity`.
+/// `today`, capped at what GitLab allows (a `min_validity` beyond the cap gets the cap:
+/// renewing still gives far more than a dying token has, and the hand-out says the promise
+/// is not kept). `None` only for a date past the calendar's end.
 pub(crate) fn rotation_expiry(
     info: &GitLabInfo,
     min_validity: SignedDuration,
@@ -160,16 +170,11 @@ pub(crate) fn rotation_expiry(
 ) -> Option<(Date, i64)> {
     // A token dying at 00:00 UTC of `today + days` is valid for at least `days - 1` days.
     let covers = |days: i64, need: SignedDuration| (days - 1) * 86_400 >= need.as_secs();
-    if !covers(MAX_LIFETIME_DAYS, min_validity) {
-        return None;
-    }
     let mut days = info.lifetime_days.unwrap_or(DEFAULT_LIFETIME_DAYS).max(2);
     while days < MAX_LIFETIME_DAYS {
         let lifetime = Some(SignedDuration::from_hours(24 * days));
-        if covers(
-            days,
-            min_validity + early_window_for(lifetime, early_renewal),
-        ) {
+        let early = early_window_for(lifetime, early_renewal, min_validity);
+        if covers(days, min_validity + early) {
             break;
         }
         days += 1;
@@ -186,24 +191,34 @@ pub(crate) fn decide(f: &Facts) -> Decision {
         return Decision::HandOut;
     };
     let remaining = expires_at.duration_since(f.now);
-    if f.can_renew && f.min_validity > f.max_validity {
-        return if remaining < f.min_validity {
-            Decision::PromiseTooLong
-        } else {
-            Decision::HandOut
-        };
-    }
     if remaining < f.min_validity {
-        return if f.can_renew {
-            Decision::Renew { hard: true }
-        } else {
-            Decision::HandOutExpiring
-        };
+        return hard_window(f, remaining);
     }
-    if f.can_renew && remaining < f.min_validity + early_window(f) && !lease_live(f) {
+    let keepable = f.min_validity <= f.max_validity;
+    if f.can_renew && keepable && remaining < f.min_validity + early_window(f) && !lease_live(f) {
         return Decision::Renew { hard: false };
     }
     Decision::HandOut
+}
+
+/// The token dies within `min_validity`: renew it when renewing keeps the promise, or at
+/// least gives 1.5 times the time it has left (then the hand-out carries a warning); never
+/// when a renewal could not improve on it, so nothing loops.
+fn hard_window(f: &Facts, remaining: SignedDuration) -> Decision {
+    if !f.can_renew {
+        Decision::HandOutExpiring
+    } else if f.min_validity <= f.max_validity || improves(f.max_validity, remaining) {
+        Decision::Renew { hard: true }
+    } else {
+        Decision::PromiseTooLong
+    }
+}
+
+/// Whether a renewal that gives `gives` is worth it for a token with `remaining` left: at
+/// least 1.5 times as long. A token fresh from a renewal never is, so it is never renewed
+/// again at once.
+fn improves(gives: SignedDuration, remaining: SignedDuration) -> bool {
+    gives.as_millis() * 2 >= remaining.as_millis().max(0) * 3
 }
 
 /// What to do with a standby pair (two tokens for one registry): hand out the active one
@@ -245,17 +260,22 @@ pub(crate) fn needs_renewal(f: &Facts) -> bool {
 }
 
 fn early_window(f: &Facts) -> SignedDuration {
-    early_window_for(f.lifetime, f.early_renewal)
+    early_window_for(f.lifetime, f.early_renewal, f.min_validity)
 }
 
-/// The early-renewal window of a token that lives `lifetime`: `early_renewal`, at most half
-/// of the lifetime.
+/// The early-renewal window of a token that lives `lifetime`: `early_renewal`, but at most
+/// half of what the token gives beyond `min_validity`. So a fresh token is never due (its
+/// whole life is more than `min_validity` and the window), and a host that calls `get`
+/// steadily renews at most once per `lifetime - min_validity`.
 fn early_window_for(
     lifetime: Option<SignedDuration>,
     early_renewal: SignedDuration,
+    min_validity: SignedDuration,
 ) -> SignedDuration {
     match lifetime {
-        Some(lifetime) => early_renewal.min(lifetime / 2),
+        Some(lifetime) => {
+            early_renewal.min(((lifetime - min_validity) / 2).max(SignedDuration::ZERO))
+        }
         None => early_renewal,
     }
 }
@@ -328,7 +348,8 @@ mod tests {
 
     #[test]
     fn short_lived_tokens_do_not_churn() {
-        // A 2-day token with 30 h left: the early window is capped at half its life (24 h).
+        // A 2-day token with 30 h left: the early window is capped at half of what it lives
+        // beyond min_validity (23.5 h).
         let mut f = facts(30, true, None);
         f.lifetime = Some(SignedDuration::from_hours(48));
         assert_eq!(decide(&f), Decision::HandOut);
@@ -346,10 +367,64 @@ mod tests {
         assert_eq!(decide(&f), Decision::HandOut);
     }
 
+    /// A 2 h OAuth token at default settings (min_validity 60 min).
+    fn oauth(age_mins: i64, handed_out_mins_ago: Option<i64>) -> Facts {
+        let mut f = facts(0, true, handed_out_mins_ago);
+        let issued = f.now - SignedDuration::from_mins(age_mins);
+        f.expires_at = Some(issued + SignedDuration::from_hours(2));
+        f.lifetime = Some(SignedDuration::from_hours(2));
+        f.max_validity = SignedDuration::from_hours(2);
+        f
+    }
+
+    #[test]
+    fn a_fresh_oauth_token_is_never_due_at_default_settings() {
+        // Early window: half of (2 h - 60 min) = 30 min, so due 30 min after issue.
+        assert_eq!(decide(&oauth(0, None)), Decision::HandOut);
+        assert_eq!(decide(&oauth(29, None)), Decision::HandOut);
+        assert_eq!(decide(&oauth(31, None)), Decision::Renew { hard: false });
+        // A steady host always has a live lease: it renews only in the hard window, once
+        // per (2 h - 60 min).
+        assert_eq!(decide(&oauth(59, Some(1))), Decision::HandOut);
+        assert_eq!(decide(&oauth(61, Some(1))), Decision::Renew { hard: true });
+    }
+
+    #[test]
+    fn a_dying_token_is_renewed_when_renewal_gives_half_as_much_again() {
+        // min_validity 3 h, but a refresh gives 2 h: the promise cannot be kept.
+        let with = |age_mins| Facts {
+            min_validity: SignedDuration::from_hours(3),
+            ..oauth(age_mins, None)
+        };
+        assert_eq!(decide(&with(0)), Decision::PromiseTooLong, "fresh: no loop");
+        assert_eq!(decide(&with(39)), Decision::PromiseTooLong, "81 min left");
+        assert_eq!(
+            decide(&with(40)),
+            Decision::Renew { hard: true },
+            "80 min left"
+        );
+        // Never seconds left when a refresh gives hours.
+        let last = with(120);
+        let last = Facts {
+            expires_at: Some(last.now + SignedDuration::from_secs(30)),
+            ..last
+        };
+        assert_eq!(decide(&last), Decision::Renew { hard: true });
+        // The renewal's own answer is not improved on at once.
+        assert!(!improves(
+            SignedDuration::from_hours(2),
+            SignedDuration::from_hours(2)
+        ));
+    }
+
     #[test]
     fn a_promise_no_token_can_keep_never_loops() {
+        // 20 days left, min_validity 400 d: a rotation gives 364 d, so it is worth one...
         let mut f = facts(24 * 20, true, None);
         f.min_validity = SignedDuration::from_hours(24 * 400);
+        assert_eq!(decide(&f), Decision::Renew { hard: true });
+        // ...and the rotated token is not rotated again.
+        f.expires_at = Some(f.now + f.max_validity);
         assert_eq!(decide(&f), Decision::PromiseTooLong);
         f.expires_at = Some(f.now + SignedDuration::from_hours(24 * 500));
         assert_eq!(decide(&f), Decision::HandOut);
@@ -409,7 +484,7 @@ mod tests {
     #[test]
     fn a_short_lifetime_is_stretched_to_min_validity_plus_the_early_window() {
         // 20-day token, min_validity 30 days: the new one must outlive 30 d + its early
-        // window (7 d), from any time today.
+        // window (at most half of what it lives beyond 30 d), from any time today.
         let (date, days) = rotation_expiry(
             &info(Some(20)),
             SignedDuration::from_hours(24 * 30),
@@ -417,29 +492,26 @@ mod tests {
             day("2026-12-01"),
         )
         .unwrap();
-        assert_eq!(days, 38);
-        assert_eq!(date, day("2027-01-08"));
+        // 32 days: 31 d left at the latest moment today, 30 d + half of the 2 d beyond it.
+        assert_eq!(days, 32);
+        assert_eq!(date, day("2027-01-02"));
     }
 
     #[test]
-    fn capped_at_the_instance_maximum_and_none_beyond_it() {
-        let (_, days) = rotation_expiry(
-            &info(Some(30)),
-            SignedDuration::from_hours(24 * 360),
-            SignedDuration::from_hours(24 * 7),
-            day("2026-12-01"),
-        )
-        .unwrap();
-        assert_eq!(days, MAX_LIFETIME_DAYS);
-        assert!(
+    fn capped_at_the_instance_maximum_even_beyond_it() {
+        let days = |min_days: i64| {
             rotation_expiry(
                 &info(Some(30)),
-                SignedDuration::from_hours(24 * 400),
-                SignedDuration::ZERO,
+                SignedDuration::from_hours(24 * min_days),
+                SignedDuration::from_hours(24 * 7),
                 day("2026-12-01"),
             )
-            .is_none()
-        );
+            .unwrap()
+            .1
+        };
+        assert_eq!(days(360), 362);
+        assert_eq!(days(364), MAX_LIFETIME_DAYS);
+        assert_eq!(days(400), MAX_LIFETIME_DAYS);
     }
 
     /// `status` says when `get` renews: the moment after which [`decide`] renews, for every
@@ -457,6 +529,10 @@ mod tests {
             expires_at: Some(issued + SignedDuration::from_hours(24 * 90)),
             lifetime_days: Some(90),
             ..info(Some(90))
+        };
+        let unkeepable = GitLabInfo {
+            oauth_client_id: Some("app".into()),
+            ..oauth.clone()
         };
         for token in [oauth, pat] {
             let facts = |now| {
@@ -478,5 +554,20 @@ mod tests {
                 "{token:?}"
             );
         }
+        // A min_validity no refresh keeps: renewed once a refresh gives 1.5 times what is left.
+        let facts = |now| {
+            Facts::of(
+                &unkeepable,
+                SignedDuration::from_hours(3),
+                SignedDuration::from_hours(24 * 7),
+                None,
+                now,
+            )
+        };
+        let at = renews_at(&facts(issued)).expect("renewable");
+        assert_eq!(at, issued + SignedDuration::from_mins(40));
+        let second = SignedDuration::from_secs(1);
+        assert_eq!(decide(&facts(at - second)), Decision::PromiseTooLong);
+        assert_eq!(decide(&facts(at + second)), Decision::Renew { hard: true });
     }
 }

@@ -169,11 +169,18 @@ fn config_path(env: &Env) -> Option<PathBuf> {
 
 /// A duration as people read it, in jiff's friendly format: `1h 30m`, `36h`, `30d`.
 pub fn describe(d: SignedDuration) -> String {
+    // Minutes are precise enough for hours; under an hour, say the seconds ("in 30s", never
+    // "in 0s" for a token that is about to die).
+    let smallest = if d.abs() < SignedDuration::from_hours(1) {
+        jiff::Unit::Second
+    } else {
+        jiff::Unit::Minute
+    };
     let rounded = jiff::Span::try_from(d).and_then(|span| {
         span.round(
             jiff::SpanRound::new()
                 .largest(jiff::Unit::Day)
-                .smallest(jiff::Unit::Minute)
+                .smallest(smallest)
                 .days_are_24_hours(),
         )
     });
@@ -239,6 +246,9 @@ mod tests {
         assert_eq!(describe(SignedDuration::from_mins(90)), "1h 30m");
         assert_eq!(describe(SignedDuration::from_hours(36)), "1d 12h");
         assert_eq!(describe(SignedDuration::from_hours(24 * 30)), "30d");
+        assert_eq!(describe(SignedDuration::from_secs(30)), "30s");
+        assert_eq!(describe(SignedDuration::from_secs(59 * 60 + 30)), "59m 30s");
+        assert_eq!(describe(SignedDuration::from_secs(3600 + 30)), "1h 1m");
     }
 
     #[test]

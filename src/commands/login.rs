@@ -18,6 +18,7 @@ use crate::gitlab::http::{Http, same_base};
 use crate::gitlab::{self, Challenge, JwtAuth, PatInfo, PatSelf};
 use crate::model::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::model::{GitLabInfo, Resource, TokenKind};
+use crate::policy::skew;
 use crate::records::{NewCredential, Records};
 use crate::registry::RegistryHost;
 use crate::secret::{ExposeSecret, Secret};
@@ -326,7 +327,11 @@ fn identify(
     secret: &Secret,
     deploy_hint: bool,
 ) -> anyhow::Result<GitLabInfo> {
-    let base = |kind| GitLabInfo::new(gitlab_url.as_str(), kind);
+    // Every answer below came from GitLab: the latest one's `Date` gives the clock skew.
+    let base = |kind| GitLabInfo {
+        clock_skew_secs: http.skew(gitlab_url).map(skew::to_record),
+        ..GitLabInfo::new(gitlab_url.as_str(), kind)
+    };
     if let PatSelf::Pat(pat) = gitlab::personal_access_token_self(http, gitlab_url, secret)? {
         return Ok(pat_info(base(TokenKind::PersonalAccessToken), pat));
     }
@@ -342,8 +347,12 @@ fn identify(
     Ok(base(TokenKind::Password))
 }
 
+/// `info` completed with GitLab's description of the PAT; its expiry (GitLab's clock)
+/// converted to this machine's with the skew `info` records.
 fn pat_info(mut info: GitLabInfo, pat: PatInfo) -> GitLabInfo {
-    info.expires_at = pat.expires_instant();
+    info.expires_at = pat
+        .expires_instant()
+        .map(|at| skew::to_local(at, skew::recorded(&info)));
     info.lifetime_days = pat.lifetime_days();
     info.scopes = pat.scopes;
     info.token_id = Some(pat.id);

@@ -92,6 +92,7 @@ pub(crate) fn run(env: &Env, args: OAuthArgs) -> anyhow::Result<()> {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| pair.scopes.clone()),
         expires_at: Some(pair.expires_at),
+        clock_skew_secs: pair.skew.map(crate::policy::skew::to_record),
         user_id: about.and_then(|a| a.user_id),
         oauth_client_id: pair.refresh_token.as_ref().map(|_| client_id.clone()),
         validated_at: now,

@@ -128,12 +128,17 @@ pub(crate) fn first_warning_today(
     topic: &str,
     now: Timestamp,
 ) -> bool {
+    first_warning(dir, host, topic, &now.strftime("%Y-%m-%d").to_string())
+}
+
+/// True the first time `topic` is warned about for `host` with this `stamp` (a day, a
+/// token's expiry): the stamp is kept, and the same one warns no more.
+pub(crate) fn first_warning(dir: &DataDir, host: &RegistryHost, topic: &str, stamp: &str) -> bool {
     let path = dir.warned(host, topic);
-    let today = now.strftime("%Y-%m-%d").to_string();
-    if std::fs::read_to_string(&path).is_ok_and(|d| d.trim() == today) {
+    if std::fs::read_to_string(&path).is_ok_and(|d| d.trim() == stamp) {
         return false;
     }
-    write_record(&path, &today);
+    write_record(&path, stamp);
     true
 }
 

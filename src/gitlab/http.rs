@@ -23,6 +23,9 @@ pub struct Http {
     direct: std::sync::OnceLock<Result<reqwest::Client, String>>,
     /// An overall deadline (e.g. a whole `get`): requests are cut short to meet it.
     deadline: Option<std::time::Instant>,
+    /// The clock skew (this machine − the server) measured from the `Date` header of the
+    /// latest answer of each origin (`scheme://host:port`).
+    skews: std::sync::Mutex<Vec<(String, jiff::SignedDuration)>>,
 }
 
 /// A response read to the end (GitLab's bodies are small).
@@ -64,6 +67,7 @@ impl Http {
             client,
             direct: std::sync::OnceLock::new(),
             deadline: None,
+            skews: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -94,6 +98,25 @@ impl Http {
             Some(d) => d.saturating_duration_since(std::time::Instant::now()),
             None => REQUEST_DEADLINE,
         }
+    }
+
+    /// This machine's clock minus the clock of the server at `url`'s origin (positive: this
+    /// machine is ahead), from the `Date` header of its latest answer; `None` before any
+    /// answer with a readable `Date`. Accurate to about a second plus the request's latency.
+    pub fn skew(&self, url: &Url) -> Option<jiff::SignedDuration> {
+        let origin = url.origin().ascii_serialization();
+        let skews = self.skews.lock().unwrap_or_else(|e| e.into_inner());
+        skews.iter().find(|(o, _)| *o == origin).map(|(_, s)| *s)
+    }
+
+    fn record_skew(&self, url: &Url, headers: &HeaderMap, arrived: jiff::Timestamp) {
+        let Some(date) = server_date(headers) else {
+            return;
+        };
+        let origin = url.origin().ascii_serialization();
+        let mut skews = self.skews.lock().unwrap_or_else(|e| e.into_inner());
+        skews.retain(|(o, _)| *o != origin);
+        skews.push((origin, arrived.duration_since(date)));
     }
 
     pub fn request(
@@ -163,9 +186,21 @@ impl Http {
                 url: redact(&url),
                 detail: describe(&e),
             }),
-            Ok(Ok(r)) => Ok(r),
+            Ok(Ok(r)) => {
+                self.record_skew(&url, &r.headers, crate::clock::now());
+                Ok(r)
+            }
         }
     }
+}
+
+/// The `Date` header (RFC 9110 §5.6.7's IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`): when
+/// the server says it answered, on its clock.
+pub fn server_date(headers: &HeaderMap) -> Option<jiff::Timestamp> {
+    let value = headers.get(reqwest::header::DATE)?.to_str().ok()?;
+    jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(value.trim())
+        .ok()
 }
 
 fn client_builder() -> reqwest::ClientBuilder {
@@ -274,6 +309,48 @@ mod tests {
         for bad in ["http://gitlab.example.com/jwt/auth", "ftp://127.0.0.1/"] {
             assert!(check_transport(&Url::parse(bad).unwrap()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn date_header_is_read_as_imf_fixdate() {
+        let mut h = HeaderMap::new();
+        assert_eq!(server_date(&h), None);
+        h.insert(
+            reqwest::header::DATE,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        assert_eq!(
+            server_date(&h),
+            Some("1994-11-06T08:49:37Z".parse().unwrap())
+        );
+        for bad in ["yesterday", "", "1994-11-06T08:49:37Z"] {
+            h.insert(reqwest::header::DATE, bad.parse().unwrap());
+            assert_eq!(server_date(&h), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn skew_is_kept_per_origin() {
+        let http = Http::new().unwrap();
+        let gitlab = Url::parse("https://gitlab.example.com/api/v4/x").unwrap();
+        let registry = Url::parse("https://registry.example.com/v2/").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(
+            reqwest::header::DATE,
+            "Sun, 06 Nov 1994 08:49:37 GMT".parse().unwrap(),
+        );
+        let ten_min_later: jiff::Timestamp = "1994-11-06T08:59:37Z".parse().unwrap();
+        http.record_skew(&gitlab, &h, ten_min_later);
+        assert_eq!(
+            http.skew(&Url::parse("https://gitlab.example.com/oauth/token").unwrap()),
+            Some(jiff::SignedDuration::from_mins(10))
+        );
+        assert_eq!(http.skew(&registry), None);
+        http.record_skew(&gitlab, &h, "1994-11-06T08:49:00Z".parse().unwrap());
+        assert_eq!(
+            http.skew(&gitlab),
+            Some(jiff::SignedDuration::from_secs(-37))
+        );
     }
 
     #[test]

@@ -26,7 +26,14 @@ pub struct DeviceAuthorization {
 pub struct TokenPair {
     pub access_token: Secret,
     pub refresh_token: Option<Secret>,
+    /// On this machine's clock: when the answer arrived plus its `expires_in` (RFC 6749
+    /// §5.1: the seconds left; GitLab's Doorkeeper sends exactly that), never GitLab's
+    /// `created_at` plus `expires_in`, which is off by the clock skew.
     pub expires_at: jiff::Timestamp,
+    /// This machine's clock minus GitLab's: from the answer's `Date` header, else from its
+    /// `created_at` (a token created a while before it was handed over, as in the device
+    /// flow, makes that one larger); `None` without either.
+    pub skew: Option<jiff::SignedDuration>,
     pub scopes: Vec<String>,
 }
 
@@ -44,16 +51,21 @@ struct ErrorBody {
     error: String,
 }
 
+/// Doorkeeper's default access token lifetime, for an answer without `expires_in`.
+const DEFAULT_EXPIRES_IN: i64 = 7200;
+
 impl TokenBody {
-    fn into_pair(self) -> TokenPair {
+    /// The pair of an answer that `arrived` (this machine's clock).
+    fn into_pair(self, arrived: jiff::Timestamp) -> TokenPair {
+        let expires_in = self.expires_in.unwrap_or(DEFAULT_EXPIRES_IN).max(0);
         let created = self
             .created_at
-            .and_then(|s| jiff::Timestamp::from_second(s).ok())
-            .unwrap_or_else(crate::clock::now);
+            .and_then(|s| jiff::Timestamp::from_second(s).ok());
         TokenPair {
             access_token: Secret::from(self.access_token),
             refresh_token: self.refresh_token.map(Secret::from),
-            expires_at: created + jiff::SignedDuration::from_secs(self.expires_in.unwrap_or(7200)),
+            expires_at: arrived + jiff::SignedDuration::from_secs(expires_in),
+            skew: created.map(|c| arrived.duration_since(c)),
             scopes: self
                 .scope
                 .map(|s| s.split_whitespace().map(str::to_owned).collect())
@@ -137,7 +149,7 @@ pub fn poll_device(
         ],
     )?;
     if resp.status == StatusCode::OK {
-        return token_body(&url, &resp.body).map(Poll::Granted);
+        return token_body(http, &url, &resp.body).map(Poll::Granted);
     }
     match oauth_error(&resp.body).as_deref() {
         Some("authorization_pending") => Ok(Poll::Pending),
@@ -188,7 +200,7 @@ pub fn refresh(http: &Http, gitlab: &Url, client_id: &str, refresh_token: &Secre
         Err(e) => return Refresh::Unknown(e),
     };
     if resp.status == StatusCode::OK {
-        return match token_body(&url, &resp.body) {
+        return match token_body(http, &url, &resp.body) {
             Ok(pair) => Refresh::Refreshed(pair),
             Err(e) => Refresh::Unknown(e),
         };
@@ -275,9 +287,14 @@ pub fn token_info(
     }))
 }
 
-fn token_body(url: &Url, body: &str) -> Result<TokenPair, GitLabError> {
+fn token_body(http: &Http, url: &Url, body: &str) -> Result<TokenPair, GitLabError> {
+    let arrived = crate::clock::now();
     serde_json::from_str::<TokenBody>(body)
-        .map(TokenBody::into_pair)
+        .map(|b| b.into_pair(arrived))
+        .map(|mut pair| {
+            pair.skew = http.skew(url).or(pair.skew);
+            pair
+        })
         .map_err(|_| GitLabError::Unexpected {
             url: redact(url),
             status: 200,
@@ -289,4 +306,46 @@ fn oauth_error(body: &str) -> Option<String> {
     serde_json::from_str::<ErrorBody>(body)
         .ok()
         .map(|b| b.error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(body: &str, arrived: &str) -> TokenPair {
+        serde_json::from_str::<TokenBody>(body)
+            .unwrap()
+            .into_pair(arrived.parse().unwrap())
+    }
+
+    #[test]
+    fn expiry_counts_expires_in_from_arrival_not_from_created_at() {
+        // GitLab's clock says 12:00; this machine's says 15:00 (3 h ahead).
+        let created = "2030-05-01T12:00:00Z".parse::<jiff::Timestamp>().unwrap();
+        let body = format!(
+            r#"{{"access_token":"a","refresh_token":"r","token_type":"bearer","expires_in":7200,"created_at":{}}}"#,
+            created.as_second()
+        );
+        let p = pair(&body, "2030-05-01T15:00:00Z");
+        assert_eq!(p.expires_at, "2030-05-01T17:00:00Z".parse().unwrap());
+        assert_eq!(p.skew, Some(jiff::SignedDuration::from_hours(3)));
+        // 10 min behind.
+        let p = pair(&body, "2030-05-01T11:50:00Z");
+        assert_eq!(p.expires_at, "2030-05-01T13:50:00Z".parse().unwrap());
+        assert_eq!(p.skew, Some(jiff::SignedDuration::from_mins(-10)));
+    }
+
+    #[test]
+    fn an_answer_without_created_at_or_expires_in() {
+        let p = pair(r#"{"access_token":"a"}"#, "2030-05-01T12:00:00Z");
+        assert_eq!(p.expires_at, "2030-05-01T14:00:00Z".parse().unwrap());
+        assert_eq!(p.skew, None);
+        assert!(p.refresh_token.is_none());
+        let p = pair(
+            r#"{"access_token":"a","expires_in":60,"scope":"read_registry write_registry"}"#,
+            "2030-05-01T12:00:00Z",
+        );
+        assert_eq!(p.expires_at, "2030-05-01T12:01:00Z".parse().unwrap());
+        assert_eq!(p.scopes, ["read_registry", "write_registry"]);
+    }
 }

@@ -92,7 +92,9 @@ pub struct GitLabInfo {
     pub kind: TokenKind,
     #[serde(default)]
     pub scopes: Vec<String>,
-    /// When the token stops working (PATs: 00:00 UTC of their expiry date).
+    /// When the token stops working, on this machine's clock (PATs: 00:00 UTC of their
+    /// expiry date at GitLab, converted with the skew measured then; OAuth tokens: the
+    /// answer's arrival plus its `expires_in`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<jiff::Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +116,10 @@ pub struct GitLabInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_id: Option<String>,
     pub validated_at: jiff::Timestamp,
+    /// This machine's clock minus GitLab's, in seconds, measured at the last exchange with
+    /// GitLab (`policy::skew`); unknown for entries stored before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_secs: Option<i64>,
 }
 
 impl GitLabInfo {
@@ -132,6 +138,7 @@ impl GitLabInfo {
             user_id: None,
             oauth_client_id: None,
             validated_at: crate::clock::now(),
+            clock_skew_secs: None,
         }
     }
 

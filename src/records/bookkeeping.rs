@@ -45,6 +45,12 @@ impl Records {
         leases::first_warning_today(&self.dir, key, topic, now)
     }
 
+    /// True the first time `topic` is warned about for `key` with `stamp` (e.g. a token's
+    /// expiry: once per token).
+    pub fn first_warning(&self, key: &RegistryHost, topic: &str, stamp: &str) -> bool {
+        leases::first_warning(&self.dir, key, topic, stamp)
+    }
+
     /// Takes the renewal lock of the token `group`, waiting until `until` at most.
     pub fn claim(&self, group: &RegistryHost, until: Instant) -> Result<Option<TokenLock>, String> {
         self.dir.lock_token(group, until)

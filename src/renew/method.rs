@@ -52,7 +52,11 @@ pub(crate) enum Check {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     /// GitLab issued a new secret (the old one is revoked): store it as it is.
-    Renewed { secret: Secret, info: GitLabInfo },
+    /// (`info` boxed: it is far larger than the other variants.)
+    Renewed {
+        secret: Secret,
+        info: Box<GitLabInfo>,
+    },
     /// A clean "no": nothing changed at GitLab.
     Refused(String),
     /// The request never left.

@@ -300,7 +300,7 @@ impl<'a> Flight<'a> {
         match outcome {
             Outcome::Renewed { secret, info } => {
                 crate::fault::point("after-rotate-response");
-                let entry = commit::commit(self, &secret, info);
+                let entry = commit::commit(self, &secret, *info);
                 self.records.close_journal(&self.group);
                 Ok(Renewed {
                     entry,

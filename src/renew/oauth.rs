@@ -77,13 +77,17 @@ fn renew(
         Refresh::Refreshed(pair) => {
             let mut new_info = info.clone();
             new_info.expires_at = Some(pair.expires_at);
+            new_info.clock_skew_secs = pair
+                .skew
+                .map(crate::policy::skew::to_record)
+                .or(info.clock_skew_secs);
             if !pair.scopes.is_empty() {
                 new_info.scopes = pair.scopes.clone();
             }
             new_info.validated_at = crate::clock::now();
             Outcome::Renewed {
                 secret: pack_pair(&pair.access_token, pair.refresh_token.as_ref()),
-                info: new_info,
+                info: Box::new(new_info),
             }
         }
         Refresh::InvalidGrant => Outcome::InvalidGrant,

@@ -14,7 +14,7 @@ use super::method::{Check, Method, Outcome};
 use super::{Promise, RenewError};
 use crate::gitlab::{self, PatSelf, Rotation, http::Http};
 use crate::model::GitLabInfo;
-use crate::policy;
+use crate::policy::{self, skew};
 use crate::secret::Secret;
 
 /// Self-rotation of personal, project and group access tokens.
@@ -59,22 +59,15 @@ impl Method for Pat {
         }
     }
 
-    /// The new expiry ([`policy::rotation_expiry`]), or why no rotation can keep the promise.
+    /// The new expiry ([`policy::rotation_expiry`]).
     fn plan(&self, info: &GitLabInfo, promise: Promise) -> Result<Rotate, RenewError> {
-        let today = crate::clock::now().to_zoned(jiff::tz::TimeZone::UTC).date();
-        let (expires_at, lifetime_days) = policy::rotation_expiry(
-            info,
-            promise.min_validity,
-            promise.early_renewal,
-            today,
-        )
-        .ok_or_else(|| {
-            RenewError::Cannot(format!(
-                "min_validity {} is longer than any token GitLab issues ({} days); lower it",
-                crate::settings::describe(promise.min_validity),
-                policy::MAX_LIFETIME_DAYS,
-            ))
-        })?;
+        // GitLab counts the expiry date from its own today.
+        let today = skew::gitlab_today(crate::clock::now(), skew::recorded(info));
+        let (expires_at, lifetime_days) =
+            policy::rotation_expiry(info, promise.min_validity, promise.early_renewal, today)
+                .ok_or_else(|| {
+                    RenewError::Cannot("no expiry date can be asked for after today".into())
+                })?;
         Ok(Rotate {
             expires_at,
             lifetime_days,
@@ -96,14 +89,18 @@ impl Method for Pat {
         match rotate(http, gitlab_url, secret, info, expires_at) {
             Rotation::Rotated { token, info: pat } => {
                 let mut new_info = info.clone();
-                new_info.expires_at = pat.expires_instant();
+                if let Some(measured) = http.skew(gitlab_url) {
+                    new_info.clock_skew_secs = Some(skew::to_record(measured));
+                }
+                let offset = skew::recorded(&new_info);
+                new_info.expires_at = pat.expires_instant().map(|at| skew::to_local(at, offset));
                 new_info.scopes = pat.scopes.clone();
                 new_info.token_id = Some(pat.id);
                 new_info.lifetime_days = Some(lifetime_days);
                 new_info.validated_at = crate::clock::now();
                 Outcome::Renewed {
                     secret: token,
-                    info: new_info,
+                    info: Box::new(new_info),
                 }
             }
             Rotation::NotRotated {

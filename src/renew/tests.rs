@@ -148,7 +148,7 @@ fn a_renewal_stores_the_new_token_and_closes_its_journal() {
         vec![Check::Active],
         Outcome::Renewed {
             secret: Secret::from("new"),
-            info: info(2),
+            info: Box::new(info(2)),
         },
     );
     let renewed = run(&flight, &fake, false).unwrap();
@@ -234,7 +234,7 @@ fn a_hand_out_that_started_meanwhile_stops_an_early_renewal_but_not_a_hard_one()
     let flight = Flight::claim(&records, &host, &seen, soon()).unwrap();
     let renewed = || Outcome::Renewed {
         secret: Secret::from("new"),
-        info: info(2),
+        info: Box::new(info(2)),
     };
     let fake = Fake::new(true, vec![Check::Active], renewed());
     let err = run(&flight, &fake, false).unwrap_err();

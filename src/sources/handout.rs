@@ -148,6 +148,9 @@ fn apply_policy(
             if renewed.rotated_here && cut > 0 {
                 announce_cut(h, key, cut);
             }
+            if let Some(unkeepable) = policy::unkeepable(info, min_validity) {
+                warn_short_renewal(h, key, &renewed.entry, unkeepable);
+            }
             Ok((renewed.entry, renewed.secret, true))
         }
         // Nothing that worked before is lost: a still-valid token is served when the
@@ -180,18 +183,55 @@ fn warn_expiring(
         });
     }
     let expires = describe_expiry(info, h.now);
-    h.warn_once(key, "expiry", || match policy::unkeepable(info, facts.min_validity) {
-        Some(unkeepable) => format!(
-            "the token for {key} expires {expires}; {unkeepable}, so renewing cannot keep that promise: \
-             lower DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY"
-        ),
-        None => format!(
-            "the token for {key} expires {expires}, sooner than the {} a push may need, and it cannot renew itself; \
-             create a token with the self_rotate scope and run `docker-credential-gitlab login {key}`",
-            describe(facts.min_validity),
-        ),
-    });
+    match policy::unkeepable(info, facts.min_validity) {
+        // Once per token: renewing it again would not help.
+        Some(unkeepable) => warn_once_per_token(h, key, info, || {
+            format!(
+                "the token for {key} expires {expires}; {unkeepable}, so renewing cannot keep that promise: \
+                 lower DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY"
+            )
+        }),
+        None => h.warn_once(key, "expiry", || {
+            format!(
+                "the token for {key} expires {expires}, sooner than the {} a push may need, and it cannot renew itself; \
+                 create a token with the self_rotate scope and run `docker-credential-gitlab login {key}`",
+                describe(facts.min_validity),
+            )
+        }),
+    }
     Ok(())
+}
+
+/// Warns about a `min_validity` no renewal keeps, once per token (its expiry names it).
+fn warn_once_per_token(
+    h: &Handout<'_>,
+    key: &RegistryHost,
+    info: &GitLabInfo,
+    message: impl FnOnce() -> String,
+) {
+    let stamp = info.expires_at.map(|t| t.to_string()).unwrap_or_default();
+    if h.records.first_warning(key, "unkeepable", &stamp) {
+        crate::report::warn(&message());
+    }
+}
+
+/// Renewed, but no renewal keeps `min_validity`: said once per token.
+fn warn_short_renewal(
+    h: &Handout<'_>,
+    key: &RegistryHost,
+    renewed: &Entry,
+    unkeepable: policy::Unkeepable,
+) {
+    let Some(info) = &renewed.gitlab else {
+        return;
+    };
+    warn_once_per_token(h, key, info, || {
+        format!(
+            "renewed the token for {key}, which now expires {}; {unkeepable}, so this hand-out \
+             cannot keep that promise: lower DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY",
+            describe_expiry(info, h.now)
+        )
+    });
 }
 
 /// A renewal in the hard window revoked hand-outs still inside their promise.

@@ -26,24 +26,28 @@ fn live_through(w: &mut GitLabWorld, host: &str) -> Run {
     live_through_with(
         w,
         host,
-        SignedDuration::from_hours(PROMISE_H),
+        Some(SignedDuration::from_hours(PROMISE_H)),
         SignedDuration::from_hours(STEP_H),
         DAYS * 24 / STEP_H,
     )
 }
 
-/// `steps` gets, `step` apart in simulated time, each promising `promise`.
+/// `steps` gets, `step` apart in simulated time, each promising `promise` (`None`: the
+/// default settings, no `min_validity` set anywhere, which promise 60 min).
 fn live_through_with(
     w: &mut GitLabWorld,
     host: &str,
-    promise: SignedDuration,
+    promise: Option<SignedDuration>,
     step_by: SignedDuration,
     steps: i64,
 ) -> Run {
-    w.s.extra_env.push((
-        "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
-        format!("{}s", promise.as_secs()),
-    ));
+    if let Some(promise) = promise {
+        w.s.extra_env.push((
+            "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
+            format!("{}s", promise.as_secs()),
+        ));
+    }
+    let promise = promise.unwrap_or(SignedDuration::from_mins(60));
     let mut run = Run {
         handouts: Vec::new(),
         stderr: String::new(),
@@ -51,13 +55,7 @@ fn live_through_with(
     };
     for step in 0..steps {
         let offset = step_by * (step as i32);
-        w.gl.set_clock_offset(offset);
-        w.s.extra_env
-            .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS");
-        w.s.extra_env.push((
-            "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS".into(),
-            offset.as_secs().to_string(),
-        ));
+        w.set_clock(offset);
         let out = w.s.helper(&["get"], host);
         assert_success(&out, &format!("get at +{offset}"));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -218,7 +216,7 @@ fn oauth_busy_host(pair: bool) -> Option<(GitLabWorld, Run, String)> {
     let run = live_through_with(
         &mut w,
         &host,
-        SignedDuration::from_mins(20),
+        Some(SignedDuration::from_mins(20)),
         SignedDuration::from_mins(10),
         12 * 6,
     );
@@ -246,4 +244,56 @@ fn an_oauth_token_alone_cuts_and_says_so() {
         return;
     };
     assert_cut_and_announced(&w, &run, &host);
+}
+
+/// OAuth at default settings (no min_validity anywhere: 60 min), logged in with `logins`,
+/// then a get every minute for six simulated hours.
+fn oauth_at_default_settings(logins: &[&[&str]]) -> Option<(GitLabWorld, Run, String)> {
+    let mut w = GitLabWorld::start(Config {
+        device_poll_interval: std::time::Duration::from_secs(1),
+        ..Config::default()
+    })?;
+    const CLIENT: &str = "default-settings-app";
+    w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry"]);
+    let host = w.registry.host();
+    for extra in logins {
+        let mut args = vec!["--no-configure"];
+        args.extend_from_slice(extra);
+        assert_success(&w.oauth_login(&host, CLIENT, &args), "login --oauth");
+    }
+    // A fresh token is never due: the first get hands out what login stored.
+    w.gl.clear_requests();
+    assert_success(&w.get_host(&host), "the first get");
+    let refreshes = w.gl.count("POST", "/oauth/token");
+    assert_eq!(refreshes, 0, "the first get refreshed a brand-new token");
+    let run = live_through_with(&mut w, &host, None, SignedDuration::from_mins(1), 6 * 60);
+    Some((w, run, host))
+}
+
+/// Issue: at default settings every get of a fresh OAuth token refreshed it. Now a steady
+/// host refreshes once per (2 h - 60 min) at most, and says when a refresh cut a push.
+#[test]
+fn an_oauth_token_at_default_settings_refreshes_once_an_hour() {
+    let Some((w, run, host)) = oauth_at_default_settings(&[&[]]) else {
+        return;
+    };
+    let tokens = distinct_tokens(&run);
+    assert!(
+        (5..=7).contains(&tokens),
+        "{tokens} access tokens over 6 h of a get a minute: expected about one an hour"
+    );
+    assert_cut_and_announced(&w, &run, &host);
+}
+
+#[test]
+fn an_oauth_pair_at_default_settings_never_cuts() {
+    let Some((w, run, _)) = oauth_at_default_settings(&[&[], &["--standby"]]) else {
+        return;
+    };
+    assert_eq!(cut(&w, &run), Vec::<String>::new(), "hand-outs were cut");
+    let tokens = distinct_tokens(&run);
+    assert!(
+        tokens <= 6 * 2 + 2,
+        "{tokens} access tokens over 6 h: each of the two refreshes at most once an hour"
+    );
 }

@@ -17,6 +17,7 @@ mod arm64;
 mod busy_host;
 mod ci_job;
 mod clients;
+mod clock_skew;
 mod dockerd;
 mod doctor;
 mod gitlab_login;

@@ -13,19 +13,19 @@ use crate::support::gitlab::GitLabWorld;
 use crate::support::*;
 use gitlab_emulator::Config;
 
-const CLIENT: &str = "docker-helper-app";
-const TOKEN_PATH: &str = "/oauth/token";
+pub(crate) const CLIENT: &str = "docker-helper-app";
+pub(crate) const TOKEN_PATH: &str = "/oauth/token";
 
 impl GitLabWorld {
     /// A world whose GitLab knows the OAuth application `CLIENT`.
-    fn with_oauth_app(config: Config) -> Option<GitLabWorld> {
+    pub(crate) fn with_oauth_app(config: Config) -> Option<GitLabWorld> {
         let w = GitLabWorld::start(config)?;
         w.gl.add_oauth_application(CLIENT, &["read_registry", "write_registry", "api"]);
         Some(w)
     }
 }
 
-fn fast() -> Config {
+pub(crate) fn fast() -> Config {
     Config {
         device_poll_interval: Duration::from_secs(1),
         ..Config::default()
@@ -206,9 +206,9 @@ fn expired_denied_and_interrupted_logins_store_nothing() {
     // Expired: the emulator's clock moves past the code's 300 s.
     let login = Login::start(&w, &[]);
     let _ = login.user_code();
-    w.gl.set_clock_offset(jiff::SignedDuration::from_secs(301));
+    w.set_gitlab_clock(jiff::SignedDuration::from_secs(301));
     let (status, _, err) = login.finish();
-    w.gl.set_clock_offset(jiff::SignedDuration::ZERO);
+    w.set_gitlab_clock(jiff::SignedDuration::ZERO);
     assert_eq!(status, Some(1), "{err}");
     assert!(err.contains("expired"), "{err}");
     nothing_stored(&w);
@@ -252,7 +252,7 @@ fn no_client_id_is_one_line_that_says_how_to_register_one() {
 }
 
 /// Logs in through the device flow, approving as soon as the code shows.
-fn oauth_login(w: &GitLabWorld, extra: &[&str]) {
+pub(crate) fn oauth_login(w: &GitLabWorld, extra: &[&str]) {
     let login = Login::start(w, extra);
     let code = login.user_code();
     assert!(w.gl.approve_device(&code, w.user));

@@ -17,7 +17,7 @@ impl GitLabWorld {
     }
 
     fn set_lease_minutes_ago(&self, minutes: i64) {
-        let t = jiff::Timestamp::now() - jiff::SignedDuration::from_mins(minutes);
+        let t = self.gl.now() - jiff::SignedDuration::from_mins(minutes);
         std::fs::create_dir_all(self.lease_path().parent().unwrap()).unwrap();
         std::fs::write(self.lease_path(), t.to_string()).unwrap();
     }
@@ -53,9 +53,10 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
     let info = w.gl.token_info(&new).unwrap();
     assert!(info.active);
     // Not GitLab's 1-week default, and not the original 2 days either: the new token must
-    // outlive min_validity (3 days) and then its own early window (half its life) from any
-    // moment today, so that the next get does not rotate again: 8 days (7 full days ≥ 3 + 4).
-    let days = 8;
+    // outlive min_validity (3 days) and then its own early window (half of what it lives
+    // beyond min_validity) from any moment today, so that the next get does not rotate
+    // again: 5 days (4 full days ≥ 3 + half of the 2 beyond them).
+    let days = 5;
     assert_eq!(
         info.expires_at,
         Some(w.gl.today() + jiff::Span::new().days(days))
@@ -131,12 +132,13 @@ fn concurrent_gets_cause_exactly_one_rotation() {
 
 #[test]
 fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
-    // A 3-day token has a 36 h early window (half its life). With min_validity 36 h and
-    // 2-3 days left it is in the early window, outside the hard window.
+    // A 3-day token at noon (the test clock) has 60 h left. With min_validity 50 h its
+    // early window is 11 h (half of the 22 h it lives beyond 50 h): 60 h < 50 h + 11 h, so
+    // it is in the early window, outside the hard window.
     let Some(mut w) = GitLabWorld::logged_in(3, RENEWABLE) else {
         return;
     };
-    w.set_min_validity("36h");
+    w.set_min_validity("50h");
     w.gl.clear_requests();
 
     w.set_lease_minutes_ago(5);
@@ -154,8 +156,8 @@ fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
     assert_eq!(w.gl.count("POST", ROTATE), 0);
 
-    // A lease lasts min_validity (36 h here).
-    w.set_lease_minutes_ago(37 * 60);
+    // A lease lasts min_validity (50 h here).
+    w.set_lease_minutes_ago(51 * 60);
     let rotated = secret(&w.get());
     assert_ne!(rotated, w.token, "an expired lease allows early rotation");
     assert_eq!(w.gl.count("POST", ROTATE), 1);
@@ -212,7 +214,7 @@ fn gitlab_faults_during_renewal_serve_the_still_valid_token() {
     assert!(w.gl.token_info(&new).unwrap().active);
 
     // 429 with Retry-After inside the deadline: waited out, then rotated. (The new token
-    // lives 8 days, long enough for 3 days: only a longer promise makes it rotate again.)
+    // lives 5 days, long enough for 3 days: only a longer promise makes it rotate again.)
     assert_eq!(secret(&w.get()), new, "rotated again");
     w.set_min_validity("9d");
     w.gl.inject_fault(

@@ -20,10 +20,13 @@ fn a_lease_on_a_sharing_key_protects_the_token() {
     };
     let other = w.host.replace("127.0.0.1", "localhost");
     login(&w, &other, &w.token);
+    // Ten days old: a 30-day token with 19.5 days left, inside its early window for a
+    // 15-day promise (7 days), outside its hard window.
+    w.age(10);
     // Handed out through `other` with the default 60 min promise.
     assert_eq!(secret(&w.get_host(&other)), w.token);
-    // A process with a longer promise (25 d) finds the token inside its early window.
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
+    // A process with a longer promise (15 d) finds the token inside its early window.
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "15d");
     let _ = w.get();
     assert_eq!(
         w.rotate_calls(),
@@ -46,8 +49,11 @@ fn an_ambiguous_rotation_is_seen_by_every_sharing_key() {
     };
     let other = w.host.replace("127.0.0.1", "localhost");
     login(&w, &other, &w.token);
+    // Ten days old: a 30-day token with 19.5 days left, inside its early window for a
+    // 15-day promise (7 days), outside its hard window.
+    w.age(10);
     w.gl.inject_fault(ROTATE, Fault::StatusAfterWork(502), 1);
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "15d");
     let out = w.get();
     assert!(!out.status.success());
     assert!(w.gl.token_info(&w.token).unwrap().revoked);
@@ -69,7 +75,10 @@ fn a_kept_token_reaches_every_sharing_key() {
     };
     let other = w.host.replace("127.0.0.1", "localhost");
     login(&w, &other, &w.token);
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
+    // Ten days old: a 30-day token with 19.5 days left, inside its early window for a
+    // 15-day promise (7 days), outside its hard window.
+    w.age(10);
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "15d");
     let out = w.get_with_state_lock_held();
     let new = secret(&out);
     assert_ne!(new, w.token);
@@ -117,8 +126,12 @@ fn docker_login_round_trip_with_an_active_standby_keeps_the_primary() {
     };
     let second = w.pat(RENEWABLE, 90);
     login_standby(&w, &w.host, &second);
-    // The primary (30 d) is inside its early window for a 25 d promise; the standby is not.
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
+    // Ten days old: a 30-day token with 19.5 days left, inside its early window for a
+    // 15-day promise (7 days), outside its hard window.
+    w.age(10);
+    // The primary (19.5 d left) is inside its early window for a 15 d promise; the
+    // standby (90 d) is not.
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "15d");
     let out = w.get();
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(secret(&out), second, "switched to the standby");
@@ -153,8 +166,11 @@ fn a_kept_standby_token_is_used_by_the_pair() {
     };
     let second = w.pat(RENEWABLE, 30);
     login_standby(&w, &w.host, &second);
-    // Both inside their early window for a 25 d promise; nobody holds the standby.
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
+    // Ten days old: a 30-day token with 19.5 days left, inside its early window for a
+    // 15-day promise (7 days), outside its hard window.
+    w.age(10);
+    // Both inside their early window for a 15 d promise; nobody holds the standby.
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "15d");
     let started = std::time::Instant::now();
     let out = w.get_with_state_lock_held();
     // The minted token is handed out, within the get deadline, although the state lock
@@ -187,12 +203,15 @@ fn a_kept_standby_token_is_used_by_the_pair() {
 /// rotation runs in another process: the rotation saw no lease and no journal is left,
 /// so `get` hands out the token that was just revoked, exit 0. The window between the
 /// keychain read and the lease write is widened here with a FIFO as the first process's
-/// settings file (Settings::load runs exactly there, src/sources/stored.rs get_key).
+/// settings file (Settings::load runs exactly there, src/sources/handout.rs apply_policy).
 #[test]
 fn a_rotation_between_the_secret_read_and_the_lease_write() {
     let Some(mut w) = GitLabWorld::renewing(30) else {
         return;
     };
+    // Ten days old: a 30-day token with 19.5 days left, inside its early window for a
+    // 15-day promise (7 days), outside its hard window.
+    w.age(10);
     let cfg = w.s.dir.path().join("slow-config");
     std::fs::create_dir_all(&cfg).unwrap();
     let fifo = cfg.join("config.json");
@@ -207,9 +226,9 @@ fn a_rotation_between_the_secret_read_and_the_lease_write() {
     w.env("DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR", cfg.to_str().unwrap());
     let g1 = w.s.spawn(Command::new(BIN).arg("get"), &w.host);
     std::thread::sleep(Duration::from_millis(1500));
-    // Process 2: a get with a 25 d promise rotates (early window, no lease yet).
+    // Process 2: a get with a 15 d promise rotates (early window, no lease yet).
     w.unset("DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR");
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "25d");
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "15d");
     let new = secret(&w.get());
     assert_ne!(new, w.token);
     assert_eq!(w.rotate_calls(), 1);

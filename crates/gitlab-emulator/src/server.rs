@@ -140,6 +140,28 @@ async fn handle(
         }
         None => routes::dispatch(&shared, &req),
     };
-    shared.lock().requests.push(record(resp.status));
-    Ok(resp.into_hyper())
+    let date = {
+        let mut st = shared.lock();
+        st.requests.push(record(resp.status));
+        http_date(st.now())
+    };
+    Ok(resp.with_header("Date", date).into_hyper())
+}
+
+/// The `Date` header GitLab sends on every answer, on the API clock (real clock + the test
+/// offset), as RFC 9110's IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`. (hyper would add
+/// one from the real clock; a header set here replaces that.)
+pub(crate) fn http_date(now: jiff::Timestamp) -> String {
+    jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&now)
+        .expect("a date within RFC 9110's years")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn date_header_is_imf_fixdate() {
+        let t: jiff::Timestamp = "1994-11-06T08:49:37Z".parse().unwrap();
+        assert_eq!(super::http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
 }

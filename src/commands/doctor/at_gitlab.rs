@@ -8,7 +8,7 @@
 use reqwest::Url;
 
 use super::docker::docker_config_findings;
-use super::token::{token_findings, window_finding};
+use super::token::{clock_finding, token_findings, window_finding};
 use super::{Finding, Net};
 use crate::BINARY_NAME;
 use crate::env::Env;
@@ -17,6 +17,7 @@ use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, JwtOutcome, PatInfo, 
 use crate::model::stored_secret::handed_out;
 use crate::model::token::can_pull;
 use crate::model::{GitLabInfo, TokenKind};
+use crate::policy::skew;
 use crate::records::{Entry, Records};
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
@@ -102,7 +103,8 @@ fn stop_with_recorded_facts(
     now: jiff::Timestamp,
 ) -> Vec<Finding> {
     out.push(failure);
-    out.extend(token_findings(info, None, now));
+    out.extend(clock_finding(None, info));
+    out.extend(token_findings(info, None, now, skew::recorded(info)));
     out
 }
 
@@ -152,7 +154,12 @@ fn check_at_gitlab(
             return out;
         }
     };
-    out.extend(token_findings(info, fresh.as_ref(), now));
+    // GitLab's answers above carry its clock (`Date`): PAT expiry dates and registry token
+    // times are on it.
+    let measured = http.skew(&gitlab_url);
+    out.extend(clock_finding(measured, info));
+    let skew = measured.unwrap_or_else(|| skew::recorded(info));
+    out.extend(token_findings(info, fresh.as_ref(), now, skew));
     if let Some(t) = registry_token {
         out.push(window_finding(
             jwt::time_claims(&t).map(|c| c.window_secs()),

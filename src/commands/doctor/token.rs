@@ -3,12 +3,15 @@
 //! host (a standby pair, renewals that cut hand-outs, a `min_validity` no token can keep);
 //! and the registry token window (`exp - iat`), which bounds how long one push may take.
 
+use jiff::SignedDuration;
+
 use super::Finding;
 use crate::BINARY_NAME;
 use crate::env::Env;
 use crate::gitlab::{PatInfo, jwt};
 use crate::model::token::{EXPIRY_WARNING_DAYS, can_pull, can_push};
 use crate::model::{GitLabInfo, TokenKind};
+use crate::policy;
 use crate::records::{Records, State};
 use crate::registry::RegistryHost;
 
@@ -81,13 +84,19 @@ pub(super) fn renewal_findings(
 
 /// Scopes, expiry and renewability: from GitLab's fresh answer when there is one, else from
 /// what `login` recorded.
+/// `skew`: this machine's clock minus GitLab's (GitLab's fresh expiry is on its clock; the
+/// recorded one is already on this machine's).
 pub(super) fn token_findings(
     info: &GitLabInfo,
     fresh: Option<&PatInfo>,
     now: jiff::Timestamp,
+    skew: SignedDuration,
 ) -> Vec<Finding> {
     let scopes = fresh.map_or(info.scopes.as_slice(), |p| p.scopes.as_slice());
-    let expires = fresh.map_or(info.expires_at, PatInfo::expires_instant);
+    let expires = fresh.map_or(info.expires_at, |p| {
+        p.expires_instant()
+            .map(|at| policy::skew::to_local(at, skew))
+    });
     let source = if fresh.is_some() {
         "GitLab says"
     } else {
@@ -98,8 +107,30 @@ pub(super) fn token_findings(
         out.push(scopes_finding(scopes, source));
     }
     out.push(renewal_finding(info.kind, scopes));
-    out.extend(expiry_finding(info.kind, expires, now, source));
+    out.extend(expiry_finding(info.kind, expires, now, skew, source));
     out
+}
+
+/// This machine's clock against GitLab's: a warning when they disagree by more than a
+/// minute (`policy::skew`), from GitLab's answers now (`measured`) or, without one, as
+/// recorded at the last login or renewal. Nothing to say when they agree.
+pub(super) fn clock_finding(
+    measured: Option<SignedDuration>,
+    info: &GitLabInfo,
+) -> Option<Finding> {
+    let (skew, when) = match measured {
+        Some(s) => (s, ""),
+        None => (
+            info.clock_skew_secs.map(SignedDuration::from_secs)?,
+            " (measured at the last login or renewal)",
+        ),
+    };
+    let warning = policy::skew::warning(skew)?;
+    Some(
+        Finding::warn("clock", format!("{warning}{when}")).fix(
+            "set this machine's clock (NTP); meanwhile the helper corrects GitLab's times by the offset",
+        ),
+    )
 }
 
 /// Whether an access token's scopes let it pull and push.
@@ -162,6 +193,7 @@ fn expiry_finding(
     kind: TokenKind,
     expires: Option<jiff::Timestamp>,
     now: jiff::Timestamp,
+    skew: SignedDuration,
     source: &str,
 ) -> Option<Finding> {
     let Some(at) = expires else {
@@ -169,7 +201,8 @@ fn expiry_finding(
             .then(|| Finding::pass("expiry", format!("the token does not expire ({source})")));
     };
     let days = at.duration_since(now).as_hours().div_euclid(24);
-    let date = at.strftime("%Y-%m-%d");
+    // The date GitLab shows (its clock).
+    let date = policy::skew::gitlab_now(at, skew).strftime("%Y-%m-%d");
     Some(if at <= now {
         Finding::fail("expiry", format!("the token expired on {date} ({source})"))
             .fix("create a new token and log in again")
@@ -239,7 +272,7 @@ mod tests {
             &["read_registry", "write_registry", "self_rotate"],
             Some(90),
         );
-        let f = token_findings(&full, None, now);
+        let f = token_findings(&full, None, now, SignedDuration::ZERO);
         assert_eq!(
             statuses(&f),
             [
@@ -249,7 +282,7 @@ mod tests {
             ]
         );
         let weak = pat_info(&["read_registry"], Some(10));
-        let f = token_findings(&weak, None, now);
+        let f = token_findings(&weak, None, now, SignedDuration::ZERO);
         assert_eq!(
             statuses(&f),
             [
@@ -259,16 +292,80 @@ mod tests {
             ]
         );
         let expired = pat_info(&["api"], Some(-3));
-        let f = token_findings(&expired, None, now);
+        let f = token_findings(&expired, None, now, SignedDuration::ZERO);
         assert_eq!(f[2].status, Status::Fail);
         // GitLab's fresh answer wins over the recorded scopes.
         let fresh: PatInfo = serde_json::from_value(json!({
             "id": 1, "name": "n", "scopes": ["read_api"], "active": true, "expires_at": null
         }))
         .unwrap();
-        let f = token_findings(&full, Some(&fresh), now);
+        let f = token_findings(&full, Some(&fresh), now, SignedDuration::ZERO);
         assert_eq!(f[0].status, Status::Warn, "{}", f[0].line());
         assert!(f[0].message.contains("GitLab says"));
+    }
+
+    #[test]
+    fn clock_skew_is_a_warning_beyond_a_minute() {
+        let mut info = pat_info(&["api"], Some(90));
+        let min = SignedDuration::from_mins(1);
+        assert_eq!(clock_finding(Some(min / 2), &info), None);
+        assert_eq!(clock_finding(None, &info), None, "never measured");
+        let f = clock_finding(Some(min * 10), &info).unwrap();
+        assert_eq!(f.status, Status::Warn);
+        assert!(
+            f.line()
+                .starts_with("WARN  clock: this machine is 10 min ahead of GitLab;"),
+            "{}",
+            f.line()
+        );
+        // Without a fresh measurement, the recorded one, said to be so.
+        info.clock_skew_secs = Some(-3 * 3600);
+        let f = clock_finding(None, &info).unwrap();
+        assert_eq!(
+            f.message,
+            "this machine is 3 h behind GitLab (measured at the last login or renewal)"
+        );
+        // A fresh measurement wins over the recorded one.
+        assert_eq!(clock_finding(Some(SignedDuration::ZERO), &info), None);
+    }
+
+    #[test]
+    fn a_fresh_pat_expiry_is_read_on_gitlab_clock() {
+        // The PAT dies at 00:00 UTC (GitLab) in 10 days; this machine is 3 h behind, so
+        // here it dies at 21:00 the day before, and the date shown is GitLab's.
+        let gitlab_now: jiff::Timestamp = "2030-05-01T12:00:00Z".parse().unwrap();
+        let skew = -SignedDuration::from_hours(3);
+        let now = policy::skew::to_local(gitlab_now, skew);
+        let fresh: PatInfo = serde_json::from_value(json!({
+            "id": 1, "name": "n", "scopes": ["api"], "active": true, "expires_at": "2030-05-11"
+        }))
+        .unwrap();
+        let info = pat_info(&["api"], None);
+        let f = token_findings(&info, Some(&fresh), now, skew);
+        assert!(
+            f[2].message
+                .starts_with("the token expires on 2030-05-11, in 9 days"),
+            "{}",
+            f[2].line()
+        );
+        // One day before: 12 h left on either clock, however far this one is off.
+        let fresh: PatInfo = serde_json::from_value(json!({
+            "id": 1, "name": "n", "scopes": ["api"], "active": true, "expires_at": "2030-05-02"
+        }))
+        .unwrap();
+        for skew in [
+            SignedDuration::from_hours(3),
+            -SignedDuration::from_hours(3),
+        ] {
+            let now = policy::skew::to_local(gitlab_now, skew);
+            let f = token_findings(&info, Some(&fresh), now, skew);
+            assert_eq!(f[2].status, Status::Warn, "{}", f[2].line());
+            assert!(
+                f[2].message.contains("2030-05-02, in 0 days"),
+                "{}",
+                f[2].line()
+            );
+        }
     }
 
     #[test]

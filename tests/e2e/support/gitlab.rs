@@ -4,6 +4,7 @@
 use std::process::Output;
 
 use gitlab_emulator::{Config, Emulator, RealRegistry, TokenSpec};
+use jiff::{SignedDuration, Timestamp, civil::Time, tz::TimeZone};
 
 use super::{Session, assert_success, have_tool};
 
@@ -19,6 +20,39 @@ pub struct GitLabWorld {
     /// The token the world logged in with ([`GitLabWorld::logged_in`]); empty after
     /// [`GitLabWorld::start`].
     pub token: String,
+    /// The test clock's start: how far the emulator's and the helper's clocks are set from
+    /// the real one so that the world starts at [`time_of_day`].
+    base: SignedDuration,
+}
+
+/// The variable that shifts the helper's clock in test builds.
+const CLOCK_OFFSET: &str = "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS";
+
+/// The time of day (UTC) every GitLab world starts at, so that no test depends on when it
+/// runs (a 2-day token created at 23:55 has barely a day left): noon, or
+/// `DOCKER_CREDENTIAL_GITLAB_TEST_TIME_OF_DAY` (`scripts/test-time-of-day.sh` runs the
+/// suite at 23:59:30 and 00:00:30 to prove it).
+pub fn time_of_day() -> Time {
+    std::env::var("DOCKER_CREDENTIAL_GITLAB_TEST_TIME_OF_DAY")
+        .ok()
+        .map(|t| {
+            t.parse()
+                .expect("DOCKER_CREDENTIAL_GITLAB_TEST_TIME_OF_DAY is HH:MM:SS")
+        })
+        .unwrap_or(Time::constant(12, 0, 0, 0))
+}
+
+/// From the real clock to today's [`time_of_day`] (UTC).
+fn pinned_offset() -> SignedDuration {
+    let now = Timestamp::now();
+    let target = now
+        .to_zoned(TimeZone::UTC)
+        .date()
+        .to_datetime(time_of_day())
+        .to_zoned(TimeZone::UTC)
+        .expect("a time today")
+        .timestamp();
+    target.duration_since(now)
 }
 
 impl GitLabWorld {
@@ -40,14 +74,48 @@ impl GitLabWorld {
             .push(("NO_PROXY".into(), "127.0.0.1,localhost".into()));
         let user = gl.add_user("alice", "alice-password", false);
         let host = registry.host();
-        Some(GitLabWorld {
+        let mut w = GitLabWorld {
             gl,
             registry,
             s,
             user,
             host,
             token: String::new(),
-        })
+            base: pinned_offset(),
+        };
+        w.set_clock(SignedDuration::ZERO);
+        Some(w)
+    }
+
+    /// Moves only GitLab's clock to `since_start` after the world's start (the helper's
+    /// stays: a clock skew, or time passing for GitLab alone).
+    pub fn set_gitlab_clock(&self, since_start: SignedDuration) {
+        self.gl.set_clock_offset(self.base + since_start);
+    }
+
+    /// Moves the test clock to `since_start` after the world's start, for the emulator and
+    /// for every helper the world runs (registry JWTs keep the real clock: the real
+    /// registry checks them against its own).
+    pub fn set_clock(&mut self, since_start: SignedDuration) {
+        self.set_skewed_clock(since_start, SignedDuration::ZERO);
+    }
+
+    /// Moves only the helper's clock to `since_start` after the world's start (GitLab's
+    /// stays): with [`GitLabWorld::set_gitlab_clock`], a clock skew of the helper against
+    /// GitLab.
+    pub fn set_helper_clock(&mut self, since_start: SignedDuration) {
+        let offset = self.base + since_start;
+        self.s.extra_env.retain(|(k, _)| k != CLOCK_OFFSET);
+        self.s
+            .extra_env
+            .push((CLOCK_OFFSET.into(), offset.as_secs().to_string()));
+    }
+
+    /// Moves the test clock to `since_start` for GitLab, and to `since_start + skew` for
+    /// the helper: time passing on a machine whose clock is `skew` ahead of GitLab's.
+    pub fn set_skewed_clock(&mut self, since_start: SignedDuration, skew: SignedDuration) {
+        self.set_gitlab_clock(since_start);
+        self.set_helper_clock(since_start + skew);
     }
 
     /// A world logged in (to [`GitLabWorld::host`], `--no-configure`) with a PAT of

@@ -17,6 +17,11 @@ impl GitLabWorld {
         Some(w)
     }
 
+    /// Moves the test clock (the helper's and GitLab's) `days` past the world's start.
+    pub fn age(&mut self, days: i64) {
+        self.set_clock(jiff::SignedDuration::from_hours(24 * days));
+    }
+
     pub fn rotate_calls(&self) -> usize {
         self.gl.count("POST", ROTATE)
     }
