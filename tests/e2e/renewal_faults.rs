@@ -486,3 +486,42 @@ fn rotate_refuses_to_give_a_non_expiring_token_an_expiry() {
     assert_eq!(secret(&out), token);
     assert_eq!(w.gl.count("POST", ROTATE), 0);
 }
+
+/// Issue 16 §4: `GET …/self` answers nothing within the request deadline during a
+/// renewal. Nothing is revoked and the rotate endpoint is never called: the still-valid
+/// token is handed out with a warning, as for a 5xx. With an earlier renewal's journal open
+/// the token may not be handed out: one clear line instead.
+#[test]
+fn a_self_check_that_times_out_never_reaches_rotate() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.gl.inject_fault(PAT_SELF, Fault::Delay(Duration::from_secs(15)), 1);
+    let started = Instant::now();
+    let out = w.get();
+    assert!(started.elapsed() < Duration::from_secs(21), "get overran");
+    assert_eq!(secret(&out), w.token, "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("warning") && text.contains("did not answer"),
+        "{text}"
+    );
+    assert_eq!(w.rotate_calls(), 0, "rotated without confirming the token");
+    assert!(w.gl.token_info(&w.token).unwrap().active);
+
+    // A renewal with an ambiguous outcome (503) leaves its journal; the real settle time
+    // keeps it open. Then `…/self` times out: the outcome stays unknown, said in one line.
+    w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
+    w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
+    assert_eq!(secret(&w.get()), w.token);
+    let rotates = w.rotate_calls();
+    w.gl.inject_fault(PAT_SELF, Fault::Delay(Duration::from_secs(15)), 1);
+    let started = Instant::now();
+    let out = w.get();
+    assert!(started.elapsed() < Duration::from_secs(21), "get overran");
+    let line = assert_one_line_error(&out, "get whose journal GitLab cannot confirm");
+    assert!(line.contains("unknown outcome"), "{line}");
+    assert_eq!(w.rotate_calls(), rotates, "rotated without confirming the token");
+    assert!(w.gl.token_info(&w.token).unwrap().active);
+}
