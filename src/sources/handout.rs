@@ -231,8 +231,8 @@ fn adopt_kept(
         return None;
     }
     // Moving it is best effort (it is handed out either way): a short wait for the lock.
-    match h.records.adopt(h.short_wait(), &kept) {
-        Ok(_) => h.records.drop_kept(group),
+    match h.records.adopt(h.short_wait(), group, &kept) {
+        Ok(_) => {}
         Err(e) => h.warn_once(key, "kept", || {
             format!(
                 "the renewed token for {} is kept in the data directory; the store does not take it yet: {e}",

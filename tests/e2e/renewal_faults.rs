@@ -522,6 +522,51 @@ fn a_self_check_that_times_out_never_reaches_rotate() {
     assert!(started.elapsed() < Duration::from_secs(21), "get overran");
     let line = assert_one_line_error(&out, "get whose journal GitLab cannot confirm");
     assert!(line.contains("unknown outcome"), "{line}");
-    assert_eq!(w.rotate_calls(), rotates, "rotated without confirming the token");
+    assert_eq!(
+        w.rotate_calls(),
+        rotates,
+        "rotated without confirming the token"
+    );
     assert!(w.gl.token_info(&w.token).unwrap().active);
+}
+
+/// Issue 16 §4: the process is killed after GitLab rotated, before the store write. The
+/// new token is not lost: the next get hands it out and stores it; the old one never
+/// reaches the rotate endpoint again.
+#[test]
+fn a_get_killed_after_gitlab_rotated_loses_nothing() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.env("DOCKER_CREDENTIAL_GITLAB_FAULT", "after-rotate-response");
+    let out = w.get();
+    assert!(
+        !out.status.success(),
+        "the fault point did not kill the get"
+    );
+    w.unset("DOCKER_CREDENTIAL_GITLAB_FAULT");
+    assert_eq!(w.rotate_calls(), 1);
+    assert!(w.gl.token_info(&w.token).unwrap().revoked);
+
+    let out = w.get();
+    let new = secret(&out);
+    assert_ne!(new, w.token, "handed out the revoked token");
+    assert!(w.gl.token_info(&new).unwrap().active, "family revoked");
+    assert_eq!(
+        w.s.secret_tool_lookup(&w.host).as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(secret(&w.get()), new);
+    assert_eq!(w.rotate_calls(), 1, "rotated again");
+    assert!(
+        std::fs::read_dir(w.s.data_dir().join("kept"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the kept copy outlived its move"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status[0]["renewal_interrupted"], false, "{status}");
 }
