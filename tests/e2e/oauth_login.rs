@@ -460,3 +460,49 @@ fn a_get_killed_after_gitlab_refreshed_keeps_the_new_pair() {
         "a spent refresh token was presented: {refused:?}"
     );
 }
+
+/// Issue 16 §4: GitLab answers 5xx to the device-flow polls. The helper keeps polling at
+/// the interval (an approval after some errors still logs in); errors until the code
+/// expires end `login` with one line, nothing stored, Docker's config untouched.
+#[test]
+fn a_5xx_on_a_device_poll_is_retried_until_the_code_expires() {
+    let Some(w) = GitLabWorld::with_oauth_app(Config {
+        device_code_lifetime: Duration::from_secs(6),
+        ..fast()
+    }) else {
+        return;
+    };
+    w.gl.inject_fault(TOKEN_PATH, gitlab_emulator::Fault::Status(503), 100);
+    let login = Login::start(&w, &[]);
+    let _ = login.user_code();
+    let (status, out, err) = login.finish();
+    assert_eq!(status, Some(1), "{out}{err}");
+    let polls = device_polls(&w);
+    assert!(
+        polls.len() >= 3,
+        "gave up after {} poll(s): {err}",
+        polls.len()
+    );
+    for pair in polls.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(
+            gap >= jiff::SignedDuration::from_millis(900),
+            "polled again after {gap}"
+        );
+    }
+    let errors: Vec<_> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert_eq!(err.lines().last(), Some(errors[0]), "{err}");
+    assert!(errors[0].contains("expired"), "{err}");
+    assert!(errors[0].contains("503"), "{err}");
+    nothing_stored(&w);
+
+    // Two errors, then the approval: logged in.
+    w.gl.clear_faults();
+    w.gl.inject_fault(TOKEN_PATH, gitlab_emulator::Fault::Status(502), 2);
+    let login = Login::start(&w, &["--no-configure"]);
+    let code = login.user_code();
+    assert!(w.gl.approve_device(&code, w.user));
+    let (status, out, err) = login.finish();
+    assert_eq!(status, Some(0), "{out}{err}");
+}
