@@ -570,3 +570,34 @@ fn a_get_killed_after_gitlab_rotated_loses_nothing() {
         serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
     assert_eq!(status[0]["renewal_interrupted"], false, "{status}");
 }
+
+/// Issue 16 §4: a kept token (minted, not yet in the store) goes through the refresh
+/// policy like a stored one: when it no longer keeps the promise, it is renewed first.
+#[test]
+fn a_kept_token_is_checked_against_the_policy() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    let child = w.get_paused_at("after-rotate-response");
+    w.s.stop_keyring();
+    std::fs::remove_file(w.marker()).unwrap();
+    let kept = secret(&child.wait_with_output().unwrap());
+    assert_ne!(kept, w.token);
+    w.s.start_unlocked_keyring();
+
+    // The kept token lives about 10 days: a 30-day promise needs a renewal first.
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "30d");
+    let out = w.get();
+    let handed = secret(&out);
+    assert_ne!(
+        handed, kept,
+        "the kept token was handed out without the policy"
+    );
+    assert!(w.gl.token_info(&handed).unwrap().active);
+    assert_eq!(w.rotate_calls(), 2);
+    assert_eq!(
+        w.s.secret_tool_lookup(&w.host).as_deref(),
+        Some(handed.as_str())
+    );
+}
