@@ -601,3 +601,67 @@ fn a_kept_token_is_checked_against_the_policy() {
         Some(handed.as_str())
     );
 }
+
+/// Issue 16 §4: `logout` ends what belongs to the entry it forgets: after `logout` and a
+/// new `login`, an old renewal's journal neither holds the first due get back ("still
+/// settling") nor shows in `status`.
+#[test]
+fn logout_ends_the_renewal_records_of_the_entry() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    // The real settle time: the ambiguous 503 leaves a journal that stays open for 60 s.
+    w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
+    assert_eq!(secret(&w.get()), w.token);
+    assert_success(&w.s.helper(&["logout", &w.host], ""), "logout");
+    for dir in ["journal", "kept", "leases", "cuts", "warned"] {
+        let left: Vec<_> = std::fs::read_dir(w.s.data_dir().join(dir))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{dir}/ kept {left:?} after logout");
+    }
+
+    let token = w.pat(RENEWABLE, 2);
+    login(&w, &w.host, &token);
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status[0]["renewal_interrupted"], false, "{status}");
+    let rotates = w.rotate_calls();
+    let out = w.get();
+    let new = secret(&out);
+    assert_ne!(new, token, "not renewed: {}", stderr(&out));
+    assert!(!stderr(&out).contains("settling"), "{}", stderr(&out));
+    assert_eq!(w.rotate_calls(), rotates + 1);
+    assert!(w.gl.token_info(&new).unwrap().active);
+}
+
+/// Issue 16 §4: two keys holding one token (`host` and `localhost:port`): logging one out
+/// leaves the token's journal to the other, which still resolves it before a hand-out.
+#[test]
+fn logout_of_one_key_leaves_the_shared_token_records_to_the_other() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    let other = w.host.replace("127.0.0.1", "localhost");
+    login(&w, &other, &w.token);
+    w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
+    assert_eq!(secret(&w.get()), w.token);
+    // Whichever key names the token's group, the other keeps its journal after logout.
+    let (gone, kept) = if w.host < other {
+        (w.host.clone(), other.clone())
+    } else {
+        (other.clone(), w.host.clone())
+    };
+    assert_success(&w.s.helper(&["logout", &gone], ""), "logout");
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status[0]["renewal_interrupted"], true, "{status}");
+    w.gl.inject_fault(PAT_SELF, Fault::Status(500), 5);
+    let out = w.get_host(&kept);
+    let line = assert_one_line_error(&out, "get with the shared token's journal open");
+    assert!(line.contains("unknown outcome"), "{line}");
+}
