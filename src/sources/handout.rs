@@ -91,7 +91,9 @@ pub(super) fn key(
                 };
                 (held, group) = (now_held.clone(), now_held.group());
             }
-            Some(KeptToken::NotStored(kept)) => return kept_handout(h, key, &held, kept).map(Some),
+            Some(KeptToken::NotStored(kept)) => {
+                return kept_handout(h, key, &held, *kept).map(Some);
+            }
             None => {}
         }
     }
@@ -219,7 +221,7 @@ enum KeptToken {
     /// In the store now: hand out from the store, as always.
     Stored,
     /// The store does not take it yet: hand it out from the data directory.
-    NotStored(records::Kept),
+    NotStored(Box<records::Kept>),
 }
 
 /// Moves a kept token into the store, as long as `key` still holds what it held when the
@@ -254,7 +256,7 @@ fn adopt_kept(
                     h.registry
                 )
             });
-            Some(KeptToken::NotStored(kept))
+            Some(KeptToken::NotStored(Box::new(kept)))
         }
     }
 }
