@@ -213,6 +213,29 @@ fn check_standby(records: &Records, host: &RegistryHost, info: &GitLabInfo) -> a
     Ok(())
 }
 
+/// A registry's own token is never its standby's too: one renewal would revoke both.
+fn check_not_standby(
+    records: &Records,
+    host: &RegistryHost,
+    info: &GitLabInfo,
+) -> anyhow::Result<()> {
+    let state = records.snapshot()?;
+    let standby = state
+        .entries
+        .get(host.standby().as_str())
+        .and_then(|e| e.gitlab.as_ref());
+    if let Some(standby) = standby
+        && info.token_id.is_some()
+        && standby.token_id == info.token_id
+        && standby.url == info.url
+    {
+        bail!(
+            "that is {host}'s standby token; log in with another token, or run `docker-credential-gitlab logout {host}` first"
+        );
+    }
+    Ok(())
+}
+
 /// What both logins do once GitLab accepted the credential: warn about a min_validity no
 /// renewal can keep, check a standby, store the secret (the registry's key, or its
 /// standby's) and the facts. Returns the store that took it.
@@ -234,6 +257,7 @@ pub(super) fn store(
         check_standby(&records, host, info)?;
         host.standby()
     } else {
+        check_not_standby(&records, host, info)?;
         host.clone()
     };
     Ok(records.save(

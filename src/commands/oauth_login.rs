@@ -4,8 +4,9 @@
 //! 1. find the registry's GitLab, as `login` does (and refuse an unexpected one);
 //! 2. `POST /oauth/authorize_device` for the application's client id; print the URL and
 //!    the code on stderr;
-//! 3. poll `POST /oauth/token` every `interval` seconds (5 s more after each `slow_down`)
-//!    until the user approves, denies, or the code expires;
+//! 3. poll `POST /oauth/token` every `interval` seconds (5 s more after each `slow_down`;
+//!    a 5xx or no answer is polled again at the interval) until the user approves,
+//!    denies, or the code expires;
 //! 4. exchange the access token at `/jwt/auth` exactly as docker will;
 //! 5. store the access and refresh token as one item, and the facts (expiry, scopes,
 //!    client id) in the state file; configure Docker.
@@ -16,13 +17,13 @@
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use reqwest::Url;
 
 use super::login::{choose_gitlab, configure_docker_for, parse_gitlab_url};
 use crate::env::{Env, OAUTH_CLIENT_ID as OAUTH_CLIENT_ID_ENV};
 use crate::gitlab::oauth::{self, Poll};
-use crate::gitlab::{self, DEFAULT_USERNAME, JwtAuth, http::Http};
+use crate::gitlab::{self, DEFAULT_USERNAME, GitLabError, JwtAuth, http::Http};
 use crate::model::stored_secret::pack_pair;
 use crate::model::{GitLabInfo, TokenKind};
 use crate::registry::RegistryHost;
@@ -154,6 +155,8 @@ fn wait_for_approval(
         eprintln!("Waiting for the approval in the browser…");
     }
     let frames = ['|', '/', '-', '\\'];
+    // The last poll's failure, while GitLab answers 5xx or not at all.
+    let mut failing: Option<GitLabError> = None;
     let mut tick = 0usize;
     loop {
         // Sleep the interval, drawing the spinner on a terminal.
@@ -171,11 +174,22 @@ fn wait_for_approval(
         }
         if Instant::now() >= until {
             clear(tty);
-            bail!("the code expired before it was approved; run the login again");
+            bail!("{}", expired(failing.as_ref()));
         }
-        match oauth::poll_device(http, gitlab, client_id, &device.device_code)
-            .context("polling GitLab for the approval")?
-        {
+        let poll = match oauth::poll_device(http, gitlab, client_id, &device.device_code) {
+            Ok(poll) => poll,
+            // GitLab failing for a moment: asked again at the interval while the code lives.
+            Err(e) if transient(&e) => {
+                failing = Some(e);
+                continue;
+            }
+            Err(e) => {
+                clear(tty);
+                return Err(anyhow::Error::new(e).context("polling GitLab for the approval"));
+            }
+        };
+        failing = None;
+        match poll {
             Poll::Granted(pair) => {
                 clear(tty);
                 return Ok(pair);
@@ -184,13 +198,35 @@ fn wait_for_approval(
             Poll::SlowDown => interval += Duration::from_secs(5),
             Poll::Expired => {
                 clear(tty);
-                bail!("the code expired before it was approved; run the login again");
+                bail!("{}", expired(None));
             }
             Poll::Denied => {
                 clear(tty);
                 bail!("the authorization was denied in GitLab; nothing was stored");
             }
         }
+    }
+}
+
+/// A poll GitLab may answer properly next time: a 5xx, no answer, a broken connection.
+fn transient(e: &GitLabError) -> bool {
+    match e {
+        GitLabError::Unexpected { status, .. } => *status >= 500,
+        GitLabError::Timeout { .. } | GitLabError::Connect { .. } | GitLabError::Network { .. } => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The one line a login whose code expired ends with; `failing`: why the last polls failed.
+fn expired(failing: Option<&GitLabError>) -> String {
+    match failing {
+        None => "the code expired before it was approved; run the login again".into(),
+        Some(e) => format!(
+            "the code expired before it was approved while GitLab kept failing ({e}); nothing was stored; \
+             run the login again"
+        ),
     }
 }
 

@@ -57,9 +57,12 @@ pub(crate) fn live_handouts_any(dir: &DataDir, keys: &[String], now: Timestamp) 
         .sum()
 }
 
-/// Forgets the records of a key that was logged out.
+/// Forgets the records of a key that was logged out: its lease, cuts and warning stamps.
 pub(crate) fn forget(dir: &DataDir, host: &RegistryHost) {
-    for path in [dir.lease(host), dir.cut(host)] {
+    for path in [dir.lease(host), dir.cut(host)]
+        .into_iter()
+        .chain(dir.warned_all(host))
+    {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -188,5 +191,30 @@ mod tests {
         assert!(first_warning_today(&dir, &host, "renewal", t));
         let tomorrow = t + jiff::SignedDuration::from_hours(24);
         assert!(first_warning_today(&dir, &host, "expiry", tomorrow));
+    }
+
+    #[test]
+    fn forgetting_a_key_ends_its_records_and_no_other_keys() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::at(tmp.path());
+        let host = RegistryHost::parse("r.example").unwrap();
+        let longer = RegistryHost::parse("r.example.com").unwrap();
+        let t = Timestamp::from_second(1_800_000_000).unwrap();
+        for key in [&host, &longer] {
+            record_handout(&dir, key, t, SignedDuration::from_mins(60));
+            record_cut(&dir, key, t, 1);
+            assert!(first_warning_today(&dir, key, "expiry", t));
+            assert!(first_warning_today(&dir, key, "kept-due", t));
+        }
+        forget(&dir, &host);
+        assert_eq!(
+            (lease_until(&dir, &host), last_cut(&dir, &host)),
+            (None, None)
+        );
+        assert!(first_warning_today(&dir, &host, "expiry", t));
+        assert!(first_warning_today(&dir, &host, "kept-due", t));
+        assert!(lease_until(&dir, &longer).is_some() && last_cut(&dir, &longer).is_some());
+        assert!(!first_warning_today(&dir, &longer, "expiry", t));
+        assert!(!first_warning_today(&dir, &longer, "kept-due", t));
     }
 }

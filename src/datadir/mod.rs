@@ -96,6 +96,25 @@ impl DataDir {
             .join(format!("{}.json", group.file_name()))
     }
 
+    /// Ends the journal and kept copy of the token `group` (`to` is `None`: no key holds
+    /// it any more), or renames them for `to`, the name the keys still holding it give it.
+    pub fn regroup(&self, group: &RegistryHost, to: Option<&RegistryHost>) {
+        for (from, into) in [
+            (self.journal(group), to.map(|t| self.journal(t))),
+            (self.kept(group), to.map(|t| self.kept(t))),
+        ] {
+            match into {
+                None => {
+                    let _ = std::fs::remove_file(from);
+                }
+                Some(into) if into != from && from.exists() => {
+                    let _ = std::fs::rename(from, into);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Where `key`'s hand-out record lives.
     pub fn lease(&self, key: &RegistryHost) -> PathBuf {
         self.root.join("leases").join(key.file_name())
@@ -109,5 +128,26 @@ impl DataDir {
         self.root
             .join("warned")
             .join(format!("{}.{topic}", key.file_name()))
+    }
+
+    /// Every warning stamp of `key` (topics have no dot, so another key's never match).
+    fn warned_all(&self, key: &RegistryHost) -> Vec<PathBuf> {
+        let probe = self.warned(key, "");
+        let (Some(dir), Some(prefix)) = (probe.parent(), probe.file_name()) else {
+            return Vec::new();
+        };
+        let prefix = prefix.to_string_lossy().into_owned();
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .is_some_and(|topic| !topic.is_empty() && !topic.contains('.'))
+            })
+            .map(|e| e.path())
+            .collect()
     }
 }

@@ -142,7 +142,7 @@ impl Records {
 }
 
 /// The first of `keys` (the name a token's lock, journal and kept copy go by).
-fn group_of(keys: &[String]) -> RegistryHost {
+pub(super) fn group_of(keys: &[String]) -> RegistryHost {
     keys.iter()
         .min()
         .and_then(|k| RegistryHost::from_key(k).ok())
@@ -164,7 +164,7 @@ pub(crate) fn keys_sharing(state: &State, key: &RegistryHost, entry: &Entry) -> 
 }
 
 /// Same GitLab, same token id.
-fn same_token(a: &Entry, b: &Entry) -> bool {
+pub(super) fn same_token(a: &Entry, b: &Entry) -> bool {
     match (&a.gitlab, &b.gitlab) {
         (Some(x), Some(y)) => x.token_id.is_some() && x.token_id == y.token_id && x.url == y.url,
         _ => false,

@@ -49,10 +49,17 @@ impl Records {
         Ok(Some(updated))
     }
 
-    /// Moves a kept token (see [`crate::datadir::kept`]) into the store, as a renewal would:
-    /// for every key that still holds what it held when the token was kept (same `stored_at`;
-    /// a key logged in again or erased since is left alone). Returns the keys it updated.
-    pub fn adopt(&self, wait: Duration, kept: &Kept) -> Result<Vec<String>, Error> {
+    /// Moves a kept token (see [`crate::datadir::kept`]) of the token `group` into the store,
+    /// as a renewal would: for every key that still holds what it held when the token was
+    /// kept (same `stored_at`; a key logged in again or erased since is left alone). The
+    /// kept copy and the journal of the renewal that minted it end there. Returns the keys
+    /// it updated.
+    pub fn adopt(
+        &self,
+        wait: Duration,
+        group: &RegistryHost,
+        kept: &Kept,
+    ) -> Result<Vec<String>, Error> {
         let guard = self.dir.lock_with_deadline(wait)?;
         let mut state = guard.load()?;
         let keys: Vec<String> = kept
@@ -70,6 +77,14 @@ impl Records {
         if !keys.is_empty() {
             guard.save(&state)?;
         }
+        // The renewal that minted it was of the entries it was kept for.
+        if self.read_journal(group).is_some_and(|j| {
+            j.stored_at
+                .is_some_and(|at| kept.keys.values().any(|k| *k == at))
+        }) {
+            self.close_journal(group);
+        }
+        self.drop_kept(group);
         Ok(keys)
     }
 

@@ -1,6 +1,6 @@
 //! Saving and forgetting a credential (the `store`/`erase` verbs, `login`, `logout`).
 
-use super::{Entry, Error, Records, State};
+use super::{Entry, Error, Records, State, group_of, keys_sharing, same_token};
 use crate::datadir::{DataDir, leases};
 use crate::model::GitLabInfo;
 use crate::model::stored_secret::handed_out;
@@ -84,18 +84,48 @@ impl Records {
             }
             return Ok(false);
         };
+        let mut forgotten = vec![(host.clone(), entry.clone(), group_of_key(&state, host))];
         SecretStore::open(entry.store, guard.dir())?.delete(&guard, host)?;
         state.entries.remove(host.as_str());
-        leases::forget(&self.dir, host);
         // A registry's standby token goes with it.
         let standby = host.standby();
         if let Some(second) = state.entries.get(standby.as_str()) {
+            forgotten.push((
+                standby.clone(),
+                second.clone(),
+                group_of_key(&state, &standby),
+            ));
             SecretStore::open(second.store, guard.dir())?.delete(&guard, &standby)?;
             state.entries.remove(standby.as_str());
-            leases::forget(&self.dir, &standby);
         }
         guard.save(&state)?;
+        for (key, entry, group) in forgotten {
+            self.end_records(&state, &key, &entry, &group);
+        }
         Ok(true)
+    }
+
+    /// Ends what belonged to `key`'s forgotten `entry` besides its secret: its leases, cuts
+    /// and warning stamps; and its token's journal and kept copy (named `group`) once no
+    /// key left in `state` holds the token, else they go by the name of the keys left.
+    fn end_records(&self, state: &State, key: &RegistryHost, entry: &Entry, group: &RegistryHost) {
+        leases::forget(&self.dir, key);
+        let left: Vec<String> = state
+            .entries
+            .iter()
+            .filter(|(_, e)| same_token(e, entry))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let regrouped = (!left.is_empty()).then(|| group_of(&left));
+        self.dir.regroup(group, regrouped.as_ref());
+    }
+}
+
+/// The group (see [`super::Held::group`]) of the token `key`'s entry holds in `state`.
+fn group_of_key(state: &State, key: &RegistryHost) -> RegistryHost {
+    match state.entries.get(key.as_str()) {
+        Some(entry) => group_of(&keys_sharing(state, key, entry)),
+        None => key.clone(),
     }
 }
 

@@ -1,6 +1,9 @@
-//! Step 5 of a renewal: the new token recorded for every key that held the old one, or,
-//! when the store or the state lock refuses it, kept in the data directory and handed out
-//! all the same. A minted token is never lost.
+//! Step 5 of a renewal. The moment GitLab answers, the new token is kept in the data
+//! directory (0600, fsync'd) before anything else, so a crash from then on loses nothing:
+//! the next `get` finds it and moves it into the store. Then it is recorded for every key
+//! that held the old one, and the kept copy goes. When the store or the state lock refuses
+//! it, the kept copy stays and the token is handed out all the same. A minted token is
+//! never lost.
 
 use std::time::Instant;
 
@@ -10,9 +13,11 @@ use crate::model::GitLabInfo;
 use crate::records::{Entry, Kept};
 use crate::secret::Secret;
 
-/// Stores `token` and returns the entry to hand out with it.
+/// Keeps `token`, stores it, and returns the entry to hand out with it.
 pub(super) fn commit(flight: &Flight<'_>, token: &Secret, info: GitLabInfo) -> Entry {
     let (records, host, old) = (flight.records, flight.host, &flight.entry);
+    let kept = keep(flight, token, &info);
+    crate::fault::point("after-rotate-response");
     // The lock wait may not push the hand-out past the get deadline.
     let wait = flight
         .deadline
@@ -21,32 +26,21 @@ pub(super) fn commit(flight: &Flight<'_>, token: &Secret, info: GitLabInfo) -> E
     let stored = records.commit_renewal(wait, host, old, token, info.clone());
     let handed_out = Entry {
         stored_at: crate::clock::now(),
-        gitlab: Some(info.clone()),
+        gitlab: Some(info),
         ..old.clone()
     };
     let error = match stored {
-        Ok(Some(entry)) => return entry,
+        Ok(Some(entry)) => {
+            records.drop_kept(&flight.group);
+            return entry;
+        }
         // Logged out meanwhile: not brought back; this hand-out still gets the new token.
-        Ok(None) => return handed_out,
+        Ok(None) => {
+            records.drop_kept(&flight.group);
+            return handed_out;
+        }
         Err(e) => e,
     };
-    let holders = match records.snapshot() {
-        Ok(state) => records
-            .sharing(host, old)
-            .into_iter()
-            .filter_map(|k| state.entries.get(&k).map(|e| (k, e.stored_at)))
-            .collect(),
-        Err(_) => [(host.as_str().to_owned(), old.stored_at)].into(),
-    };
-    let kept = records.keep(
-        &flight.group,
-        &Kept {
-            username: old.username.clone(),
-            token: token.clone(),
-            info,
-            keys: holders,
-        },
-    );
     crate::report::warn(&format!(
         "the renewed token for {host} could not be stored ({error}); {}",
         match kept {
@@ -55,4 +49,26 @@ pub(super) fn commit(flight: &Flight<'_>, token: &Secret, info: GitLabInfo) -> E
         }
     ));
     handed_out
+}
+
+/// Keeps `token` for every key that held the old one (with the `stored_at` it had).
+fn keep(flight: &Flight<'_>, token: &Secret, info: &GitLabInfo) -> std::io::Result<()> {
+    let (records, host, old) = (flight.records, flight.host, &flight.entry);
+    let holders = match records.snapshot() {
+        Ok(state) => records
+            .sharing(host, old)
+            .into_iter()
+            .filter_map(|k| state.entries.get(&k).map(|e| (k, e.stored_at)))
+            .collect(),
+        Err(_) => [(host.as_str().to_owned(), old.stored_at)].into(),
+    };
+    records.keep(
+        &flight.group,
+        &Kept {
+            username: old.username.clone(),
+            token: token.clone(),
+            info: info.clone(),
+            keys: holders,
+        },
+    )
 }

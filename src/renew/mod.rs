@@ -16,9 +16,10 @@
 //!    and stored; an ambiguous outcome keeps it, and every later `get` resolves it with
 //!    `…/self` before handing anything out.
 //! 4. **Method** ([`method::Method::renew`]): the one request that renews.
-//! 5. **Commit** ([`commit`]). The new secret goes to the store (for every entry holding the
-//!    token) the moment GitLab answers, then the metadata. If the store or the lock refuses,
-//!    the token is kept in the data directory and handed out.
+//! 5. **Commit** ([`commit`]). The moment GitLab answers, the new secret is kept in the
+//!    data directory (a crash from then on loses nothing), then it goes to the store (for
+//!    every entry holding the token), then the metadata, then the kept copy goes. If the
+//!    store or the lock refuses, the kept copy stays and the token is handed out.
 
 use std::time::{Duration, Instant};
 
@@ -175,12 +176,14 @@ impl<'a> Flight<'a> {
         let removed = || RenewError::Cannot(format!("the credentials for {host} were removed"));
         let held = records.held(host)?.ok_or_else(removed)?;
         let secret = records.secret(host, &held.entry)?.ok_or_else(removed)?;
+        let (entry, secret) =
+            kept_for(records, host, &group, &held.entry, deadline).unwrap_or((held.entry, secret));
         Ok(Flight {
             records,
             host,
             group,
-            changed: held.entry.stored_at != seen.stored_at,
-            entry: held.entry,
+            changed: entry.stored_at != seen.stored_at,
+            entry,
             secret,
             keys: held.keys,
             deadline,
@@ -299,7 +302,6 @@ impl<'a> Flight<'a> {
         let host = self.host.to_string();
         match outcome {
             Outcome::Renewed { secret, info } => {
-                crate::fault::point("after-rotate-response");
                 let entry = commit::commit(self, &secret, *info);
                 self.records.close_journal(&self.group);
                 Ok(Renewed {
@@ -337,6 +339,34 @@ impl<'a> Flight<'a> {
             },
         }
     }
+}
+
+/// A token an earlier renewal of `entry` minted but did not get into the store (it ended
+/// first, or the store refused it): the live one. Moved into the store when it takes it.
+fn kept_for(
+    records: &Records,
+    host: &RegistryHost,
+    group: &RegistryHost,
+    entry: &Entry,
+    deadline: Instant,
+) -> Option<(Entry, Secret)> {
+    let kept = records
+        .kept(group)
+        .filter(|k| k.keys.get(host.as_str()) == Some(&entry.stored_at))?;
+    let wait = deadline
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_secs(1));
+    if records.adopt(wait, group, &kept).is_ok()
+        && let Ok(Some(stored)) = records.load(host)
+    {
+        return Some(stored);
+    }
+    let entry = Entry {
+        stored_at: crate::clock::now(),
+        gitlab: Some(kept.info),
+        ..entry.clone()
+    };
+    Some((entry, kept.token))
 }
 
 fn renewable(host: &RegistryHost, entry: &Entry) -> Result<GitLabInfo, RenewError> {

@@ -72,7 +72,7 @@ pub(super) fn key(
     key: &RegistryHost,
     held: Option<Held>,
 ) -> Result<Option<(String, Secret)>, Error> {
-    let held = match held {
+    let mut held = match held {
         Some(held) => held,
         None => match h.records.held(key)? {
             Some(held) => held,
@@ -80,14 +80,22 @@ pub(super) fn key(
         },
     };
     // Lock, journal and kept copy go by the token's group (every key holding it).
-    let group = held.group();
-    // A token GitLab minted that the store refused last time: it is the live one (even
-    // while the store is still away).
-    if held.entry.gitlab.is_some()
-        && h.records.kept_exists(&group)
-        && let Some(found) = adopt_kept(h, key, &group, &held.entry)
-    {
-        return Ok(Some(found));
+    let mut group = held.group();
+    // A token GitLab minted that did not reach the store last time: it is the live one
+    // (even while the store is still away), and goes through the policy like any other.
+    if held.entry.gitlab.is_some() && h.records.kept_exists(&group) {
+        match adopt_kept(h, key, &group, &held.entry) {
+            Some(KeptToken::Stored) => {
+                let Some(now_held) = h.records.held(key)? else {
+                    return Ok(None);
+                };
+                (held, group) = (now_held.clone(), now_held.group());
+            }
+            Some(KeptToken::NotStored(kept)) => {
+                return kept_handout(h, key, &held, *kept).map(Some);
+            }
+            None => {}
+        }
     }
     let Some(secret) = h.records.secret(key, &held.entry)? else {
         return Ok(None);
@@ -248,14 +256,22 @@ fn announce_cut(h: &Handout<'_>, key: &RegistryHost, cut: u64) {
     });
 }
 
-/// Moves a kept token into the store; it is handed out whether or not that works, as long
-/// as `key` still holds what it held when the token was kept (not logged in again since).
+/// What became of a kept token that is `key`'s live one.
+enum KeptToken {
+    /// In the store now: hand out from the store, as always.
+    Stored,
+    /// The store does not take it yet: hand it out from the data directory.
+    NotStored(Box<records::Kept>),
+}
+
+/// Moves a kept token into the store, as long as `key` still holds what it held when the
+/// token was kept (not logged in again since). `None` when it is not `key`'s.
 fn adopt_kept(
     h: &Handout<'_>,
     key: &RegistryHost,
     group: &RegistryHost,
     entry: &Entry,
-) -> Option<(String, Secret)> {
+) -> Option<KeptToken> {
     let kept = h.records.kept(group)?;
     if kept.keys.get(key.as_str()) != Some(&entry.stored_at) {
         // Obsolete for this key; once no key it was kept for still holds the old token, it
@@ -271,23 +287,59 @@ fn adopt_kept(
         return None;
     }
     // Moving it is best effort (it is handed out either way): a short wait for the lock.
-    match h.records.adopt(h.short_wait(), &kept) {
-        Ok(_) => h.records.drop_kept(group),
-        Err(e) => h.warn_once(key, "kept", || {
-            format!(
-                "the renewed token for {} is kept in the data directory; the store does not take it yet: {e}",
-                h.registry
-            )
-        }),
+    match h.records.adopt(h.short_wait(), group, &kept) {
+        Ok(_) => Some(KeptToken::Stored),
+        Err(e) => {
+            h.warn_once(key, "kept", || {
+                format!(
+                    "the renewed token for {} is kept in the data directory; the store does not take it yet: {e}",
+                    h.registry
+                )
+            });
+            Some(KeptToken::NotStored(Box::new(kept)))
+        }
     }
-    let promise = h
-        .settings()
-        .map(|s| s.min_validity(h.registry.as_str()))
-        .unwrap_or(crate::settings::DEFAULT_MIN_VALIDITY);
-    h.records.record_handout(key, h.now, promise);
-    Some((
-        entry.username.clone(),
-        handed_out(Some(kept.info.kind), &kept.token),
+}
+
+/// A kept token the store does not take yet, through the policy: handed out when it keeps
+/// the promise, with a warning when it does not (it cannot be renewed before the store
+/// holds it), never once it has expired.
+fn kept_handout(
+    h: &Handout<'_>,
+    key: &RegistryHost,
+    held: &Held,
+    kept: records::Kept,
+) -> Result<(String, Secret), Error> {
+    let settings = h.settings()?;
+    let min_validity = settings.min_validity(h.registry.as_str());
+    let lease = h.records.lease_until_any(&held.keys);
+    let info = &kept.info;
+    let facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);
+    match policy::decide(&facts) {
+        Decision::HandOut => {}
+        Decision::HandOutExpiring | Decision::PromiseTooLong => {
+            warn_expiring(h, key, info, &facts)?
+        }
+        Decision::Renew { .. } => {
+            if let Some(at) = info.expires_at.filter(|t| *t <= h.now) {
+                return Err(Error::Expired {
+                    host: key.to_string(),
+                    at: at.to_string(),
+                });
+            }
+            h.warn_once(key, "kept-due", || {
+                format!(
+                    "the renewed token for {key} is due for renewal, which waits until the store takes it; \
+                     handing it out, it expires {}",
+                    describe_expiry(info, h.now)
+                )
+            });
+        }
+    }
+    h.records.record_handout(key, h.now, min_validity);
+    Ok((
+        held.entry.username.clone(),
+        handed_out(Some(info.kind), &kept.token),
     ))
 }
 

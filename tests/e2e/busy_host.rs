@@ -297,3 +297,43 @@ fn an_oauth_pair_at_default_settings_never_cuts() {
         "{tokens} access tokens over 6 h: each of the two refreshes at most once an hour"
     );
 }
+
+/// Issue 16 §4: a pair never holds one token twice. The standby's token logged in as the
+/// registry's own, or the registry's token as its standby, is refused: exit 1, the reason
+/// as the last line, nothing changed.
+#[test]
+fn a_pair_cannot_hold_one_token_twice() {
+    let Some((w, host, token)) = start() else {
+        return;
+    };
+    let second = w.pat(RENEWABLE, 30);
+    assert_success(&w.login(&host, &second, &["--standby"]), "login --standby");
+    let state = std::fs::read(w.s.state_path()).unwrap();
+    for (t, extra, reason) in [
+        (&second, &["--no-configure"][..], "standby"),
+        (&second, &[][..], "standby"),
+        (&token, &["--standby"][..], "already has"),
+    ] {
+        let out = w.login(&host, t, extra);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error") && last.contains(reason),
+            "{extra:?}: {err}"
+        );
+        assert_eq!(
+            std::fs::read(w.s.state_path()).unwrap(),
+            state,
+            "{extra:?}: the state changed"
+        );
+        assert_eq!(
+            w.s.secret_tool_lookup(&host).as_deref(),
+            Some(token.as_str())
+        );
+        assert!(
+            !w.s.docker_config_dir().join("config.json").exists(),
+            "{extra:?}: Docker's config was touched"
+        );
+    }
+}

@@ -408,3 +408,101 @@ fn a_lost_refresh_answer_is_never_answered_with_the_dead_token() {
         );
     }
 }
+
+/// Issue 16 §4: the process is killed in the middle of a refresh, after GitLab answered and
+/// before the store write. The new pair is not lost: the next get hands out a live access
+/// token, and the spent refresh token is never presented again (GitLab would refuse it).
+#[test]
+fn a_get_killed_after_gitlab_refreshed_keeps_the_new_pair() {
+    let Some((mut w, host)) = logged_in_with_120s_tokens() else {
+        return;
+    };
+    let before: serde_json::Value =
+        serde_json::from_str(&w.s.secret_tool_lookup(&host).unwrap()).unwrap();
+    w.s.extra_env.push((
+        "DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(),
+        "119s".into(),
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    w.gl.clear_requests();
+    w.s.extra_env.push((
+        "DOCKER_CREDENTIAL_GITLAB_FAULT".into(),
+        "after-rotate-response".into(),
+    ));
+    let out = w.s.helper(&["get"], &host);
+    assert!(
+        !out.status.success(),
+        "the fault point did not kill the get"
+    );
+    w.s.extra_env
+        .retain(|(k, _)| k != "DOCKER_CREDENTIAL_GITLAB_FAULT");
+    let old_access = before["access_token"].as_str().unwrap();
+    assert!(
+        !w.gl.token_info(old_access).unwrap().active,
+        "not refreshed"
+    );
+
+    for run in ["first", "second"] {
+        let out = w.s.helper(&["get"], &host);
+        assert_success(&out, &format!("{run} get after the crash"));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let access = v["Secret"].as_str().unwrap();
+        assert_ne!(access, old_access, "{run} get handed out the dead token");
+        assert!(w.gl.token_info(access).unwrap().active, "{run} get");
+    }
+    let refused: Vec<_> =
+        w.gl.requests()
+            .into_iter()
+            .filter(|r| r.path == TOKEN_PATH && r.status != 200)
+            .collect();
+    assert!(
+        refused.is_empty(),
+        "a spent refresh token was presented: {refused:?}"
+    );
+}
+
+/// Issue 16 §4: GitLab answers 5xx to the device-flow polls. The helper keeps polling at
+/// the interval (an approval after some errors still logs in); errors until the code
+/// expires end `login` with one line, nothing stored, Docker's config untouched.
+#[test]
+fn a_5xx_on_a_device_poll_is_retried_until_the_code_expires() {
+    let Some(w) = GitLabWorld::with_oauth_app(Config {
+        device_code_lifetime: Duration::from_secs(6),
+        ..fast()
+    }) else {
+        return;
+    };
+    w.gl.inject_fault(TOKEN_PATH, gitlab_emulator::Fault::Status(503), 100);
+    let login = Login::start(&w, &[]);
+    let _ = login.user_code();
+    let (status, out, err) = login.finish();
+    assert_eq!(status, Some(1), "{out}{err}");
+    let polls = device_polls(&w);
+    assert!(
+        polls.len() >= 3,
+        "gave up after {} poll(s): {err}",
+        polls.len()
+    );
+    for pair in polls.windows(2) {
+        let gap = pair[1].duration_since(pair[0]);
+        assert!(
+            gap >= jiff::SignedDuration::from_millis(900),
+            "polled again after {gap}"
+        );
+    }
+    let errors: Vec<_> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert_eq!(err.lines().last(), Some(errors[0]), "{err}");
+    assert!(errors[0].contains("expired"), "{err}");
+    assert!(errors[0].contains("503"), "{err}");
+    nothing_stored(&w);
+
+    // Two errors, then the approval: logged in.
+    w.gl.clear_faults();
+    w.gl.inject_fault(TOKEN_PATH, gitlab_emulator::Fault::Status(502), 2);
+    let login = Login::start(&w, &["--no-configure"]);
+    let code = login.user_code();
+    assert!(w.gl.approve_device(&code, w.user));
+    let (status, out, err) = login.finish();
+    assert_eq!(status, Some(0), "{out}{err}");
+}

@@ -491,3 +491,182 @@ fn rotate_refuses_to_give_a_non_expiring_token_an_expiry() {
     assert_eq!(secret(&out), token);
     assert_eq!(w.gl.count("POST", ROTATE), 0);
 }
+
+/// Issue 16 §4: `GET …/self` answers nothing within the request deadline during a
+/// renewal. Nothing is revoked and the rotate endpoint is never called: the still-valid
+/// token is handed out with a warning, as for a 5xx. With an earlier renewal's journal open
+/// the token may not be handed out: one clear line instead.
+#[test]
+fn a_self_check_that_times_out_never_reaches_rotate() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.gl.inject_fault(PAT_SELF, Fault::Delay(Duration::from_secs(15)), 1);
+    let started = Instant::now();
+    let out = w.get();
+    assert!(started.elapsed() < Duration::from_secs(21), "get overran");
+    assert_eq!(secret(&out), w.token, "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("warning") && text.contains("did not answer"),
+        "{text}"
+    );
+    assert_eq!(w.rotate_calls(), 0, "rotated without confirming the token");
+    assert!(w.gl.token_info(&w.token).unwrap().active);
+
+    // A renewal with an ambiguous outcome (503) leaves its journal; the real settle time
+    // keeps it open. Then `…/self` times out: the outcome stays unknown, said in one line.
+    w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
+    w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
+    assert_eq!(secret(&w.get()), w.token);
+    let rotates = w.rotate_calls();
+    w.gl.inject_fault(PAT_SELF, Fault::Delay(Duration::from_secs(15)), 1);
+    let started = Instant::now();
+    let out = w.get();
+    assert!(started.elapsed() < Duration::from_secs(21), "get overran");
+    let line = assert_one_line_error(&out, "get whose journal GitLab cannot confirm");
+    assert!(line.contains("unknown outcome"), "{line}");
+    assert_eq!(
+        w.rotate_calls(),
+        rotates,
+        "rotated without confirming the token"
+    );
+    assert!(w.gl.token_info(&w.token).unwrap().active);
+}
+
+/// Issue 16 §4: the process is killed after GitLab rotated, before the store write. The
+/// new token is not lost: the next get hands it out and stores it; the old one never
+/// reaches the rotate endpoint again.
+#[test]
+fn a_get_killed_after_gitlab_rotated_loses_nothing() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.env("DOCKER_CREDENTIAL_GITLAB_FAULT", "after-rotate-response");
+    let out = w.get();
+    assert!(
+        !out.status.success(),
+        "the fault point did not kill the get"
+    );
+    w.unset("DOCKER_CREDENTIAL_GITLAB_FAULT");
+    assert_eq!(w.rotate_calls(), 1);
+    assert!(w.gl.token_info(&w.token).unwrap().revoked);
+
+    let out = w.get();
+    let new = secret(&out);
+    assert_ne!(new, w.token, "handed out the revoked token");
+    assert!(w.gl.token_info(&new).unwrap().active, "family revoked");
+    assert_eq!(
+        w.s.secret_tool_lookup(&w.host).as_deref(),
+        Some(new.as_str())
+    );
+    assert_eq!(secret(&w.get()), new);
+    assert_eq!(w.rotate_calls(), 1, "rotated again");
+    assert!(
+        std::fs::read_dir(w.s.data_dir().join("kept"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the kept copy outlived its move"
+    );
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status[0]["renewal_interrupted"], false, "{status}");
+}
+
+/// Issue 16 §4: a kept token (minted, not yet in the store) goes through the refresh
+/// policy like a stored one: when it no longer keeps the promise, it is renewed first.
+#[test]
+fn a_kept_token_is_checked_against_the_policy() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    let child = w.get_paused_at("after-rotate-response");
+    w.s.stop_keyring();
+    std::fs::remove_file(w.marker()).unwrap();
+    let kept = secret(&child.wait_with_output().unwrap());
+    assert_ne!(kept, w.token);
+    w.s.start_unlocked_keyring();
+
+    // The kept token lives about 10 days: a 30-day promise needs a renewal first.
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "30d");
+    let out = w.get();
+    let handed = secret(&out);
+    assert_ne!(
+        handed, kept,
+        "the kept token was handed out without the policy"
+    );
+    assert!(w.gl.token_info(&handed).unwrap().active);
+    assert_eq!(w.rotate_calls(), 2);
+    assert_eq!(
+        w.s.secret_tool_lookup(&w.host).as_deref(),
+        Some(handed.as_str())
+    );
+}
+
+/// Issue 16 §4: `logout` ends what belongs to the entry it forgets: after `logout` and a
+/// new `login`, an old renewal's journal neither holds the first due get back ("still
+/// settling") nor shows in `status`.
+#[test]
+fn logout_ends_the_renewal_records_of_the_entry() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    // The real settle time: the ambiguous 503 leaves a journal that stays open for 60 s.
+    w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
+    assert_eq!(secret(&w.get()), w.token);
+    assert_success(&w.s.helper(&["logout", &w.host], ""), "logout");
+    for dir in ["journal", "kept", "leases", "cuts", "warned"] {
+        let left: Vec<_> = std::fs::read_dir(w.s.data_dir().join(dir))
+            .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{dir}/ kept {left:?} after logout");
+    }
+
+    let token = w.pat(RENEWABLE, 2);
+    login(&w, &w.host, &token);
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status[0]["renewal_interrupted"], false, "{status}");
+    let rotates = w.rotate_calls();
+    let out = w.get();
+    let new = secret(&out);
+    assert_ne!(new, token, "not renewed: {}", stderr(&out));
+    assert!(!stderr(&out).contains("settling"), "{}", stderr(&out));
+    assert_eq!(w.rotate_calls(), rotates + 1);
+    assert!(w.gl.token_info(&new).unwrap().active);
+}
+
+/// Issue 16 §4: two keys holding one token (`host` and `localhost:port`): logging one out
+/// leaves the token's journal to the other, which still resolves it before a hand-out.
+#[test]
+fn logout_of_one_key_leaves_the_shared_token_records_to_the_other() {
+    let Some(mut w) = GitLabWorld::renewing(2) else {
+        return;
+    };
+    let other = w.host.replace("127.0.0.1", "localhost");
+    login(&w, &other, &w.token);
+    w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
+    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
+    w.gl.inject_fault(ROTATE, Fault::Status(503), 1);
+    assert_eq!(secret(&w.get()), w.token);
+    // Whichever key names the token's group, the other keeps its journal after logout.
+    let (gone, kept) = if w.host < other {
+        (w.host.clone(), other.clone())
+    } else {
+        (other.clone(), w.host.clone())
+    };
+    assert_success(&w.s.helper(&["logout", &gone], ""), "logout");
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.s.helper(&["status", "--json"], "").stdout).unwrap();
+    assert_eq!(status[0]["renewal_interrupted"], true, "{status}");
+    w.gl.inject_fault(PAT_SELF, Fault::Status(500), 5);
+    let out = w.get_host(&kept);
+    let line = assert_one_line_error(&out, "get with the shared token's journal open");
+    assert!(line.contains("unknown outcome"), "{line}");
+}

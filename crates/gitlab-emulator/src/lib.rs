@@ -108,6 +108,8 @@ pub struct Config {
     pub oauth_token_lifetime: Duration,
     /// Device-flow polling interval; polling faster yields `slow_down` (5 s).
     pub device_poll_interval: Duration,
+    /// How long a device code lives (`expires_in` of the device authorization; 300 s).
+    pub device_code_lifetime: Duration,
     /// Instance setting "password authentication enabled for Git": when false, username +
     /// password at `/jwt/auth` always fails with the 401 (tokens still work). Default true.
     pub password_auth_enabled: bool,
@@ -123,6 +125,7 @@ impl Default for Config {
             failed_auth_ban: None,
             oauth_token_lifetime: Duration::from_secs(7200),
             device_poll_interval: Duration::from_secs(5),
+            device_code_lifetime: Duration::from_secs(300),
             password_auth_enabled: true,
         }
     }

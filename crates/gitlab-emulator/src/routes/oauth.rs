@@ -11,7 +11,6 @@ use crate::model::{DeviceGrant, DeviceState, HEX, Shared, State, USER_CODE, rand
 use crate::tokens::{Lifecycle, OAuthToken, Token};
 
 pub(crate) const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
-const DEVICE_CODE_LIFETIME: i64 = 300;
 
 fn oauth_error(status: u16, error: &str, description: &str) -> Resp {
     Resp::json(
@@ -146,6 +145,7 @@ fn device_code_grant(st: &mut State, req: &Req, client_id: Option<String>) -> Re
         .ok_or_else(|| missing_parameter("device_code"))?;
     let now = st.now();
     let interval = st.config.device_poll_interval;
+    let lifetime = st.config.device_code_lifetime.as_secs() as i64;
     let grant = st
         .devices
         .iter_mut()
@@ -154,7 +154,7 @@ fn device_code_grant(st: &mut State, req: &Req, client_id: Option<String>) -> Re
     if client_id.as_ref().is_some_and(|c| *c != grant.client_id) {
         return Err(invalid_grant());
     }
-    let expired = now.duration_since(grant.created_at).as_secs() >= DEVICE_CODE_LIFETIME;
+    let expired = now.duration_since(grant.created_at).as_secs() >= lifetime;
     match grant.state.clone() {
         DeviceState::Consumed => Err(invalid_grant()),
         _ if expired => Err(oauth_error(
@@ -257,7 +257,7 @@ pub(crate) fn authorize_device(shared: &Shared, req: &Req) -> Result<Resp, Resp>
         "user_code": grant.user_code,
         "verification_uri": verification_uri,
         "verification_uri_complete": format!("{verification_uri}?user_code={}", grant.user_code),
-        "expires_in": DEVICE_CODE_LIFETIME,
+        "expires_in": st.config.device_code_lifetime.as_secs(),
         "interval": st.config.device_poll_interval.as_secs(),
     });
     st.devices.push(grant);
