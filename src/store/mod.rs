@@ -10,8 +10,10 @@
 //! lock that also guards the metadata pointing at it.
 //!
 //! Two properties matter more than anything else here:
-//! - **Bounded time.** Every keychain call runs on a worker thread with a deadline, because
-//!   a Secret Service prompt can wait forever, and a hung helper hangs `docker pull`.
+//! - **Bounded time.** No keychain call may outlive [`CALL_DEADLINE`], because a Secret
+//!   Service prompt can wait forever, and a hung helper hangs `docker pull`. The Secret
+//!   Service store bounds its own socket reads and writes (no thread on the `get` path); the
+//!   other keychains' calls run on a worker thread that is abandoned at the deadline.
 //! - **Honest errors.** A locked keyring is reported as locked, with the fix, never as
 //!   "not found" (which would make docker silently pull anonymously).
 
@@ -116,7 +118,7 @@ impl SecretStore {
         let inner = match backend {
             Backend::File => Inner::File(FileStore::in_dir(dir)),
             _ => Inner::Keyring(
-                with_deadline(backend, move || platform::open(backend))?
+                bounded(backend, move || platform::open(backend))?
                     .map_err(|e| open_error(backend, e))?,
             ),
         };
@@ -247,7 +249,7 @@ impl SecretStore {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        with_deadline(self.backend, f)
+        bounded(self.backend, f)
     }
 
     fn op_error(&self, e: KeyringError) -> StoreError {
@@ -257,6 +259,10 @@ impl SecretStore {
                 backend,
                 detail: one_line(&inner.to_string()),
             },
+            #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
+            KeyringError::PlatformFailure(inner) if inner.is::<secret_service::TimedOut>() => {
+                StoreError::Timeout { backend }
+            }
             KeyringError::PlatformFailure(inner) => {
                 let detail = one_line(&inner.to_string());
                 if detail.to_ascii_lowercase().contains("locked") {
@@ -287,6 +293,19 @@ fn open_error(backend: Backend, e: KeyringError) -> StoreError {
     }
 }
 
+/// Runs `f` within [`CALL_DEADLINE`]: the Secret Service store keeps the deadline itself
+/// (every socket wait is bounded by it), so its calls run right here; the others go through
+/// [`with_deadline`].
+fn bounded<T: Send + 'static>(
+    backend: Backend,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    if backend == Backend::SecretService {
+        return Ok(f());
+    }
+    with_deadline(backend, f)
+}
+
 /// Runs `f` on a worker thread and gives up after [`CALL_DEADLINE`]. A timed-out worker
 /// is abandoned; the process exits soon after, taking it along.
 fn with_deadline<T: Send + 'static>(
@@ -315,6 +334,8 @@ fn is_transient(detail: &str) -> bool {
         "UnknownObject",
         "ServiceUnknown",
         "no Secret Service provider",
+        // Our session died with a provider that restarted; the retry opens a new one.
+        "NoSession",
     ]
     .iter()
     .any(|m| detail.contains(m))
@@ -336,6 +357,8 @@ fn retry_transient<T>(mut call: impl FnMut() -> Result<T, StoreError>) -> Result
     call()
 }
 
+#[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
+mod dbus;
 #[cfg(any(target_os = "linux", target_os = "freebsd", target_os = "openbsd"))]
 mod secret_service;
 

@@ -1,9 +1,17 @@
 //! A lean freedesktop Secret Service client, as a keyring-core credential store.
 //!
-//! It talks to the provider (GNOME Keyring, KWallet, KeePassXC) with plain zbus method calls:
-//! no proxies, so no property caches, no `GetAll` or `AddMatch` round trips, and no helper
-//! threads beyond what zbus needs to connect. A `get` is the bus `Hello`, then `OpenSession`
-//! and `SearchItems` sent together, then one `Item.GetSecret`.
+//! It talks to the provider (GNOME Keyring, KWallet, KeePassXC) over one blocking session-bus
+//! connection ([`super::dbus`]): no proxies, so no property caches, no `Introspect`, `GetAll`
+//! or `AddMatch` round trips; no thread and no async runtime. A `get` is two round trips:
+//! the handshake, `Hello`, `OpenSession` and `SearchItems` in one write, then one
+//! `Item.GetSecret` (a third, `Unlock`, only for a locked item).
+//!
+//! # Bounded time
+//!
+//! Every operation has [`CALL_DEADLINE`] from its start: each socket read and write waits at
+//! most what is left of it, and when none is left the call fails with [`TimedOut`] (which
+//! the store layer reports as "did not answer"). A provider that never answers, or a bus
+//! that accepts the call and never forwards it, cannot hold a `get` longer than that.
 //!
 //! # The `plain` session
 //!
@@ -13,9 +21,10 @@
 //! nothing here: the secret travels over the user's private session-bus socket, which only
 //! the same user (and the bus daemon, which could equally read the DH exchange) can reach;
 //! anyone able to read that socket can also ptrace this process or the keyring daemon. So,
-//! like libsecret's default `plain` mode, this store opens a `plain` session. The secret is
-//! thus visible to the session bus daemon and to `dbus-monitor` run by the same user, and to
-//! no one else. (As with the DH store, the secret is not wiped from zbus's message buffers.)
+//! like libsecret's default `plain` mode, this store opens a `plain` session, once per
+//! connection (the provider closes it when we leave the bus). The secret is thus visible to
+//! the session bus daemon and to `dbus-monitor` run by the same user, and to no one else.
+//! (The secret is not wiped from the message buffers.)
 //!
 //! # Items
 //!
@@ -35,12 +44,16 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use keyring_core::api::{Credential, CredentialApi, CredentialStoreApi};
 use keyring_core::{Entry, Error, Result};
-use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
+use zbus::Message as Call;
+use zbus::zvariant::{DynamicDeserialize, DynamicType, ObjectPath, OwnedObjectPath, Value};
+
+use super::CALL_DEADLINE;
+use super::dbus::{Connection, Failure, Reply};
 
 const BUS_NAME: &str = "org.freedesktop.secrets";
 const SERVICE_PATH: &str = "/org/freedesktop/secrets";
@@ -54,103 +67,197 @@ type WireSecret = (OwnedObjectPath, Vec<u8>, Vec<u8>, String);
 
 /// The Secret Service store: one session-bus connection, shared by its entries.
 pub struct Store {
-    conn: zbus::Connection,
+    address: zbus::Address,
+    bus: Arc<Mutex<Option<Bus>>>,
 }
+
+/// The live connection and the `plain` session opened on it (once, by the first call).
+struct Bus {
+    conn: Connection,
+    session: Option<OwnedObjectPath>,
+}
+
+/// The call did not end within [`CALL_DEADLINE`] (carried inside
+/// [`Error::PlatformFailure`]; the store layer reports it as a timeout).
+#[derive(Debug)]
+pub(crate) struct TimedOut;
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the Secret Service did not answer in time")
+    }
+}
+
+impl std::error::Error for TimedOut {}
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("secret_service::Store")
-            .field("unique_name", &self.conn.unique_name())
+            .field("address", &self.address.to_string())
             .finish()
     }
 }
 
+/// One method call to the provider, built but not sent.
+fn call(
+    path: &str,
+    iface: &str,
+    method: &str,
+    body: &(impl serde::Serialize + DynamicType),
+) -> Result<Call> {
+    Call::method_call(path, method)
+        .and_then(|m| m.destination(BUS_NAME))
+        .and_then(|m| m.interface(iface))
+        .and_then(|m| m.build(body))
+        .map_err(|e| Error::PlatformFailure(msg(format!("cannot build the {method} call: {e}"))))
+}
+
+/// The body of a return, or the mapped error of an error reply.
+fn answer<R: for<'d> DynamicDeserialize<'d>>(method: &str, reply: &Reply) -> Result<R> {
+    if let Some(name) = &reply.error {
+        return Err(call_error(method, name, &reply.error_text()));
+    }
+    reply.body().map_err(|e| {
+        Error::PlatformFailure(msg(format!(
+            "unexpected reply to {method} from the Secret Service: {e}"
+        )))
+    })
+}
+
 impl Store {
     /// Connects to the session bus (`$DBUS_SESSION_BUS_ADDRESS`, else
-    /// `$XDG_RUNTIME_DIR/bus`). Fails fast when there is no bus: zbus has no X11 autolaunch.
-    /// The provider itself is first contacted (and D-Bus-activated if need be) by the first
-    /// call on an entry.
+    /// `$XDG_RUNTIME_DIR/bus`). Fails fast when there is no bus: there is no X11 autolaunch.
+    /// Nothing is sent yet: the handshake goes out with the first call on an entry, which
+    /// also first contacts (and D-Bus-activates if need be) the provider.
     pub fn new() -> Result<Arc<Store>> {
-        Store::connect(zbus::connection::Builder::session())
+        Store::connect(zbus::Address::session())
     }
 
-    fn connect(builder: zbus::Result<zbus::connection::Builder<'_>>) -> Result<Arc<Store>> {
-        let connect = async {
-            builder?
-                // The calls drive the connection themselves (see `run`): no executor thread.
-                .internal_executor(false)
-                .build()
-                .await
-        };
-        let conn = zbus::block_on(connect).map_err(|e| {
+    fn connect(address: zbus::Result<zbus::Address>) -> Result<Arc<Store>> {
+        let failed = |e: &dyn fmt::Display| {
             Error::PlatformFailure(msg(format!(
                 "Failed to connect to the D-Bus session bus: {e}"
             )))
-        })?;
-        Ok(Arc::new(Store { conn }))
-    }
-
-    /// Runs `fut` on this thread, driving the connection (its socket reader task) alongside.
-    fn run<T>(&self, fut: impl Future<Output = T>) -> T {
-        let executor = self.conn.executor();
-        zbus::block_on(race(fut, async {
-            loop {
-                executor.tick().await;
-            }
+        };
+        let address = address.map_err(|e| failed(&e))?;
+        let conn = Connection::open(&address).map_err(|e| failed(&e))?;
+        let bus = Bus {
+            conn,
+            session: None,
+        };
+        Ok(Arc::new(Store {
+            address,
+            bus: Arc::new(Mutex::new(Some(bus))),
         }))
     }
 
-    async fn call<R>(
-        &self,
-        path: &str,
-        iface: &str,
-        method: &str,
-        body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
-    ) -> Result<R>
-    where
-        R: for<'de> serde::Deserialize<'de> + zbus::zvariant::Type,
-    {
-        let reply = self
-            .conn
-            .call_method(Some(BUS_NAME), path, Some(iface), method, body)
-            .await
-            .map_err(|e| call_error(method, e))?;
-        reply.body().deserialize::<R>().map_err(|e| {
-            Error::PlatformFailure(msg(format!(
-                "unexpected reply to {method} from the Secret Service: {e}"
-            )))
-        })
+    /// Runs `op` on the connection (connecting again when an earlier call lost it), within
+    /// [`CALL_DEADLINE`] from now.
+    fn run<T>(&self, op: impl FnOnce(&mut Session<'_>) -> Result<T>) -> Result<T> {
+        let mut guard = self.bus.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            let conn = Connection::open(&self.address).map_err(|e| {
+                Error::PlatformFailure(msg(format!(
+                    "Secret Service call failed: disconnected from the session bus ({e})"
+                )))
+            })?;
+            *guard = Some(Bus {
+                conn,
+                session: None,
+            });
+        }
+        let bus = guard.as_mut().expect("connected above");
+        let mut session = Session {
+            bus,
+            deadline: Instant::now() + CALL_DEADLINE,
+            lost: false,
+        };
+        let result = op(&mut session);
+        if session.lost {
+            // A late answer or a broken socket: the next call starts afresh.
+            *guard = None;
+        } else if matches!(result, Err(Error::PlatformFailure(_))) {
+            // The provider may have restarted (its sessions died with it): open a new one.
+            bus.session = None;
+        }
+        result
     }
+}
 
-    /// `OpenSession("plain", "")`: see the module documentation for why not DH.
-    async fn open_session(&self) -> Result<OwnedObjectPath> {
-        let (_output, session): (zbus::zvariant::OwnedValue, OwnedObjectPath) = self
-            .call(
+/// One operation's view of the connection: its deadline, and whether the connection broke.
+struct Session<'b> {
+    bus: &'b mut Bus,
+    deadline: Instant,
+    lost: bool,
+}
+
+impl Session<'_> {
+    /// Sends `calls` together (after `OpenSession` when this connection has no session yet)
+    /// and returns their replies.
+    fn batch(&mut self, method: &str, mut calls: Vec<Call>) -> Result<Vec<Reply>> {
+        let opening = self.bus.session.is_none();
+        if opening {
+            let open = call(
                 SERVICE_PATH,
                 SERVICE_IFACE,
                 "OpenSession",
                 &("plain", Value::from("")),
-            )
-            .await?;
-        Ok(session)
+            )?;
+            calls.insert(0, open);
+        }
+        let mut replies = match self.bus.conn.call_all(&calls, self.deadline) {
+            Ok(replies) => replies,
+            Err(failure) => {
+                self.lost = true;
+                return Err(match failure {
+                    Failure::TimedOut => Error::PlatformFailure(Box::new(TimedOut)),
+                    Failure::Lost(e) => Error::PlatformFailure(msg(format!(
+                        "Secret Service {method} failed: disconnected from the session bus ({e})"
+                    ))),
+                });
+            }
+        };
+        if opening {
+            let opened = replies.remove(0);
+            let (_output, session): (zbus::zvariant::OwnedValue, OwnedObjectPath) =
+                answer("OpenSession", &opened)?;
+            self.bus.session = Some(session);
+        }
+        Ok(replies)
+    }
+
+    /// One call, answered.
+    fn call<R>(&mut self, message: Call, method: &str) -> Result<R>
+    where
+        R: for<'de> DynamicDeserialize<'de>,
+    {
+        let replies = self.batch(method, vec![message])?;
+        answer(method, &replies[0])
+    }
+
+    fn session(&self) -> &OwnedObjectPath {
+        self.bus
+            .session
+            .as_ref()
+            .expect("opened by the first batch")
     }
 
     /// `SearchItems({service, username})` → (unlocked, locked).
-    async fn search(
-        &self,
+    fn search(
+        &mut self,
         service: &str,
         user: &str,
     ) -> Result<(Vec<OwnedObjectPath>, Vec<OwnedObjectPath>)> {
         let attributes = HashMap::from([("service", service), ("username", user)]);
-        self.call(SERVICE_PATH, SERVICE_IFACE, "SearchItems", &(attributes,))
-            .await
+        let search = call(SERVICE_PATH, SERVICE_IFACE, "SearchItems", &(attributes,))?;
+        self.call(search, "SearchItems")
     }
 
     /// Unlocks `objects` if that needs no prompt; a prompt means "locked" to us.
-    async fn unlock(&self, objects: &[OwnedObjectPath]) -> Result<Vec<OwnedObjectPath>> {
-        let (unlocked, prompt): (Vec<OwnedObjectPath>, OwnedObjectPath) = self
-            .call(SERVICE_PATH, SERVICE_IFACE, "Unlock", &(objects,))
-            .await?;
+    fn unlock(&mut self, objects: &[OwnedObjectPath]) -> Result<Vec<OwnedObjectPath>> {
+        let unlock = call(SERVICE_PATH, SERVICE_IFACE, "Unlock", &(objects,))?;
+        let (unlocked, prompt): (Vec<OwnedObjectPath>, OwnedObjectPath) =
+            self.call(unlock, "Unlock")?;
         if is_prompt(&prompt) {
             return Err(locked_error());
         }
@@ -158,50 +265,36 @@ impl Store {
     }
 
     /// The items matching the specifier, unlocked (without a prompt) where needed.
-    async fn find_unlocked(&self, service: &str, user: &str) -> Result<Vec<OwnedObjectPath>> {
-        let (mut unlocked, locked) = self.search(service, user).await?;
+    fn find_unlocked(&mut self, service: &str, user: &str) -> Result<Vec<OwnedObjectPath>> {
+        let (mut unlocked, locked) = self.search(service, user)?;
         if !locked.is_empty() {
-            unlocked.extend(self.unlock(&locked).await?);
+            unlocked.extend(self.unlock(&locked)?);
         }
         Ok(unlocked)
     }
 
-    async fn get_secret(&self, service: &str, user: &str) -> Result<Vec<u8>> {
-        let (session, found) = join(self.open_session(), self.search(service, user)).await;
-        let session = session?;
-        let (unlocked, locked) = found?;
+    fn get_secret(&mut self, service: &str, user: &str) -> Result<Vec<u8>> {
+        let (unlocked, locked) = self.search(service, user)?;
         let item = match unlocked.into_iter().next() {
             Some(item) => item,
             None if locked.is_empty() => return Err(Error::NoEntry),
             None => self
-                .unlock(&locked)
-                .await?
+                .unlock(&locked)?
                 .into_iter()
                 .next()
                 .ok_or_else(locked_error)?,
         };
-        let secret: Result<(WireSecret,)> = self
-            .call(item.as_str(), ITEM_IFACE, "GetSecret", &(&session,))
-            .await;
-        let result = match secret {
+        let get = call(item.as_str(), ITEM_IFACE, "GetSecret", &(self.session(),))?;
+        match self.call::<(WireSecret,)>(get, "GetSecret") {
             Ok(((_, _, value, _),)) => Ok(value),
             // Deleted between the search and now: a miss.
             Err(e) if is_no_such_object(&e) => Err(Error::NoEntry),
             Err(e) => Err(e),
-        };
-        self.close_session(&session).await;
-        result
+        }
     }
 
-    async fn set_secret(
-        &self,
-        service: &str,
-        user: &str,
-        label: &str,
-        secret: &[u8],
-    ) -> Result<()> {
-        let (session, collection) = join(self.open_session(), self.default_collection()).await;
-        let (session, collection) = (session?, collection?);
+    fn set_secret(&mut self, service: &str, user: &str, label: &str, secret: &[u8]) -> Result<()> {
+        let collection = self.default_collection()?;
         let attributes = HashMap::from([
             ("service", service),
             ("username", user),
@@ -211,25 +304,17 @@ impl Store {
             (format!("{ITEM_IFACE}.Label"), Value::from(label)),
             (format!("{ITEM_IFACE}.Attributes"), Value::from(attributes)),
         ]);
+        let session = self.session().clone();
         let wire: (&ObjectPath<'_>, &[u8], &[u8], &str) =
             (&session.as_ref(), b"", secret, "text/plain");
         let body = (&properties, &wire, true);
-        let mut result = self
-            .call::<(OwnedObjectPath, OwnedObjectPath)>(
-                collection.as_str(),
-                COLLECTION_IFACE,
-                "CreateItem",
-                &body,
-            )
-            .await;
+        let create = || call(collection.as_str(), COLLECTION_IFACE, "CreateItem", &body);
+        let mut result = self.call::<(OwnedObjectPath, OwnedObjectPath)>(create()?, "CreateItem");
         if matches!(result, Err(Error::NoStorageAccess(_))) {
             // The collection is locked: unlock it if that needs no prompt, then retry once.
-            self.unlock(std::slice::from_ref(&collection)).await?;
-            result = self
-                .call(collection.as_str(), COLLECTION_IFACE, "CreateItem", &body)
-                .await;
+            self.unlock(std::slice::from_ref(&collection))?;
+            result = self.call(create()?, "CreateItem");
         }
-        self.close_session(&session).await;
         let (_item, prompt) = result?;
         if is_prompt(&prompt) {
             return Err(locked_error());
@@ -238,10 +323,9 @@ impl Store {
     }
 
     /// The collection behind the `default` alias (the login keyring).
-    async fn default_collection(&self) -> Result<OwnedObjectPath> {
-        let (path,): (OwnedObjectPath,) = self
-            .call(SERVICE_PATH, SERVICE_IFACE, "ReadAlias", &("default",))
-            .await?;
+    fn default_collection(&mut self) -> Result<OwnedObjectPath> {
+        let read = call(SERVICE_PATH, SERVICE_IFACE, "ReadAlias", &("default",))?;
+        let (path,): (OwnedObjectPath,) = self.call(read, "ReadAlias")?;
         if path.as_str() == "/" {
             // Creating one would prompt for a password; leave that to the desktop.
             return Err(Error::NoStorageAccess(msg(
@@ -253,13 +337,14 @@ impl Store {
         Ok(path)
     }
 
-    async fn delete(&self, service: &str, user: &str) -> Result<()> {
-        let items = self.find_unlocked(service, user).await?;
+    fn delete(&mut self, service: &str, user: &str) -> Result<()> {
+        let items = self.find_unlocked(service, user)?;
         if items.is_empty() {
             return Err(Error::NoEntry);
         }
         for item in &items {
-            match self.call(item.as_str(), ITEM_IFACE, "Delete", &()).await {
+            let delete = call(item.as_str(), ITEM_IFACE, "Delete", &())?;
+            match self.call::<(OwnedObjectPath,)>(delete, "Delete") {
                 Ok((prompt,)) if is_prompt(&prompt) => return Err(locked_error()),
                 Ok((_,)) => {}
                 // Already gone: that is what we wanted.
@@ -269,31 +354,15 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Closing is a courtesy (the provider drops our sessions when we leave the bus), so it
-    /// is fire-and-forget: no round trip.
-    async fn close_session(&self, session: &OwnedObjectPath) {
-        let close = zbus::Message::method_call(session.as_str(), "Close")
-            .and_then(|m| m.destination(BUS_NAME))
-            .and_then(|m| m.interface("org.freedesktop.Secret.Session"))
-            .and_then(|m| m.with_flags(zbus::message::Flags::NoReplyExpected))
-            .and_then(|m| m.build(&()));
-        if let Ok(close) = close {
-            let _ = self.conn.send(&close).await;
-        }
-    }
 }
 
 impl CredentialStoreApi for Store {
     fn vendor(&self) -> String {
-        "docker-credential-gitlab Secret Service store (plain session, zbus)".into()
+        "docker-credential-gitlab Secret Service store (plain session, blocking D-Bus)".into()
     }
 
     fn id(&self) -> String {
-        format!(
-            "secret-service:{}",
-            self.conn.unique_name().map_or("", |n| n.as_str())
-        )
+        format!("secret-service:{}", self.address)
     }
 
     fn build(
@@ -314,7 +383,8 @@ impl CredentialStoreApi for Store {
             .unwrap_or_else(|| default_label(user));
         let cred = Cred {
             store: Arc::new(Store {
-                conn: self.conn.clone(),
+                address: self.address.clone(),
+                bus: self.bus.clone(),
             }),
             service: service.to_owned(),
             user: user.to_owned(),
@@ -354,23 +424,22 @@ impl fmt::Debug for Cred {
 
 impl CredentialApi for Cred {
     fn set_secret(&self, secret: &[u8]) -> Result<()> {
-        let s = &self.store;
-        s.run(s.set_secret(&self.service, &self.user, &self.label, secret))
+        self.store
+            .run(|s| s.set_secret(&self.service, &self.user, &self.label, secret))
     }
 
     fn get_secret(&self) -> Result<Vec<u8>> {
-        let s = &self.store;
-        s.run(s.get_secret(&self.service, &self.user))
+        self.store.run(|s| s.get_secret(&self.service, &self.user))
     }
 
     fn delete_credential(&self) -> Result<()> {
-        let s = &self.store;
-        s.run(s.delete(&self.service, &self.user))
+        self.store.run(|s| s.delete(&self.service, &self.user))
     }
 
     fn get_credential(&self) -> Result<Option<Arc<Credential>>> {
-        let s = &self.store;
-        if s.run(s.find_unlocked(&self.service, &self.user))?
+        if self
+            .store
+            .run(|s| s.find_unlocked(&self.service, &self.user))?
             .is_empty()
         {
             return Err(Error::NoEntry);
@@ -422,20 +491,7 @@ fn is_prompt(path: &OwnedObjectPath) -> bool {
 
 /// Maps a failed call: "is locked" errors to [`Error::NoStorageAccess`], the rest to
 /// [`Error::PlatformFailure`] with the D-Bus error name in the text.
-fn call_error(method: &str, e: zbus::Error) -> Error {
-    let (name, detail) = match &e {
-        zbus::Error::MethodError(name, detail, _) => {
-            (name.as_str().to_owned(), detail.clone().unwrap_or_default())
-        }
-        zbus::Error::FDO(fdo) => {
-            use zbus::DBusError;
-            (
-                fdo.name().as_str().to_owned(),
-                fdo.description().unwrap_or_default().to_owned(),
-            )
-        }
-        other => (String::new(), other.to_string()),
-    };
+fn call_error(method: &str, name: &str, detail: &str) -> Error {
     if name == "org.freedesktop.Secret.Error.IsLocked" {
         return Error::NoStorageAccess(msg(format!(
             "the Secret Service collection is locked ({method}: {detail})"
@@ -448,25 +504,10 @@ fn call_error(method: &str, e: zbus::Error) -> Error {
     }
     let name = name
         .strip_prefix("org.freedesktop.DBus.Error.")
-        .unwrap_or(&name)
-        .to_owned();
+        .unwrap_or(name);
     Error::PlatformFailure(msg(format!(
         "Secret Service {method} failed: {name} {detail}"
     )))
-}
-
-/// Polls both futures until both are done (for two calls in flight at once).
-async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    futures_lite::future::zip(a, b).await
-}
-
-/// The output of `fut`, polling `background` (which never finishes) alongside it.
-async fn race<T>(fut: impl Future<Output = T>, background: impl Future<Output = ()>) -> T {
-    futures_lite::future::or(fut, async {
-        background.await;
-        std::future::pending().await
-    })
-    .await
 }
 
 #[cfg(test)]
@@ -474,15 +515,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn join_waits_for_both() {
-        let (a, b) = zbus::block_on(join(async { 1 }, async { "two" }));
-        assert_eq!((a, b), (1, "two"));
-    }
-
-    #[test]
     fn locked_errors_say_locked() {
-        let e = call_error("CreateItem", zbus::Error::Failure("x".into()));
+        let e = call_error("CreateItem", "org.freedesktop.DBus.Error.Failed", "x");
         assert!(matches!(e, Error::PlatformFailure(_)));
+        assert!(
+            e.to_string()
+                .ends_with("Secret Service CreateItem failed: Failed x"),
+            "{e}"
+        );
+        let e = call_error("CreateItem", "org.freedesktop.Secret.Error.IsLocked", "x");
+        assert!(matches!(e, Error::NoStorageAccess(_)), "{e}");
         assert!(locked_error().to_string().contains("locked"));
     }
 
@@ -499,7 +541,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let address = format!("unix:path={}", dir.path().join("no-bus").display());
         let start = std::time::Instant::now();
-        let e = Store::connect(zbus::connection::Builder::address(address.as_str())).unwrap_err();
+        let e = Store::connect(address.parse()).unwrap_err();
         assert!(matches!(e, Error::PlatformFailure(_)), "{e}");
         assert!(e.to_string().contains("Failed to connect"), "{e}");
         assert!(start.elapsed() < std::time::Duration::from_secs(1));

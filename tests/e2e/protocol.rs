@@ -369,6 +369,36 @@ fn a_keyring_that_crashes_and_comes_back_is_asked_again() {
     assert_ne!(s.keyring_pid().to_string(), pid, "not restarted");
 }
 
+/// A Secret Service that takes the call and never answers (gnome-keyring stopped with
+/// SIGSTOP: to the helper, the same as a prompt that waits forever) cannot hold `get` past
+/// the store deadline: one line, exit 1, "did not answer", and the keyring is asked again
+/// by the next run once it answers.
+#[test]
+fn a_keyring_that_never_answers_cannot_hold_get_past_the_deadline() {
+    let Some(s) = Session::unlocked() else { return };
+    s.store(GITLAB, "alice", "glpat-hung");
+    let pid = s.keyring_pid().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill").args([sig, &pid]).status().unwrap();
+        assert!(status.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let start = std::time::Instant::now();
+    let out = s.helper(&["get"], GITLAB);
+    let took = start.elapsed();
+    signal("-CONT");
+    let line = assert_one_line_error(&out, "get from a keyring that never answers");
+    assert!(line.contains("did not answer within 5s"), "{line}");
+    assert!(!line.contains("glpat-hung"), "{line}");
+    assert!(
+        took >= std::time::Duration::from_millis(4900) && took < std::time::Duration::from_secs(8),
+        "get took {took:?}"
+    );
+    let out = s.helper(&["get"], GITLAB);
+    assert_success(&out, "get once the keyring answers again");
+    assert!(stdout(&out).contains("glpat-hung"), "{}", stdout(&out));
+}
+
 /// Issue 15: a host whose last label starts with a character of 3 or more bytes (U+FEFF,
 /// U+202E, CJK) aborted the helper with no output. Bad input is one line and exit 1, like
 /// every other bad input, on every verb that takes a server string.
