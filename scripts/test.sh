@@ -25,6 +25,7 @@ packages=(
                                                          # the Go client library docker uses
   gcc-mingw-w64-x86-64 wine64                            # the Windows build, run under wine
   dash shellcheck rpm man-db ruby                        # install.sh, .rpm, man -w, the formula
+  faketime strace                                        # unit tests at midnight; the bench's syscall count
 )
 
 missing=()
@@ -79,3 +80,5 @@ echo "==> fuzz targets, bounded (protocol_input, registry_host: PROPTEST_CASES=$
 PROPTEST_CASES="${PROPTEST_CASES:-20000}" cargo test --all-features --locked --lib fuzz_tests::
 echo "==> cargo test (with the test-only fault-injection points, for the crash tests)"
 cargo test --workspace --all-features --locked
+echo "==> the time-sensitive suites pinned just before and after midnight UTC (scripts/test-time-of-day.sh)"
+./scripts/test-time-of-day.sh renewal busy_host:: oauth_login:: clock_skew::
