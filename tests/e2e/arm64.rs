@@ -11,40 +11,22 @@
 //! when something is missing, fails in CI.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use crate::support::chroot::{self, CI_JOB_ENV, FILE_STORE_ENV, which};
 use crate::support::conformance::{self, Helper};
-use crate::support::{assert_success, have_tool, release_archive, release_dir, stderr, stdout};
+use crate::support::{
+    assert_success, have_tool, release_archive, release_dir, release_file, sha256sum_check, skip,
+    stderr, stdout, unpack,
+};
 
 const NAME: &str = "docker-credential-gitlab";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
 const ARM64: &str = "aarch64-unknown-linux-musl";
 const QEMU: &str = "qemu-aarch64-static";
 const NOT_FOUND: &str = "credentials not found in native keychain\n";
-
-/// Skips outside CI; panics in CI, where nothing may skip silently.
-fn skip(why: &str, fix: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}: {fix}");
-    }
-    eprintln!("SKIPPED: {why} (CI would fail here)");
-}
-
-/// Where `tool` is on PATH (or /usr/sbin, /sbin), if anywhere.
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
-
-fn is_root() -> bool {
-    Command::new("id").arg("-u").output().unwrap().stdout == b"0\n"
-}
 
 /// The static arm64 binary `scripts/build-static.sh aarch64-unknown-linux-musl` built.
 fn static_arm64() -> Option<PathBuf> {
@@ -83,26 +65,8 @@ impl Root {
         if !have_tool(QEMU) {
             return None;
         }
-        if !is_root() {
-            skip("chroot needs root", "run the tests as root, as CI does");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        // Copied by cp, not in this process: a file this process holds open for writing
-        // can leak into a child another test thread forks at that moment, and executing
-        // the copy then fails with "Text file busy".
-        for (from, to) in [(bin.to_owned(), NAME), (which(QEMU).unwrap(), QEMU)] {
-            let out = Command::new("cp")
-                .arg(&from)
-                .arg(dir.path().join(to))
-                .output()
-                .unwrap();
-            assert_success(&out, &format!("cp {}", from.display()));
-        }
-        let tmp = dir.path().join("tmp");
-        std::fs::create_dir(&tmp).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        Some(Root(dir))
+        let qemu = which(QEMU).unwrap();
+        chroot::empty_root(&[(bin, NAME), (&qemu, QEMU)]).map(Root)
     }
 
     /// A path inside the root, given as the binary sees it (`/tmp/...`).
@@ -112,31 +76,14 @@ impl Root {
 
     /// `chroot DIR /qemu-aarch64-static /docker-credential-gitlab ARGS`, with exactly `env`.
     fn run(&self, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = Command::new(which("chroot").expect("chroot (coreutils)"))
-            .arg(self.0.path())
-            .arg(format!("/{QEMU}"))
-            .arg(format!("/{NAME}"))
-            .args(args)
-            .env_clear()
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin).unwrap();
-        child.wait_with_output().unwrap()
+        let (qemu, bin) = (format!("/{QEMU}"), format!("/{NAME}"));
+        let argv = [&[qemu.as_str(), bin.as_str()][..], args].concat();
+        chroot::run(self.0.path(), &argv, env, stdin)
     }
 }
 
 /// The helper in the root on the `file` store under `/tmp/data`, as a headless server.
 struct FileStore(Root);
-
-const FILE_STORE_ENV: &[(&str, &str)] = &[
-    ("HOME", "/tmp"),
-    ("DOCKER_CREDENTIAL_GITLAB_STORE", "file"),
-    ("DOCKER_CREDENTIAL_GITLAB_DATA_DIR", "/tmp/data"),
-];
 
 impl Helper for FileStore {
     fn run_helper(&self, args: &[&str], stdin: &[u8]) -> Output {
@@ -190,21 +137,14 @@ fn the_protocol_suite_passes_on_the_file_store_under_qemu_in_an_empty_chroot() {
 fn gitlab_ci_mode_serves_the_job_credentials_under_qemu() {
     let Some(bin) = static_arm64() else { return };
     let Some(root) = Root::new(&bin) else { return };
-    let env = [
-        ("HOME", "/tmp"),
-        ("GITLAB_CI", "true"),
-        ("CI", "true"),
-        ("CI_REGISTRY", "registry.example.com"),
-        ("CI_REGISTRY_USER", "gitlab-ci-token"),
-        ("CI_REGISTRY_PASSWORD", "job-secret-1"),
-    ];
-    let out = root.run(&env, &["list"], b"");
+    let env = CI_JOB_ENV;
+    let out = root.run(env, &["list"], b"");
     assert_success(&out, "list");
     assert_eq!(
         stdout(&out),
         "{\"registry.example.com\":\"gitlab-ci-token\"}\n"
     );
-    let out = root.run(&env, &["get"], b"registry.example.com");
+    let out = root.run(env, &["get"], b"registry.example.com");
     assert_success(&out, "get");
     assert_eq!(
         stdout(&out),
@@ -214,27 +154,11 @@ fn gitlab_ci_mode_serves_the_job_credentials_under_qemu() {
             "\n"
         )
     );
-    let out = root.run(&env, &["get"], b"other.example.com");
+    let out = root.run(env, &["get"], b"other.example.com");
     assert_eq!(
         (out.status.code(), stdout(&out)),
         (Some(1), NOT_FOUND.to_owned())
     );
-}
-
-/// The one release file in `dir` whose name ends with `suffix`.
-fn release_file(dir: &Path, suffix: &str) -> PathBuf {
-    let found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one *{suffix} in {}: {found:?}",
-        dir.display()
-    );
-    found[0].clone()
 }
 
 /// The lines `program ARGS FILE` prints, sorted.
@@ -260,20 +184,8 @@ fn the_arm64_archive_is_laid_out_like_the_x86_64_one_and_every_file_is_summed() 
 
     // Its own SHA256SUMS covers every file in it, and holds.
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("tar")
-        .arg("-xzf")
-        .arg(&arm64)
-        .arg("-C")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_success(&out, "tar -x");
-    let unpacked = dir.path().join(format!("{NAME}-{version}-{ARM64}"));
-    let out = Command::new("sha256sum")
-        .args(["--check", "--strict", "SHA256SUMS"])
-        .current_dir(&unpacked)
-        .output()
-        .unwrap();
+    let unpacked = unpack(&arm64, dir.path());
+    let out = sha256sum_check(&unpacked);
     assert_success(&out, "sha256sum --check inside the archive");
     let summed = stdout(&out).lines().count();
     let files = x86_64_names.iter().filter(|n| !n.ends_with('/')).count();
@@ -413,15 +325,7 @@ impl Downloaded {
             .find(|l| l.ends_with(&format!("  {file}")))
             .expect("the arm64 archive in SHA256SUMS");
         std::fs::write(downloads.join("SHA256SUMS"), format!("{line}\n")).unwrap();
-        let out = Command::new("tar")
-            .arg("-xzf")
-            .arg(&archive)
-            .arg("-C")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert_success(&out, "tar -x");
-        let unpacked = dir.path().join(file.trim_end_matches(".tar.gz"));
+        let unpacked = unpack(&archive, dir.path());
         Some(Downloaded {
             dir,
             archive,

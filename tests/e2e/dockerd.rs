@@ -12,7 +12,6 @@ use std::process::Command;
 use crate::support::dockerd::Dockerd;
 use crate::support::gitlab::GitLabWorld;
 use crate::support::*;
-use gitlab_emulator::Config;
 
 fn docker(s: &Session, args: &[&str], stdin: impl AsRef<[u8]>) -> std::process::Output {
     s.run(Command::new("docker").args(args), stdin)
@@ -45,11 +44,10 @@ fn docker_push_and_pull_through_the_helper_with_a_real_daemon() {
     let Some(daemon) = Dockerd::start() else {
         return;
     };
-    let Some(mut w) = GitLabWorld::start(Config::default()) else {
+    let Some(mut w) = GitLabWorld::with_pat(&[], 90) else {
         return;
     };
-    let token = w.pat(RENEWABLE, 90);
-    let host = w.registry.host();
+    let (token, host) = (w.token.clone(), w.host.clone());
 
     // Log in with our binary: validated at GitLab, stored in the keyring.
     let out = w.login(&host, &token, &[]);

@@ -38,14 +38,10 @@ impl GitLabWorld {
 
 #[test]
 fn login_with_a_pat_then_push_and_pull_through_the_helper() {
-    if !have_tool("skopeo") {
-        return;
-    }
-    let Some(mut w) = GitLabWorld::start(Config::default()) else {
+    let Some(mut w) = GitLabWorld::with_pat(&["skopeo"], 90) else {
         return;
     };
-    let token = w.pat(RENEWABLE, 90);
-    let host = w.registry.host();
+    let (token, host) = (w.token.clone(), w.host.clone());
 
     let out = w.login(&host, &token, &[]);
     assert_success(&out, "login");
@@ -98,17 +94,10 @@ fn login_with_a_pat_then_push_and_pull_through_the_helper() {
 
 #[test]
 fn docker_login_through_store_then_manifest_inspect() {
-    if !have_tool("docker") {
-        return;
-    }
-    if !have_tool("skopeo") {
-        return;
-    }
-    let Some(mut w) = GitLabWorld::start(Config::default()) else {
+    let Some(mut w) = GitLabWorld::with_pat(&["docker", "skopeo"], 90) else {
         return;
     };
-    let token = w.pat(RENEWABLE, 90);
-    let host = w.registry.host();
+    let (token, host) = (w.token.clone(), w.host.clone());
     w.s.configure_docker(&[&host]);
     let layout = write_oci_image(w.s.dir.path(), 16 * 1024);
 
@@ -134,15 +123,11 @@ fn docker_login_through_store_then_manifest_inspect() {
 
 #[test]
 fn deploy_token_needs_its_username_and_cannot_push_without_write_registry() {
-    if !have_tool("skopeo") {
-        return;
-    }
-    let Some(mut w) = GitLabWorld::start(Config::default()) else {
+    let Some(mut w) = GitLabWorld::with_pat(&["skopeo"], 90) else {
         return;
     };
-    let host = w.registry.host();
     // Put an image there first, with a full PAT.
-    let pat = w.pat(RENEWABLE, 90);
+    let (pat, host) = (w.token.clone(), w.host.clone());
     w.s.configure_docker(&[&host]);
     assert_success(&w.login(&host, &pat, &["--no-configure"]), "login pat");
     let layout = write_oci_image(w.s.dir.path(), 16 * 1024);
@@ -304,14 +289,12 @@ fn configure_docker_keeps_other_helpers_unless_forced() {
     std::fs::create_dir_all(&dir).unwrap();
     let original = "{\n\t\"credHelpers\": {\n\t\t\"registry.example.com\": \"ecr-login\"\n\t},\n\t\"zzz-unknown\": 1\n}\n";
     std::fs::write(dir.join("config.json"), original).unwrap();
+    let on_disk = || std::fs::read_to_string(dir.join("config.json")).unwrap();
 
     let out = s.helper(&["configure-docker", "registry.example.com"], "");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
-    assert_eq!(
-        std::fs::read_to_string(dir.join("config.json")).unwrap(),
-        original
-    );
+    assert_eq!(on_disk(), original);
 
     let out = s.helper(
         &[
@@ -325,10 +308,7 @@ fn configure_docker_keeps_other_helpers_unless_forced() {
     );
     assert_success(&out, "dry run");
     assert!(stdout(&out).contains("would"), "{}", stdout(&out));
-    assert_eq!(
-        std::fs::read_to_string(dir.join("config.json")).unwrap(),
-        original
-    );
+    assert_eq!(on_disk(), original);
 
     let out = s.helper(
         &[
@@ -349,8 +329,5 @@ fn configure_docker_keeps_other_helpers_unless_forced() {
     std::fs::write(dir.join("config.json"), "{ not json").unwrap();
     let out = s.helper(&["configure-docker", "registry.example.com"], "");
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        std::fs::read_to_string(dir.join("config.json")).unwrap(),
-        "{ not json"
-    );
+    assert_eq!(on_disk(), "{ not json");
 }

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::{assert_success, have_tool, release_archive, release_dir, stderr, stdout};
+use crate::support::{
+    assert_success, have_tool, release_archive, release_dir, stderr, stdout, unpack,
+};
 
 const NAME: &str = "docker-credential-gitlab";
 const INSTALL_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/install.sh");
@@ -330,23 +332,7 @@ fn from_inside_an_unpacked_archive_its_own_sums_are_checked() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let archive = release_archive(&release, HOST);
-    let out = Command::new("tar")
-        .arg("-xzf")
-        .arg(&archive)
-        .arg("-C")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_success(&out, "tar -x");
-    let unpacked = dir.path().join(
-        archive
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .trim_end_matches(".tar.gz"),
-    );
+    let unpacked = unpack(&release_archive(&release, HOST), dir.path());
     let prefix = dir.path().join("prefix");
     let out = sh(
         &unpacked.join("install.sh"),

@@ -164,12 +164,7 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
     let total = Instant::now();
 
     // ---- Run A: docker-credential-secretservice holds the token -------------------------
-    let token_a = w.pat(RENEWABLE, 2);
-    let out = w.s.run(
-        Command::new("docker-credential-secretservice").arg("store"),
-        format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),
-    );
-    assert_success(&out, "docker-credential-secretservice store");
+    let token_a = hand_to_the_reference_helper(&w, &host);
     let out = w.s.run(
         Command::new("docker-credential-secretservice").arg("get"),
         &host,
@@ -179,66 +174,103 @@ fn a_push_outliving_the_token_fails_with_the_reference_helper_and_succeeds_with_
         stdout(&out).contains(&token_a),
         "reference helper lost the token"
     );
+    let a = push_while_the_token_dies(&w, &token_a, || {
+        push(&w.s, &layout_a, &format!("{host}/group/reference:v1"))
+    });
+    eprintln!(
+        "run A (docker-credential-secretservice): push {} after {:.1?}, token dead \
+         from {}\n{}skopeo: {}",
+        outcome(&a.out),
+        a.took,
+        a.kill,
+        log_lines(&a.log),
+        stderr(&a.out)
+    );
+    assert_refused_after_the_token_died(&a, &w.gl);
+
+    // ---- Run B: our helper, min_validity above the token's remaining life ---------------
+    let token_b = hand_to_our_helper(&mut w, &host);
+    let b = push_while_the_token_dies(&w, &token_b, || {
+        push(&w.s, &layout_b, &format!("{host}/group/ours:v1"))
+    });
+    eprintln!(
+        "run B (docker-credential-gitlab): push {} after {:.1?}, original token dead \
+         from {}; both runs {:.1?}\n{}",
+        outcome(&b.out),
+        b.took,
+        b.kill,
+        total.elapsed(),
+        log_lines(&b.log)
+    );
+    assert_rotated_once_and_succeeded(&b, &w.gl, &w.registry.log(), &w.s, &host, &token_b);
+}
+
+/// Run A's set-up: a new PAT of alice's (2 days) stored in `docker-credential-secretservice`,
+/// which the docker config names for `host`. The token.
+fn hand_to_the_reference_helper(w: &GitLabWorld, host: &str) -> String {
+    let token = w.pat(RENEWABLE, 2);
+    let out = w.s.run(
+        Command::new("docker-credential-secretservice").arg("store"),
+        format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token}"}}"#),
+    );
+    assert_success(&out, "docker-credential-secretservice store");
     std::fs::create_dir_all(w.s.docker_config_dir()).unwrap();
     std::fs::write(
         w.s.docker_config_dir().join("config.json"),
-        serde_json::json!({ "credHelpers": { &host: "secretservice" } }).to_string(),
+        serde_json::json!({ "credHelpers": { host: "secretservice" } }).to_string(),
     )
     .unwrap();
+    token
+}
 
-    w.gl.clear_requests();
-    let kill_a = w.gl.now() + TOKEN_LIFE;
-    w.gl.kill_token_at(&token_a, kill_a);
-    let (out, took_a) = push(&w.s, &layout_a, &format!("{host}/group/reference:v1"));
-    let log_a = w.gl.requests();
-    eprintln!(
-        "run A (docker-credential-secretservice): push {} after {took_a:.1?}, token dead \
-         from {kill_a}\n{}skopeo: {}",
-        if out.status.success() {
-            "succeeded"
-        } else {
-            "failed"
-        },
-        log_lines(&log_a),
-        stderr(&out)
-    );
-    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &w.gl);
-
-    // ---- Run B: our helper, min_validity above the token's remaining life ---------------
-    let token_b = w.pat(RENEWABLE, 2);
-    let out = w.login(&host, &token_b, &["--no-configure"]);
+/// Run B's set-up: a new PAT of alice's (2 days) logged in with our helper, which the docker
+/// config names for `host`, and min_validity (3 days) above the token's remaining life. The
+/// token.
+fn hand_to_our_helper(w: &mut GitLabWorld, host: &str) -> String {
+    let token = w.pat(RENEWABLE, 2);
+    let out = w.login(host, &token, &["--no-configure"]);
     assert_success(&out, "login");
-    w.s.configure_docker(&[&host]);
+    w.s.configure_docker(&[host]);
     w.s.extra_env
         .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3d".into()));
+    token
+}
 
+/// One run: the push's output, how long it took, what GitLab was asked meanwhile, and when
+/// the token it started with died.
+struct Run {
+    out: Output,
+    took: Duration,
+    log: Vec<RequestRecord>,
+    kill: jiff::Timestamp,
+}
+
+/// Runs `push` (its output and duration) with `token` dying [`TOKEN_LIFE`] after the start,
+/// recording GitLab's requests from the start.
+fn push_while_the_token_dies(
+    w: &GitLabWorld,
+    token: &str,
+    push: impl FnOnce() -> (Output, Duration),
+) -> Run {
     w.gl.clear_requests();
-    let kill_b = w.gl.now() + TOKEN_LIFE;
-    w.gl.kill_token_at(&token_b, kill_b);
-    let (out, took_b) = push(&w.s, &layout_b, &format!("{host}/group/ours:v1"));
-    let log_b = w.gl.requests();
-    eprintln!(
-        "run B (docker-credential-gitlab): push {} after {took_b:.1?}, original token dead \
-         from {kill_b}; both runs {:.1?}\n{}",
-        if out.status.success() {
-            "succeeded"
-        } else {
-            "failed"
-        },
-        total.elapsed(),
-        log_lines(&log_b)
-    );
-    assert_rotated_once_and_succeeded(
-        &out,
-        took_b,
-        &log_b,
-        kill_b,
-        &w.gl,
-        &w.registry.log(),
-        &w.s,
-        &host,
-        &token_b,
-    );
+    let kill = w.gl.now() + TOKEN_LIFE;
+    w.gl.kill_token_at(token, kill);
+    let (out, took) = push();
+    let log = w.gl.requests();
+    Run {
+        out,
+        took,
+        log,
+        kill,
+    }
+}
+
+fn outcome(out: &Output) -> &'static str {
+    if out.status.success() {
+        "succeeded"
+    } else {
+        "failed"
+    }
 }
 
 /// Writes a tar (made by `tar`) holding one file of `bytes` pseudo-random, incompressible
@@ -314,76 +346,46 @@ fn a_docker_push_outliving_the_token_succeeds_with_ours_and_fails_with_the_refer
     let total = Instant::now();
 
     // ---- Run B: our helper, min_validity above the token's remaining life ---------------
-    let token_b = w.pat(RENEWABLE, 2);
-    let out = w.login(&host, &token_b, &["--no-configure"]);
-    assert_success(&out, "login");
-    w.s.configure_docker(&[&host]);
-    w.s.extra_env
-        .push(("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY".into(), "3d".into()));
-
-    w.gl.clear_requests();
-    let kill_b = w.gl.now() + TOKEN_LIFE;
-    w.gl.kill_token_at(&token_b, kill_b);
-    let (out, took_b) = docker_push(&w.s, &image_b);
-    let log_b = w.gl.requests();
+    let token_b = hand_to_our_helper(&mut w, &host);
+    let b = push_while_the_token_dies(&w, &token_b, || docker_push(&w.s, &image_b));
     eprintln!(
-        "daemon run B (docker-credential-gitlab): push {} after {took_b:.1?}, original token \
-         dead from {kill_b}\n{}",
-        if out.status.success() {
-            "succeeded"
-        } else {
-            "failed"
-        },
-        log_lines(&log_b)
+        "daemon run B (docker-credential-gitlab): push {} after {:.1?}, original token \
+         dead from {}\n{}",
+        outcome(&b.out),
+        b.took,
+        b.kill,
+        log_lines(&b.log)
     );
     let logs = format!("{}\ndockerd log:\n{}", w.registry.log(), daemon.log());
-    assert_rotated_once_and_succeeded(
-        &out, took_b, &log_b, kill_b, &w.gl, &logs, &w.s, &host, &token_b,
-    );
+    assert_rotated_once_and_succeeded(&b, &w.gl, &logs, &w.s, &host, &token_b);
 
     // ---- Run A: docker-credential-secretservice holds the token -------------------------
-    let token_a = w.pat(RENEWABLE, 2);
-    let out = w.s.run(
-        Command::new("docker-credential-secretservice").arg("store"),
-        format!(r#"{{"ServerURL":"{host}","Username":"alice","Secret":"{token_a}"}}"#),
-    );
-    assert_success(&out, "docker-credential-secretservice store");
-    std::fs::write(
-        w.s.docker_config_dir().join("config.json"),
-        serde_json::json!({ "credHelpers": { &host: "secretservice" } }).to_string(),
-    )
-    .unwrap();
-
-    w.gl.clear_requests();
-    let kill_a = w.gl.now() + TOKEN_LIFE;
-    w.gl.kill_token_at(&token_a, kill_a);
-    let (out, took_a) = docker_push(&w.s, &image_a);
-    let log_a = w.gl.requests();
+    let token_a = hand_to_the_reference_helper(&w, &host);
+    let a = push_while_the_token_dies(&w, &token_a, || docker_push(&w.s, &image_a));
     eprintln!(
-        "daemon run A (docker-credential-secretservice): push {} after {took_a:.1?}, token \
-         dead from {kill_a}; both runs {:.1?}\n{}docker: {}{}",
-        if out.status.success() {
-            "succeeded"
-        } else {
-            "failed"
-        },
+        "daemon run A (docker-credential-secretservice): push {} after {:.1?}, token \
+         dead from {}; both runs {:.1?}\n{}docker: {}{}",
+        outcome(&a.out),
+        a.took,
+        a.kill,
         total.elapsed(),
-        log_lines(&log_a),
-        stdout(&out),
-        stderr(&out)
+        log_lines(&a.log),
+        stdout(&a.out),
+        stderr(&a.out)
     );
-    assert_refused_after_the_token_died(&out, took_a, &log_a, kill_a, &w.gl);
+    assert_refused_after_the_token_died(&a, &w.gl);
 }
 
 /// Run A's outcome: the push failed with an auth error, because the first token exchange
 /// worked and the re-exchange of the same (by then dead) credential was refused; no rotation.
-fn assert_refused_after_the_token_died(
-    out: &Output,
-    took_a: Duration,
-    log_a: &[RequestRecord],
-    kill_a: jiff::Timestamp,
-    gl: &Emulator,
-) {
+fn assert_refused_after_the_token_died(a: &Run, gl: &Emulator) {
+    let Run {
+        out,
+        took: took_a,
+        log: log_a,
+        kill: kill_a,
+    } = a;
+    let kill_a = *kill_a;
     assert!(
         !out.status.success(),
         "the push with the reference helper outlived its token and still succeeded \
@@ -424,18 +426,21 @@ fn assert_refused_after_the_token_died(
 /// Run B's outcome: the push succeeded; exactly one successful rotation before the first
 /// push-scoped token exchange; a re-exchange after the original token died; every exchange
 /// 200; the old token revoked and the rotated one alive in the keyring.
-#[allow(clippy::too_many_arguments)]
 fn assert_rotated_once_and_succeeded(
-    out: &Output,
-    took_b: Duration,
-    log_b: &[RequestRecord],
-    kill_b: jiff::Timestamp,
+    b: &Run,
     gl: &Emulator,
     registry_log: &str,
     s: &Session,
     host: &str,
     token_b: &str,
 ) {
+    let Run {
+        out,
+        took: took_b,
+        log: log_b,
+        kill: kill_b,
+    } = b;
+    let kill_b = *kill_b;
     assert!(
         out.status.success(),
         "the push through our helper failed after {took_b:?}\nstdout: {}\nstderr: {}\n\
@@ -537,11 +542,7 @@ fn a_push_outliving_the_oauth_access_token_succeeds_with_ours() {
     let log = w.gl.requests();
     eprintln!(
         "OAuth run: push {} after {took:.1?}, original access token dead from {dies}\n{}",
-        if out.status.success() {
-            "succeeded"
-        } else {
-            "failed"
-        },
+        outcome(&out),
         log_lines(&log)
     );
     assert!(

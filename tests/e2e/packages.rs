@@ -3,10 +3,12 @@
 //! all away again; the `.rpm` holds the same files; the bash completion loads; the Homebrew
 //! formula and the Scoop manifest name this release's files and checksums.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::support::{assert_success, have_tool, release_dir, stdout};
+use crate::support::{
+    assert_success, have_tool, release_dir, release_file, sha256sum_check, stdout,
+};
 
 const NAME: &str = "docker-credential-gitlab";
 
@@ -18,21 +20,6 @@ const FILES: &[&str] = &[
     "/usr/share/fish/vendor_completions.d/docker-credential-gitlab.fish",
     "/usr/share/man/man1/docker-credential-gitlab.1",
 ];
-
-fn package(dir: &Path, suffix: &str) -> PathBuf {
-    let found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(suffix))
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "one {suffix} in {}: {found:?}",
-        dir.display()
-    );
-    found[0].clone()
-}
 
 /// Removes the package again even when an assertion failed half way.
 struct Installed;
@@ -55,7 +42,7 @@ fn the_deb_installs_runs_and_removes_cleanly() {
         eprintln!("SKIPPED: dpkg -i needs root (CI would fail here)");
         return;
     }
-    let deb = package(&release, "_amd64.deb");
+    let deb = release_file(&release, "_amd64.deb");
     let listed = Command::new("dpkg-deb")
         .arg("-c")
         .arg(&deb)
@@ -122,7 +109,7 @@ fn the_rpm_holds_the_same_files() {
     if !have_tool("rpm") {
         return;
     }
-    let rpm = package(&release, ".x86_64.rpm");
+    let rpm = release_file(&release, ".x86_64.rpm");
     let out = Command::new("rpm").arg("-qpl").arg(&rpm).output().unwrap();
     assert_success(&out, "rpm -qpl");
     let mut expected: Vec<&str> = FILES.to_vec();
@@ -152,11 +139,7 @@ fn the_rpm_holds_the_same_files() {
 fn every_release_file_is_listed_in_sha256sums() {
     let Some(release) = release_dir() else { return };
     let sums = std::fs::read_to_string(release.join("SHA256SUMS")).unwrap();
-    let out = Command::new("sha256sum")
-        .args(["--check", "--strict", "SHA256SUMS"])
-        .current_dir(&release)
-        .output()
-        .unwrap();
+    let out = sha256sum_check(&release);
     assert_success(&out, "sha256sum --check");
     for suffix in [
         "-x86_64-unknown-linux-gnu.tar.gz",
@@ -166,7 +149,7 @@ fn every_release_file_is_listed_in_sha256sums() {
         "_amd64.deb",
         ".x86_64.rpm",
     ] {
-        let file = package(&release, suffix);
+        let file = release_file(&release, suffix);
         let name = file.file_name().unwrap().to_str().unwrap();
         assert!(
             sums.contains(&format!("  {name}\n")),

@@ -13,10 +13,9 @@ use gitlab_emulator::{Config, Fault};
 /// concurrent gets, into a token that keeps the promise: the next get does not rotate.
 #[test]
 fn a_rotation_keeps_min_validity_and_does_not_repeat() {
-    let Some(mut w) = GitLabWorld::renewing(20) else {
+    let Some(w) = GitLabWorld::renewing_with(20, "30d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "30d");
     let w = &w;
     let secrets: Vec<String> = std::thread::scope(|scope| {
         let gets: Vec<_> = (0..32).map(|_| scope.spawn(|| w.get())).collect();
@@ -49,10 +48,9 @@ fn a_rotation_keeps_min_validity_and_does_not_repeat() {
 /// the promise is not kept, and the new token is not rotated again.
 #[test]
 fn a_promise_no_token_can_keep_never_loops() {
-    let Some(mut w) = GitLabWorld::renewing(20) else {
+    let Some(w) = GitLabWorld::renewing_with(20, "400d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "400d");
     let out = w.get();
     let rotated = secret(&out);
     assert_ne!(rotated, w.token);
@@ -132,10 +130,9 @@ fn a_token_rotated_on_another_machine_is_never_presented_to_rotate() {
 /// token is handed out (exit 0), kept 0600, and moved into the store by a later run.
 #[test]
 fn a_minted_token_survives_a_keychain_that_went_away() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let child = w.get_paused_at("after-rotate-response");
     w.s.stop_keyring();
     std::fs::remove_file(w.marker()).unwrap();
@@ -182,10 +179,9 @@ fn a_minted_token_survives_a_keychain_that_went_away() {
 /// the new token is kept and handed out, never dropped for the revoked old one.
 #[test]
 fn a_minted_token_survives_a_state_lock_timeout() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let out = w.get_with_state_lock_held();
     let new = secret(&out);
     assert_ne!(new, w.token, "handed out the revoked token");
@@ -206,10 +202,9 @@ fn an_ambiguous_rotation_is_never_answered_with_the_revoked_token() {
         Fault::DelayAfterWork(Duration::from_secs(12)),
         Fault::DropAfterWork,
     ] {
-        let Some(mut w) = GitLabWorld::renewing(2) else {
+        let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
             return;
         };
-        w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
         w.gl.inject_fault(ROTATE, fault.clone(), 1);
         let started = Instant::now();
         let out = w.get();
@@ -242,10 +237,9 @@ fn an_ambiguous_rotation_is_never_answered_with_the_revoked_token() {
 /// without handing out the token, and succeeds once GitLab can confirm it.
 #[test]
 fn an_unconfirmable_journal_is_unknown_not_lost() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     // The real settle time: a "still active" does not close the journal for 60 s.
     w.unset("DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS");
     // A rotate that failed without doing the work, with an ambiguous 503.
@@ -273,10 +267,9 @@ fn an_unconfirmable_journal_is_unknown_not_lost() {
 /// returns the new token; it never gives up and hands out the one being rotated away.
 #[test]
 fn a_waiter_waits_for_a_slow_rotation_and_gets_the_new_token() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     w.gl.inject_fault(ROTATE, Fault::Delay(Duration::from_secs(9)), 1);
     let w = &w;
     let (first, second) = std::thread::scope(|scope| {
@@ -295,10 +288,9 @@ fn a_waiter_waits_for_a_slow_rotation_and_gets_the_new_token() {
 /// process's own min_validity.
 #[test]
 fn a_lease_lasts_for_the_promise_it_was_handed_out_with() {
-    let Some(mut w) = GitLabWorld::renewing(30) else {
+    let Some(mut w) = GitLabWorld::renewing_with(30, "36h") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "36h");
     assert_eq!(secret(&w.get()), w.token);
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
     let out = w.s.helper(&["rotate", &w.host], "");
@@ -348,10 +340,9 @@ fn docker_login_round_trip_keeps_the_gitlab_metadata() {
 /// Item 8: `docker logout` while a rotation is in flight: the entry does not come back.
 #[test]
 fn logout_during_a_rotation_is_final() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let child = w.get_paused_at("after-rotate-response");
     let out = w.s.helper(&["erase"], &w.host);
     assert_success(&out, "erase during the rotation");
@@ -498,10 +489,9 @@ fn rotate_refuses_to_give_a_non_expiring_token_an_expiry() {
 /// the token may not be handed out: one clear line instead.
 #[test]
 fn a_self_check_that_times_out_never_reaches_rotate() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     w.gl.inject_fault(PAT_SELF, Fault::Delay(Duration::from_secs(15)), 1);
     let started = Instant::now();
     let out = w.get();
@@ -540,10 +530,9 @@ fn a_self_check_that_times_out_never_reaches_rotate() {
 /// reaches the rotate endpoint again.
 #[test]
 fn a_get_killed_after_gitlab_rotated_loses_nothing() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     w.env("DOCKER_CREDENTIAL_GITLAB_FAULT", "after-rotate-response");
     let out = w.get();
     assert!(
@@ -580,10 +569,9 @@ fn a_get_killed_after_gitlab_rotated_loses_nothing() {
 /// policy like a stored one: when it no longer keeps the promise, it is renewed first.
 #[test]
 fn a_kept_token_is_checked_against_the_policy() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let child = w.get_paused_at("after-rotate-response");
     w.s.stop_keyring();
     std::fs::remove_file(w.marker()).unwrap();

@@ -95,10 +95,9 @@ fn a_kept_token_reaches_every_sharing_key() {
 /// A kept token (the store refused it) must not override what the user stored afterwards.
 #[test]
 fn a_kept_token_does_not_override_a_later_login() {
-    let Some(mut w) = GitLabWorld::renewing(2) else {
+    let Some(mut w) = GitLabWorld::renewing_with(2, "3d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "3d");
     let out = w.get_with_state_lock_held();
     let kept = secret(&out);
     w.unset("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY");
@@ -246,10 +245,9 @@ fn a_rotation_between_the_secret_read_and_the_lease_write() {
 /// An absurd but accepted min_validity must be an error line, not a panic.
 #[test]
 fn a_huge_min_validity_does_not_panic() {
-    let Some(mut w) = GitLabWorld::renewing(30) else {
+    let Some(w) = GitLabWorld::renewing_with(30, "100000000d") else {
         return;
     };
-    w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", "100000000d");
     let out = w.get();
     assert!(
         !stderr(&out).contains("panicked") && out.status.code() != Some(101),

@@ -10,20 +10,14 @@
 //! must fail with an error that says how to provide CA certificates, without echoing the
 //! token. Needs root for `chroot`: skipped outside CI when missing, fails in CI.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+
+use crate::support::chroot::{self, CI_JOB_ENV, FILE_STORE_ENV};
+use crate::support::skip;
 
 const NOT_FOUND: &str = "credentials not found in native keychain\n";
-
-/// Skips outside CI; panics in CI, where nothing may skip silently.
-fn skip(why: &str, fix: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{why}: {fix}");
-    }
-    eprintln!("SKIPPED: {why} (CI would fail here)");
-}
 
 /// An otherwise empty root directory holding the static binary at `/docker-credential-gitlab`.
 struct Root(tempfile::TempDir);
@@ -37,21 +31,7 @@ impl Root {
             );
             return None;
         };
-        let uid = Command::new("id").arg("-u").output().unwrap().stdout;
-        if uid != b"0\n" {
-            skip(
-                "chroot needs root",
-                "run the tests as root, as ./scripts/test.sh does in CI",
-            );
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::copy(&bin, dir.path().join("docker-credential-gitlab"))
-            .unwrap_or_else(|e| panic!("copying {}: {e}", Path::new(&bin).display()));
-        let tmp = dir.path().join("tmp");
-        std::fs::create_dir(&tmp).unwrap();
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        Some(Root(dir))
+        chroot::empty_root(&[(Path::new(&bin), "docker-credential-gitlab")]).map(Root)
     }
 
     /// A path inside the root, given as the binary sees it (`/tmp/...`).
@@ -61,35 +41,9 @@ impl Root {
 
     /// `chroot DIR /docker-credential-gitlab ARGS` with exactly `env` and `stdin`.
     fn run(&self, env: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(chroot())
-            .arg(self.0.path())
-            .arg("/docker-credential-gitlab")
-            .args(args)
-            .env_clear()
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let argv = [&["/docker-credential-gitlab"][..], args].concat();
+        chroot::run(self.0.path(), &argv, env, stdin.as_bytes())
     }
-}
-
-/// `chroot` lives in /usr/sbin, which a cleared environment's default search path lacks.
-fn chroot() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join("chroot"))
-        .find(|p| p.is_file())
-        .expect("chroot (coreutils) not found")
 }
 
 /// Asserts the exit code and the exact stdout; returns stderr.
@@ -124,75 +78,60 @@ fn version() {
 #[test]
 fn gitlab_ci_mode_serves_the_job_credentials() {
     let Some(root) = Root::new() else { return };
-    let env = [
-        ("HOME", "/tmp"),
-        ("GITLAB_CI", "true"),
-        ("CI", "true"),
-        ("CI_REGISTRY", "registry.example.com"),
-        ("CI_REGISTRY_USER", "gitlab-ci-token"),
-        ("CI_REGISTRY_PASSWORD", "job-secret-1"),
-    ];
-    let out = root.run(&env, &["list"], "");
+    let env = CI_JOB_ENV;
+    let out = root.run(env, &["list"], "");
     expect(
         &out,
         0,
         "{\"registry.example.com\":\"gitlab-ci-token\"}\n",
         "list",
     );
-    let out = root.run(&env, &["get"], "registry.example.com");
+    let out = root.run(env, &["get"], "registry.example.com");
     let want = concat!(
         r#"{"ServerURL":"registry.example.com","Username":"gitlab-ci-token","#,
         r#""Secret":"job-secret-1"}"#,
         "\n"
     );
     expect(&out, 0, want, "get registry.example.com");
-    let out = root.run(&env, &["get"], "other.example.com");
+    let out = root.run(env, &["get"], "other.example.com");
     expect(&out, 1, NOT_FOUND, "get other.example.com");
 }
 
 #[test]
 fn file_store_round_trip() {
     let Some(root) = Root::new() else { return };
-    let env = [
-        ("HOME", "/tmp"),
-        ("DOCKER_CREDENTIAL_GITLAB_STORE", "file"),
-        ("DOCKER_CREDENTIAL_GITLAB_DATA_DIR", "/tmp/data"),
-    ];
+    let env = FILE_STORE_ENV;
     let creds = r#"{"ServerURL":"registry.example.com","Username":"alice","Secret":"s3cret"}"#;
-    expect(&root.run(&env, &["store"], creds), 0, "", "store");
+    expect(&root.run(env, &["store"], creds), 0, "", "store");
     assert_eq!(mode(&root.path("/tmp/data")), 0o700, "data dir mode");
     assert_eq!(
         mode(&root.path("/tmp/data/secrets.json")),
         0o600,
         "secrets.json mode"
     );
-    let out = root.run(&env, &["get"], "registry.example.com");
+    let out = root.run(env, &["get"], "registry.example.com");
     expect(&out, 0, &format!("{creds}\n"), "get after store");
     expect(
-        &root.run(&env, &["erase"], "registry.example.com"),
+        &root.run(env, &["erase"], "registry.example.com"),
         0,
         "",
         "erase",
     );
-    let out = root.run(&env, &["get"], "registry.example.com");
+    let out = root.run(env, &["get"], "registry.example.com");
     expect(&out, 1, NOT_FOUND, "get after erase");
 }
 
 #[test]
 fn login_without_ca_certificates_says_how_to_add_them() {
     let Some(root) = Root::new() else { return };
-    let env = [
-        ("HOME", "/tmp"),
-        ("DOCKER_CREDENTIAL_GITLAB_STORE", "file"),
-        ("DOCKER_CREDENTIAL_GITLAB_DATA_DIR", "/tmp/data"),
-    ];
+    let env = FILE_STORE_ENV;
     let args = [
         "login",
         "registry.example.com",
         "--password-stdin",
         "--no-configure",
     ];
-    let out = root.run(&env, &args, "glpat-x");
+    let out = root.run(env, &args, "glpat-x");
     let stderr = expect(&out, 1, "", "login");
     assert!(stderr.contains("SSL_CERT_FILE"), "{stderr}");
     assert!(

@@ -6,7 +6,7 @@ use std::process::Output;
 use gitlab_emulator::{Config, Emulator, RealRegistry, TokenSpec};
 use jiff::{SignedDuration, Timestamp, civil::Time, tz::TimeZone};
 
-use super::{Session, assert_success, have_tool};
+use super::{RENEWABLE, Session, assert_success, have_tool};
 
 /// The one world of the GitLab tests: the emulator, the real registry trusting its tokens,
 /// a keyring session, and `alice`, who can mint tokens.
@@ -17,8 +17,8 @@ pub struct GitLabWorld {
     pub user: u64,
     /// The registry's host (`registry.host()`): the key `get` and `login` use.
     pub host: String,
-    /// The token the world logged in with ([`GitLabWorld::logged_in`]); empty after
-    /// [`GitLabWorld::start`].
+    /// The token the world logged in with ([`GitLabWorld::logged_in`]), or was given
+    /// ([`GitLabWorld::with_pat`]); empty after [`GitLabWorld::start`].
     pub token: String,
     /// The test clock's start: how far the emulator's and the helper's clocks are set from
     /// the real one so that the world starts at [`time_of_day`].
@@ -84,6 +84,18 @@ impl GitLabWorld {
             base: pinned_offset(),
         };
         w.set_clock(SignedDuration::ZERO);
+        Some(w)
+    }
+
+    /// A world ([`GitLabWorld::start`] with the default config) with a PAT of alice's with
+    /// [`RENEWABLE`] scopes expiring in `days` as its [`GitLabWorld::token`], not logged in.
+    /// `None` (skip) also when one of `tools` is missing outside CI.
+    pub fn with_pat(tools: &[&str], days: i64) -> Option<GitLabWorld> {
+        if !tools.iter().all(|t| have_tool(t)) {
+            return None;
+        }
+        let mut w = GitLabWorld::start(Config::default())?;
+        w.token = w.pat(RENEWABLE, days);
         Some(w)
     }
 

@@ -24,6 +24,14 @@ pub const PAT_SELF: &str = "/api/v4/personal_access_tokens/self";
 /// GitLab's registry token endpoint (the realm).
 pub const JWT_AUTH: &str = "/jwt/auth";
 
+/// Skips outside CI; panics in CI, where nothing may skip silently.
+pub fn skip(why: &str, fix: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}: {fix}");
+    }
+    eprintln!("SKIPPED: {why} (CI would fail here)");
+}
+
 /// Returns false (skip) when `tool` is missing outside CI; panics inside CI.
 pub fn have_tool(tool: &str) -> bool {
     let found = Command::new("sh")
@@ -582,6 +590,7 @@ pub fn read_opt(path: &Path) -> Option<Vec<u8>> {
     std::fs::File::open(path).ok()?.read_to_end(&mut buf).ok()?;
     Some(buf)
 }
+pub mod chroot;
 pub mod conformance;
 pub mod containers;
 pub mod dockerd;
@@ -616,4 +625,46 @@ pub fn release_archive(dir: &Path, target: &str) -> PathBuf {
     let path = dir.join(&name);
     assert!(path.is_file(), "no {name} in {}", dir.display());
     path
+}
+
+/// The one release file in `dir` whose name ends with `suffix`.
+#[track_caller]
+pub fn release_file(dir: &Path, suffix: &str) -> PathBuf {
+    let found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "one *{suffix} in {}: {found:?}",
+        dir.display()
+    );
+    found[0].clone()
+}
+
+/// Unpacks the release archive `archive` (`NAME.tar.gz`) into `into`: the directory
+/// `into/NAME` it holds.
+#[track_caller]
+pub fn unpack(archive: &Path, into: &Path) -> PathBuf {
+    let out = Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert_success(&out, "tar -x");
+    let name = archive.file_name().unwrap().to_str().unwrap();
+    into.join(name.trim_end_matches(".tar.gz"))
+}
+
+/// `sha256sum --check --strict SHA256SUMS` in `dir`.
+pub fn sha256sum_check(dir: &Path) -> Output {
+    Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .unwrap()
 }

@@ -17,6 +17,14 @@ impl GitLabWorld {
         Some(w)
     }
 
+    /// [`GitLabWorld::renewing`] with `DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY` set to
+    /// `min_validity` for every later command.
+    pub fn renewing_with(days: i64, min_validity: &str) -> Option<GitLabWorld> {
+        let mut w = GitLabWorld::renewing(days)?;
+        w.env("DOCKER_CREDENTIAL_GITLAB_MIN_VALIDITY", min_validity);
+        Some(w)
+    }
+
     /// Moves the test clock (the helper's and GitLab's) `days` past the world's start.
     pub fn age(&mut self, days: i64) {
         self.set_clock(jiff::SignedDuration::from_hours(24 * days));
