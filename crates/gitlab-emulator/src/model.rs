@@ -246,67 +246,50 @@ impl State {
                 username: Some(self.username(p.user_id)),
             },
             Found::Deploy(t) => crate::TokenInfo {
-                id: t.id,
-                kind: TokenKind::Deploy,
-                name: None,
-                active: self.active(&t),
-                revoked: t.life.revoked,
-                // Only PATs and OAuth tokens report when they were revoked.
-                revoked_at: None,
-                expires_at: None,
-                dies_at: t.dies_at(),
                 scopes: t.scopes.clone(),
-                family: None,
-                previous_id: None,
-                last_used_at: None,
                 username: Some(t.username.clone()),
+                ..self.bare_info(t.id, TokenKind::Deploy, &t)
             },
             Found::Job(t) => crate::TokenInfo {
-                id: t.id,
-                kind: TokenKind::Job,
-                name: None,
-                active: self.active(&t),
-                revoked: t.life.revoked,
-                revoked_at: None,
-                expires_at: None,
-                dies_at: t.dies_at(),
-                scopes: vec![],
-                family: None,
-                previous_id: None,
-                last_used_at: None,
                 username: Some("gitlab-ci-token".into()),
+                ..self.bare_info(t.id, TokenKind::Job, &t)
             },
             Found::OAuthAccess(t) => crate::TokenInfo {
-                id: t.id,
-                kind: TokenKind::OAuthAccess,
-                name: None,
-                active: self.active(&t),
-                revoked: t.life.revoked,
                 revoked_at: t.life.revoked_at,
-                expires_at: None,
                 dies_at: Some(t.death()),
                 scopes: t.scopes.clone(),
-                family: None,
-                previous_id: None,
-                last_used_at: None,
                 username: Some(self.username(t.user_id)),
+                ..self.bare_info(t.id, TokenKind::OAuthAccess, &t)
             },
             Found::OAuthRefresh(t) => crate::TokenInfo {
-                id: t.id,
-                kind: TokenKind::OAuthRefresh,
-                name: None,
                 active: !t.life.revoked && !t.refresh_used,
                 revoked: t.life.revoked || t.refresh_used,
-                revoked_at: None,
-                expires_at: None,
                 dies_at: None,
                 scopes: t.scopes.clone(),
-                family: None,
-                previous_id: None,
-                last_used_at: None,
                 username: Some(self.username(t.user_id)),
+                ..self.bare_info(t.id, TokenKind::OAuthRefresh, &t)
             },
         })
+    }
+
+    /// What every token reports (id, kind, liveness, death), with the rest (PAT metadata,
+    /// scopes, owner) empty. Only PATs and OAuth access tokens report when they were revoked.
+    fn bare_info(&self, id: u64, kind: TokenKind, t: &impl Token) -> crate::TokenInfo {
+        crate::TokenInfo {
+            id,
+            kind,
+            name: None,
+            active: self.active(t),
+            revoked: t.life().revoked,
+            revoked_at: None,
+            expires_at: None,
+            dies_at: t.dies_at(),
+            scopes: vec![],
+            family: None,
+            previous_id: None,
+            last_used_at: None,
+            username: None,
+        }
     }
 
     /// Username to record for a request: never the secret itself.

@@ -2,7 +2,7 @@
 //! emulator's JWTs exactly like GitLab's.
 
 use crate::common::*;
-use gitlab_emulator::{Config, Emulator, TokenSpec, write_oci_image};
+use gitlab_emulator::{Config, Emulator, IssuedToken, TokenSpec, write_oci_image};
 use reqwest::blocking::Response;
 
 /// Start the registry, or explain why not. Without the binary: fail under `CI`, skip otherwise.
@@ -33,6 +33,18 @@ fn registry_token(gl: &Emulator, scope: &str, user: &str, secret: &str) -> Strin
     body["token"].as_str().unwrap().to_string()
 }
 
+/// `alice` and `group/project`, with a read-write (`rw`) and a read-only (`ro`) PAT of hers.
+fn alice_in_group_project(gl: &Emulator) -> (IssuedToken, IssuedToken) {
+    let alice = gl.add_user("alice", "pw", false);
+    gl.add_project("group/project");
+    let rw = gl.add_personal_access_token(
+        alice,
+        TokenSpec::new("rw", &["read_registry", "write_registry"]),
+    );
+    let ro = gl.add_personal_access_token(alice, TokenSpec::new("ro", &["read_registry"]));
+    (rw, ro)
+}
+
 fn challenge(r: &Response) -> String {
     r.headers()
         .get("www-authenticate")
@@ -58,13 +70,7 @@ fn config_yaml_names_our_realm_issuer_and_cert() {
 fn real_registry_accepts_emulator_tokens() {
     let gl = Emulator::start(Config::default());
     let Some(reg) = registry(&gl) else { return };
-    let alice = gl.add_user("alice", "pw", false);
-    gl.add_project("group/project");
-    let rw = gl.add_personal_access_token(
-        alice,
-        TokenSpec::new("rw", &["read_registry", "write_registry"]),
-    );
-    let ro = gl.add_personal_access_token(alice, TokenSpec::new("ro", &["read_registry"]));
+    let (rw, ro) = alice_in_group_project(&gl);
     let c = client();
 
     // 1. Unauthenticated ping: 401 with GitLab's Bearer challenge.
@@ -175,13 +181,7 @@ fn skopeo_push_and_pull_through_real_registry() {
     }
     let gl = Emulator::start(Config::default());
     let Some(reg) = registry(&gl) else { return };
-    let alice = gl.add_user("alice", "pw", false);
-    gl.add_project("group/project");
-    let rw = gl.add_personal_access_token(
-        alice,
-        TokenSpec::new("rw", &["read_registry", "write_registry"]),
-    );
-    let ro = gl.add_personal_access_token(alice, TokenSpec::new("ro", &["read_registry"]));
+    let (rw, ro) = alice_in_group_project(&gl);
     let tmp = tempfile::tempdir().unwrap();
     let layout = write_oci_image(tmp.path(), 1024);
     let src = format!("oci:{}:v1", layout.display());
