@@ -47,40 +47,7 @@ enum Command {
     /// [protocol] Print the version.
     Version,
     /// Log in to a GitLab registry: validate a token, store it, configure Docker.
-    Login {
-        /// The registry host, e.g. registry.gitlab.com or gitlab.example.com:5050.
-        #[arg(default_value = "registry.gitlab.com")]
-        registry: String,
-        /// The username sent with the token (required for deploy tokens; GitLab ignores
-        /// it for personal access tokens).
-        #[arg(short, long)]
-        username: Option<String>,
-        /// Read the token from stdin instead of prompting for it.
-        #[arg(long)]
-        password_stdin: bool,
-        /// The GitLab instance the registry belongs to (checked against the registry).
-        #[arg(long, value_name = "URL")]
-        gitlab_url: Option<String>,
-        /// Do not add the registry to Docker's credHelpers.
-        #[arg(long)]
-        no_configure: bool,
-        /// Add a second token for a registry already logged in (same user or project):
-        /// `get` switches between the two so that renewals never revoke a token a push
-        /// is using, however busy the machine.
-        #[arg(long)]
-        standby: bool,
-        /// Log in through GitLab's OAuth device flow instead of with a token: open a URL,
-        /// enter a code, done. Needs an OAuth application on the GitLab instance.
-        #[arg(long, conflicts_with_all = ["username", "password_stdin"])]
-        oauth: bool,
-        /// The OAuth application's client id (else config.json's oauth_client_ids for the
-        /// GitLab, else DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID).
-        #[arg(long, value_name = "ID", requires = "oauth")]
-        client_id: Option<String>,
-        /// The OAuth scopes to ask for (default: "read_registry write_registry").
-        #[arg(long, value_name = "SCOPES", requires = "oauth")]
-        scopes: Option<String>,
-    },
+    Login(login::LoginArgs),
     /// Forget the credentials for a registry.
     Logout {
         registry: String,
@@ -213,45 +180,8 @@ fn is_top_level(args: &[OsString]) -> bool {
 /// Runs a user command (the protocol verbs were dispatched before clap).
 fn run_command(env: &Env, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Login {
-            registry,
-            gitlab_url,
-            no_configure,
-            standby,
-            oauth: true,
-            client_id,
-            scopes,
-            ..
-        } => oauth_login::run(
-            env,
-            oauth_login::OAuthArgs {
-                registry,
-                gitlab_url,
-                client_id,
-                scopes,
-                standby,
-                no_configure,
-            },
-        ),
-        Command::Login {
-            registry,
-            username,
-            password_stdin,
-            gitlab_url,
-            no_configure,
-            standby,
-            ..
-        } => login::run(
-            env,
-            login::LoginArgs {
-                registry,
-                username,
-                password_stdin,
-                gitlab_url,
-                no_configure,
-                standby,
-            },
-        ),
+        Command::Login(args) if args.oauth => oauth_login::run(env, &args),
+        Command::Login(args) => login::run(env, &args),
         Command::Logout { registry, revoke } => logout::run(env, &registry, revoke),
         Command::Rotate { registry, force } => rotate::run(env, &registry, force),
         Command::ConfigureDocker {

@@ -27,18 +27,45 @@ use crate::store::StoreChoice;
 
 pub(crate) use crate::gitlab::DEFAULT_USERNAME;
 
-#[derive(Debug, Clone)]
+/// `login`'s flags, with a token (here) or `--oauth` ([`super::oauth_login::run`]). The
+/// field comments are the `--help` text.
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct LoginArgs {
+    /// The registry host, e.g. registry.gitlab.com or gitlab.example.com:5050.
+    #[arg(default_value = "registry.gitlab.com")]
     pub registry: String,
+    /// The username sent with the token (required for deploy tokens; GitLab ignores
+    /// it for personal access tokens).
+    #[arg(short, long)]
     pub username: Option<String>,
+    /// Read the token from stdin instead of prompting for it.
+    #[arg(long)]
     pub password_stdin: bool,
+    /// The GitLab instance the registry belongs to (checked against the registry).
+    #[arg(long, value_name = "URL")]
     pub gitlab_url: Option<String>,
+    /// Do not add the registry to Docker's credHelpers.
+    #[arg(long)]
     pub no_configure: bool,
-    /// Store the token as the registry's standby token.
+    /// Add a second token for a registry already logged in (same user or project):
+    /// `get` switches between the two so that renewals never revoke a token a push
+    /// is using, however busy the machine.
+    #[arg(long)]
     pub standby: bool,
+    /// Log in through GitLab's OAuth device flow instead of with a token: open a URL,
+    /// enter a code, done. Needs an OAuth application on the GitLab instance.
+    #[arg(long, conflicts_with_all = ["username", "password_stdin"])]
+    pub oauth: bool,
+    /// The OAuth application's client id (else config.json's oauth_client_ids for the
+    /// GitLab, else DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID).
+    #[arg(long, value_name = "ID", requires = "oauth")]
+    pub client_id: Option<String>,
+    /// The OAuth scopes to ask for (default: "read_registry write_registry").
+    #[arg(long, value_name = "SCOPES", requires = "oauth")]
+    pub scopes: Option<String>,
 }
 
-pub(crate) fn run(env: &Env, args: LoginArgs) -> anyhow::Result<()> {
+pub(crate) fn run(env: &Env, args: &LoginArgs) -> anyhow::Result<()> {
     let host = RegistryHost::parse(&args.registry)?;
     if host.is_docker_hub() {
         bail!("{host} is Docker Hub, not a GitLab registry; use `docker login` for it");
@@ -59,7 +86,7 @@ pub(crate) fn run(env: &Env, args: LoginArgs) -> anyhow::Result<()> {
         &secret,
     )?;
     let info = learn(&http, &accepted, &secret)?;
-    store_and_report(env, &args, &host, &info, &accepted.username, &secret)
+    store_and_report(env, args, &host, &info, &accepted.username, &secret)
 }
 
 /// What GitLab accepted at `/jwt/auth`: its URL, the username, the registry token it issued.

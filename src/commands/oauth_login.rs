@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use reqwest::Url;
 
-use super::login::{choose_gitlab, configure_docker_for, parse_gitlab_url};
+use super::login::{LoginArgs, choose_gitlab, configure_docker_for, parse_gitlab_url};
 use crate::env::{Env, OAUTH_CLIENT_ID as OAUTH_CLIENT_ID_ENV};
 use crate::gitlab::oauth::{self, Poll};
 use crate::gitlab::{self, DEFAULT_USERNAME, GitLabError, JwtAuth, http::Http};
@@ -32,17 +32,9 @@ use crate::settings::Settings;
 /// What `login --oauth` asks for unless `--scopes` says otherwise.
 const DEFAULT_SCOPES: &str = "read_registry write_registry";
 
-#[derive(Debug, Clone)]
-pub(crate) struct OAuthArgs {
-    pub registry: String,
-    pub gitlab_url: Option<String>,
-    pub client_id: Option<String>,
-    pub scopes: Option<String>,
-    pub standby: bool,
-    pub no_configure: bool,
-}
-
-pub(crate) fn run(env: &Env, args: OAuthArgs) -> anyhow::Result<()> {
+/// `login --oauth` (`args.oauth`); `args.username` and `args.password_stdin` are never set
+/// with it (clap refuses them).
+pub(crate) fn run(env: &Env, args: &LoginArgs) -> anyhow::Result<()> {
     let host = RegistryHost::parse(&args.registry)?;
     let requested = args
         .gitlab_url
@@ -54,10 +46,10 @@ pub(crate) fn run(env: &Env, args: OAuthArgs) -> anyhow::Result<()> {
     let gitlab_url = choose_gitlab(&host, &challenge, requested.as_ref())?;
     let gitlab_display = gitlab_url.as_str().trim_end_matches('/').to_owned();
     eprintln!("GitLab instance for {host}: {gitlab_display}");
-    let client_id = client_id(env, args.client_id, &gitlab_display)?;
-    let scopes = args.scopes.unwrap_or_else(|| DEFAULT_SCOPES.to_owned());
+    let client_id = client_id(env, args.client_id.clone(), &gitlab_display)?;
+    let scopes = args.scopes.as_deref().unwrap_or(DEFAULT_SCOPES);
 
-    let device = oauth::authorize_device(&http, &gitlab_url, &client_id, &scopes)?;
+    let device = oauth::authorize_device(&http, &gitlab_url, &client_id, scopes)?;
     eprintln!(
         "To log in, open {} and enter the code {}",
         device.verification_uri, device.user_code
