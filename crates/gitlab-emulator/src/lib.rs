@@ -220,6 +220,7 @@ pub struct RequestRecord {
     pub status: u16,
     /// Basic-auth username, or the owner of a `PRIVATE-TOKEN`/Bearer token.
     pub username: Option<String>,
+    /// When it arrived, on the emulator's clock (the one its tokens expire by).
     pub at: Timestamp,
 }
 

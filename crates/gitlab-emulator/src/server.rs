@@ -93,13 +93,13 @@ async fn handle(
         peer: peer.ip(),
     };
 
-    let (fault, username) = {
+    let (fault, username, at) = {
         let mut st = shared.lock();
         let username = match req.basic() {
             Some((u, _)) => Some(u),
             None => req.api_token().and_then(|t| st.principal_for_secret(&t)),
         };
-        (faults::take(&mut st.faults, &req.path), username)
+        (faults::take(&mut st.faults, &req.path), username, st.now())
     };
 
     let record = |status: u16| RequestRecord {
@@ -108,7 +108,7 @@ async fn handle(
         query: redact_query(&req.query),
         status,
         username: username.clone(),
-        at: jiff::Timestamp::now(),
+        at,
     };
 
     let resp = match fault {
