@@ -200,6 +200,7 @@ fn print_table(rows: &[Row<'_>]) {
 fn cells(r: &Row<'_>) -> [String; 9] {
     let dash = || "-".to_owned();
     let day = |at: &str| at.get(..10).unwrap_or(at).to_owned();
+    let minute = |at: &str| at.get(..16).unwrap_or(at).replace('T', " ");
     [
         format!(
             "{}{}{}",
@@ -223,7 +224,11 @@ fn cells(r: &Row<'_>) -> [String; 9] {
         },
         match r.can_renew {
             _ if r.renewal_interrupted => "interrupted: run get or doctor".into(),
-            Some(true) if r.renews_with == Some("refresh token") => "yes: refresh token".into(),
+            // An access token lives hours: the minute it refreshes, not the day.
+            Some(true) if r.renews_with == Some("refresh token") => match &r.renews_at {
+                Some(at) => format!("yes: refresh token, from {}", minute(at)),
+                None => "yes: refresh token".into(),
+            },
             Some(true) => match &r.renews_at {
                 Some(at) => format!("yes, from {}", day(at)),
                 None => "yes".into(),

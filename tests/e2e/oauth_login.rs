@@ -145,6 +145,13 @@ fn the_device_flow_logs_in_and_get_hands_out_the_access_token() {
         early.is_positive() && early <= jiff::SignedDuration::from_hours(2),
         "renews_at is {early:#} before expires_at: {rows}"
     );
+    // The table says the same moment, to the minute.
+    let table = stdout(&w.s.helper(&["status"], ""));
+    let minute = rows[0]["renews_at"].as_str().unwrap()[..16].replace('T', " ");
+    assert!(
+        table.contains(&format!("yes: refresh token, from {minute}")),
+        "{table}"
+    );
     // Docker now asks the helper; a push goes through the real registry.
     let config: serde_json::Value = serde_json::from_slice(
         &std::fs::read(w.s.docker_config_dir().join("config.json")).unwrap(),
