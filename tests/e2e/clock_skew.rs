@@ -104,10 +104,11 @@ fn oauth_with_the_clock_3_h_behind() {
     oauth_under(-MIN * 180);
 }
 
-/// A renewable 2-day PAT (it dies at 00:00 UTC on GitLab's clock, 36 h after the world's
-/// noon) logged in with the helper `skew` ahead, renewing only in the hard window (an early
-/// window of 1 min): with 1 h 30 min left (GitLab) nothing rotates; with 45 min left,
-/// exactly one rotation among three gets, and the new token keeps the promise.
+/// A renewable 2-day PAT (it dies at 00:00 UTC on GitLab's clock, 24 to 48 h after the
+/// world's start, whatever the time of day) logged in with the helper `skew` ahead,
+/// renewing only in the hard window (an early window of 1 min): with 1 h 30 min left
+/// (GitLab) nothing rotates; with 45 min left, exactly one rotation among three gets, and
+/// the new token keeps the promise.
 fn pat_under(skew: SignedDuration) {
     let Some(mut w) = GitLabWorld::start(Config::default()) else {
         return;
@@ -124,7 +125,10 @@ fn pat_under(skew: SignedDuration) {
     w.token = w.pat(RENEWABLE, 2);
     login(&w, &w.host, &w.token);
 
-    w.set_skewed_clock(SignedDuration::from_mins(34 * 60 + 30), skew);
+    // From the world's start (a moment ago) to the token's death, on GitLab's clock.
+    let dies = w.gl.token_info(&w.token).unwrap().dies_at.unwrap();
+    let life = dies.duration_since(w.gl.now());
+    w.set_skewed_clock(life - SignedDuration::from_mins(90), skew);
     assert_eq!(gets(&w, 3), w.token);
     assert_eq!(
         w.rotate_calls(),
@@ -132,7 +136,7 @@ fn pat_under(skew: SignedDuration) {
         "skew {skew:#}: rotated with 1 h 30 min left"
     );
 
-    w.set_skewed_clock(SignedDuration::from_mins(35 * 60 + 15), skew);
+    w.set_skewed_clock(life - SignedDuration::from_mins(45), skew);
     let handed = gets(&w, 3);
     assert_eq!(
         w.rotate_calls(),

@@ -25,7 +25,8 @@ impl GitLabWorld {
 
 #[test]
 fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
-    let Some(mut w) = GitLabWorld::logged_in(2, RENEWABLE) else {
+    // A 3-day token: 48 to 72 h left whatever the time of day (it dies at 00:00 UTC).
+    let Some(mut w) = GitLabWorld::logged_in(3, RENEWABLE) else {
         return;
     };
     // Steady path: far enough from expiry, no GitLab traffic at all.
@@ -33,7 +34,7 @@ fn a_token_that_would_not_outlive_min_validity_is_rotated_before_hand_out() {
     assert_eq!(secret(&w.get()), w.token);
     assert!(w.gl.requests().is_empty(), "{:?}", w.gl.requests());
 
-    // The token dies within min_validity (3 days > its 1-2 days left): rotate first.
+    // The token dies within min_validity (3 days > its 2-3 days left): rotate first.
     w.set_min_validity("3d");
     let out = w.get();
     let new = secret(&out);
@@ -132,13 +133,14 @@ fn concurrent_gets_cause_exactly_one_rotation() {
 
 #[test]
 fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
-    // A 3-day token at noon (the test clock) has 60 h left. With min_validity 50 h its
-    // early window is 11 h (half of the 22 h it lives beyond 50 h): 60 h < 50 h + 11 h, so
-    // it is in the early window, outside the hard window.
-    let Some(mut w) = GitLabWorld::logged_in(3, RENEWABLE) else {
+    // A 30-day token ten days old (the test clock) has 19 to 20 days left, whatever the
+    // time of day. With min_validity 15 d its early window is 7 d: 20 d < 15 d + 7 d, so it
+    // is in the early window, outside the hard window.
+    let Some(mut w) = GitLabWorld::logged_in(30, RENEWABLE) else {
         return;
     };
-    w.set_min_validity("50h");
+    w.set_clock(jiff::SignedDuration::from_hours(24 * 10));
+    w.set_min_validity("15d");
     w.gl.clear_requests();
 
     w.set_lease_minutes_ago(5);
@@ -156,8 +158,8 @@ fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
     assert_eq!(w.gl.count("POST", ROTATE), 0);
 
-    // A lease lasts min_validity (50 h here).
-    w.set_lease_minutes_ago(51 * 60);
+    // A lease lasts min_validity (15 d here).
+    w.set_lease_minutes_ago((15 * 24 + 1) * 60);
     let rotated = secret(&w.get());
     assert_ne!(rotated, w.token, "an expired lease allows early rotation");
     assert_eq!(w.gl.count("POST", ROTATE), 1);
@@ -165,7 +167,8 @@ fn early_renewal_waits_for_leases_but_the_hard_window_does_not() {
     // Hard window: the token dies within min_validity anyway, so a live lease does not
     // protect it.
     w.set_lease_minutes_ago(1);
-    w.set_min_validity("5d");
+    // The rotated token lives 30 days again: a 31-day promise puts it in its hard window.
+    w.set_min_validity("31d");
     let again = secret(&w.get());
     assert_ne!(again, rotated);
     assert_eq!(w.gl.count("POST", ROTATE), 2);
