@@ -45,6 +45,7 @@ pub(crate) mod secret;
 pub(crate) mod settings;
 pub(crate) mod sources;
 pub(crate) mod store;
+pub(crate) mod vault;
 
 /// The name docker derives from `credHelpers` values: `docker-credential-<suffix>`.
 pub(crate) const BINARY_NAME: &str = "docker-credential-gitlab";

@@ -20,6 +20,9 @@ pub enum Backend {
     Keyutils,
     /// One 0600 JSON file in the data directory, for machines without a keychain.
     File,
+    /// OpenBao/HashiCorp Vault KV v2, for fleets: the whole record (secret, GitLab facts,
+    /// hand-outs, renewal claim) is shared by every host using the same address and path.
+    Vault,
     /// An in-process store for unit tests (keyring-core's mock store).
     #[cfg(test)]
     Memory,
@@ -33,9 +36,8 @@ pub enum Auto {
     /// Used only when no native store is usable and this is a CI job (`GITLAB_CI=true` or
     /// `CI=true`), whose home directory dies with the job.
     CiFallback,
-    /// Only when chosen explicitly (the unit tests' in-memory store).
-    #[cfg(test)]
-    Never,
+    /// Only when chosen explicitly (`vault`; the unit tests' in-memory store).
+    Explicit,
 }
 
 /// One row of the table.
@@ -59,6 +61,7 @@ impl Backend {
         Backend::SecretService,
         Backend::Keyutils,
         Backend::File,
+        Backend::Vault,
         #[cfg(test)]
         Backend::Memory,
     ];
@@ -109,11 +112,19 @@ impl Backend {
                 fix: "check that the data directory (DOCKER_CREDENTIAL_GITLAB_DATA_DIR) is writable",
                 lock_fix: "check that the data directory (DOCKER_CREDENTIAL_GITLAB_DATA_DIR) is writable",
             },
+            Backend::Vault => BackendInfo {
+                name: "vault",
+                here: true,
+                auto: Auto::Explicit,
+                fix: "check VAULT_ADDR (or BAO_ADDR), the Vault token and DOCKER_CREDENTIAL_GITLAB_VAULT_PATH; \
+                      `docker-credential-gitlab doctor` names what is missing",
+                lock_fix: "unseal Vault (`bao operator unseal` or `vault operator unseal`)",
+            },
             #[cfg(test)]
             Backend::Memory => BackendInfo {
                 name: "memory",
                 here: true,
-                auto: Auto::Never,
+                auto: Auto::Explicit,
                 fix: "",
                 lock_fix: "",
             },
@@ -124,7 +135,9 @@ impl Backend {
         self.info().name
     }
 
+    /// A backend by name; `openbao` is another name for `vault` (same API).
     pub fn parse(s: &str) -> Option<Backend> {
+        let s = if s == "openbao" { "vault" } else { s };
         Backend::ALL.iter().copied().find(|b| b.name() == s)
     }
 

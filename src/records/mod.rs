@@ -3,24 +3,29 @@
 //! locks that serialise changes. Everything above this module (sources, renewal, commands)
 //! reaches a credential's record through [`Records`] and nothing else.
 //!
-//! This is the seam where a record lives. Its first implementation is this machine: the
-//! data directory ([`crate::datadir`]) for the metadata, leases, journal and locks, and
-//! the secret store each entry names ([`crate::store`]) for the secret. A fleet keeps the
-//! same record in OpenBao/Vault instead, behind the same methods.
+//! This is the seam where a record lives. On one machine: the data directory
+//! ([`crate::datadir`]) for the metadata, leases, journal and locks, and the secret store
+//! each entry names ([`crate::store`]) for the secret. A fleet
+//! (`DOCKER_CREDENTIAL_GITLAB_STORE=vault`) keeps the same record in OpenBao/Vault
+//! ([`fleet`]), behind the same methods: each method below says what it does in both.
 //!
 //! Order matters for crash safety: the secret is written to the store first, then the state
 //! file that points at it, both under the state write lock. A crash in between leaves an
 //! unreferenced keychain item (harmless, overwritten by the next save), never a state entry
 //! without its secret.
 
+use std::sync::Arc;
+
 use crate::datadir::DataDir;
 use crate::datadir::error::StateError;
 use crate::env::Env;
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
-use crate::store::{SecretStore, StoreError};
+use crate::store::{Backend, SecretStore, StoreChoice, StoreError};
+use crate::vault::VaultError;
 
 mod bookkeeping;
+pub(crate) mod fleet;
 mod renewal;
 mod save;
 
@@ -29,7 +34,13 @@ pub(crate) use crate::datadir::journal::Journal;
 pub(crate) use crate::datadir::kept::Kept;
 pub(crate) use crate::datadir::lock::TokenLock;
 pub(crate) use crate::datadir::state::{Entry, State};
+pub(crate) use bookkeeping::Claim;
+pub(crate) use fleet::claim::NotClaimed;
+pub(crate) use fleet::leases::FleetLeases;
 pub(crate) use save::NewCredential;
+
+/// The key in an entry that says the token was found rotated or revoked elsewhere.
+pub(crate) const REVOKED: &str = "revoked";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Error {
@@ -37,12 +48,19 @@ pub(crate) enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("{0}")]
+    Fleet(String),
 }
 
-/// The records of every credential on this machine.
+/// The records of every credential: this machine's, or a fleet's in Vault.
 #[derive(Debug, Clone)]
 pub(crate) struct Records {
+    /// This machine's data directory (in a fleet: warning stamps, this host's lease
+    /// mirror, a minted token Vault did not take yet).
     dir: DataDir,
+    fleet: Option<Arc<fleet::Fleet>>,
 }
 
 /// A stored entry and the registry keys holding the same token (`key` first).
@@ -61,19 +79,32 @@ impl Held {
 }
 
 impl Records {
-    /// The records in the data directory `env` names (else the platform's).
+    /// The records `env` names: a fleet's in Vault under
+    /// `DOCKER_CREDENTIAL_GITLAB_STORE=vault`, else this machine's in its data directory.
+    /// Nothing is sent to Vault yet.
     pub fn locate(env: &Env) -> Result<Records, NoDataDir> {
-        DataDir::locate(env).map(Records::in_dir)
+        let dir = DataDir::locate(env)?;
+        let fleet = matches!(
+            StoreChoice::from_env(env),
+            Ok(StoreChoice::Only(Backend::Vault))
+        )
+        .then(|| Arc::new(fleet::Fleet::connect(env, &dir)));
+        Ok(Records { dir, fleet })
     }
 
-    pub fn in_dir(dir: DataDir) -> Records {
-        Records { dir }
+
+    /// The fleet's Vault, when the records are a fleet's.
+    pub fn fleet(&self) -> Option<&fleet::Fleet> {
+        self.fleet.as_deref()
     }
 
     /// The records in the data directory at `path` (tests).
     #[cfg(test)]
     pub fn at(path: &std::path::Path) -> Records {
-        Records::in_dir(DataDir::at(path))
+        Records {
+            dir: DataDir::at(path),
+            fleet: None,
+        }
     }
 
     /// The data directory (for `status` and `doctor`, which show where things are).
@@ -81,9 +112,24 @@ impl Records {
         &self.dir
     }
 
-    /// Every entry, from one read of the state file. Takes no lock and touches no store.
+    /// Every entry, from one read of the state file (a fleet: every record in the path).
+    /// Takes no lock and touches no local store.
     pub fn snapshot(&self) -> Result<State, Error> {
-        Ok(self.dir.load()?)
+        match &self.fleet {
+            Some(f) => f.snapshot(),
+            None => Ok(self.dir.load()?),
+        }
+    }
+
+    /// `key`'s entry with the keys holding its token, and its standby's entry: what a `get`
+    /// starts from. One read of the state file (a fleet: one Vault read for one token).
+    pub fn registry(&self, key: &RegistryHost) -> Result<Option<(Held, Option<Entry>)>, Error> {
+        if let Some(f) = &self.fleet {
+            return f.registry(key);
+        }
+        let state = self.snapshot()?;
+        Ok(Records::held_in(&state, key)
+            .map(|held| (held, state.entries.get(key.standby().as_str()).cloned())))
     }
 
     /// `key`'s entry and the keys holding its token, in a snapshot already read.
@@ -96,12 +142,18 @@ impl Records {
 
     /// `key`'s entry and the keys holding its token. Takes no lock and touches no store.
     pub fn held(&self, key: &RegistryHost) -> Result<Option<Held>, Error> {
-        Ok(Records::held_in(&self.snapshot()?, key))
+        match &self.fleet {
+            Some(f) => f.held(key),
+            None => Ok(Records::held_in(&self.snapshot()?, key)),
+        }
     }
 
-    /// The secret the store holds for `key`'s entry.
+    /// The secret the store holds for `key`'s entry (a fleet: read with the entry).
     pub fn secret(&self, key: &RegistryHost, entry: &Entry) -> Result<Option<Secret>, Error> {
-        Ok(SecretStore::open(entry.store, &self.dir)?.get(key)?)
+        match &self.fleet {
+            Some(f) => f.secret(key, entry),
+            None => Ok(SecretStore::open(entry.store, &self.dir)?.get(key)?),
+        }
     }
 
     /// `key`'s entry and its secret, if both exist.
@@ -119,6 +171,9 @@ impl Records {
         key: &RegistryHost,
         seen: &Entry,
     ) -> Result<Option<(Entry, Secret)>, Error> {
+        if let Some(f) = &self.fleet {
+            return f.changed_since(key, seen);
+        }
         match self.held(key)? {
             Some(held) if held.entry.stored_at != seen.stored_at => {
                 Ok(self.secret(key, &held.entry)?.map(|s| (held.entry, s)))
@@ -127,11 +182,35 @@ impl Records {
         }
     }
 
-    /// The keys holding the same token as `entry` (`key` first). Takes no lock.
+    /// The keys holding the same token as `entry` (`key` first). Takes no lock. (In a
+    /// fleet each key's record is its own credential.)
     pub fn sharing(&self, key: &RegistryHost, entry: &Entry) -> Vec<String> {
+        if self.fleet.is_some() {
+            return vec![key.as_str().to_owned()];
+        }
         match self.snapshot() {
             Ok(state) => keys_sharing(&state, key, entry),
             Err(_) => vec![key.as_str().to_owned()],
+        }
+    }
+
+    /// Every key holding the token of `key`'s `entry`, with the `stored_at` each has now
+    /// (what a kept token is adopted by).
+    pub fn holders(
+        &self,
+        key: &RegistryHost,
+        entry: &Entry,
+    ) -> std::collections::BTreeMap<String, jiff::Timestamp> {
+        if self.fleet.is_some() {
+            return fleet::Fleet::holders(key, entry);
+        }
+        match self.snapshot() {
+            Ok(state) => self
+                .sharing(key, entry)
+                .into_iter()
+                .filter_map(|k| state.entries.get(&k).map(|e| (k, e.stored_at)))
+                .collect(),
+            Err(_) => [(key.as_str().to_owned(), entry.stored_at)].into(),
         }
     }
 

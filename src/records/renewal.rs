@@ -36,6 +36,9 @@ impl Records {
         token: &Secret,
         info: GitLabInfo,
     ) -> Result<Option<Entry>, Error> {
+        if let Some(f) = &self.fleet {
+            return f.commit(host, token, info);
+        }
         let guard = self.dir.lock_with_deadline(wait)?;
         let mut state = guard.load()?;
         if !state.entries.contains_key(host.as_str()) {
@@ -60,6 +63,11 @@ impl Records {
         group: &RegistryHost,
         kept: &Kept,
     ) -> Result<Vec<String>, Error> {
+        if let Some(f) = &self.fleet {
+            let keys = f.adopt(kept)?;
+            self.drop_kept(group);
+            return Ok(keys);
+        }
         let guard = self.dir.lock_with_deadline(wait)?;
         let mut state = guard.load()?;
         let keys: Vec<String> = kept
@@ -95,6 +103,13 @@ impl Records {
         host: &RegistryHost,
         standby: bool,
     ) -> Result<(), Error> {
+        if let Some(f) = &self.fleet {
+            return f.change(host.as_str(), |r| {
+                r.entry
+                    .extra
+                    .insert(STANDBY_ACTIVE.into(), serde_json::Value::Bool(standby));
+            });
+        }
         let guard = self.dir.lock_with_deadline(wait)?;
         let mut state = guard.load()?;
         if let Some(primary) = state.entries.get_mut(host.as_str()) {

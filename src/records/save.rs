@@ -23,6 +23,9 @@ pub(crate) struct NewCredential<'a> {
 /// in the store that already holds it.
 impl Records {
     pub fn save(&self, choice: StoreChoice, new: NewCredential<'_>) -> Result<Backend, Error> {
+        if let Some(f) = &self.fleet {
+            return f.save(new);
+        }
         let guard = self.dir.lock()?;
         let (mut state, set_aside) = guard.load_or_set_aside()?;
         if let Some(aside) = set_aside {
@@ -74,6 +77,13 @@ impl Records {
     /// `choice` names the stores `auto` would use, searched when nothing is recorded (best
     /// effort: `None` when the environment names no valid store).
     pub fn forget(&self, choice: Option<StoreChoice>, host: &RegistryHost) -> Result<bool, Error> {
+        if let Some(f) = &self.fleet {
+            let found = f.forget(host)?;
+            for key in [host.clone(), host.standby()] {
+                leases::forget(&self.dir, &key);
+            }
+            return Ok(found);
+        }
         let guard = self.dir.lock()?;
         let mut state = guard.load()?;
         let Some(entry) = state.entries.get(host.as_str()) else {

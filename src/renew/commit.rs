@@ -54,14 +54,7 @@ pub(super) fn commit(flight: &Flight<'_>, token: &Secret, info: GitLabInfo) -> E
 /// Keeps `token` for every key that held the old one (with the `stored_at` it had).
 fn keep(flight: &Flight<'_>, token: &Secret, info: &GitLabInfo) -> std::io::Result<()> {
     let (records, host, old) = (flight.records, flight.host, &flight.entry);
-    let holders = match records.snapshot() {
-        Ok(state) => records
-            .sharing(host, old)
-            .into_iter()
-            .filter_map(|k| state.entries.get(&k).map(|e| (k, e.stored_at)))
-            .collect(),
-        Err(_) => [(host.as_str().to_owned(), old.stored_at)].into(),
-    };
+    let holders = records.holders(host, old);
     records.keep(
         &flight.group,
         &Kept {

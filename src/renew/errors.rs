@@ -32,6 +32,10 @@ pub(crate) enum RenewError {
         "another docker-credential-gitlab process is renewing the token for {host} and did not finish in time; try again"
     )]
     Busy { host: String },
+    #[error(
+        "the token for {host} is being renewed by host {by}, which did not finish in time; try again"
+    )]
+    BusyElsewhere { host: String, by: String },
     #[error(transparent)]
     Records(#[from] crate::records::Error),
 }

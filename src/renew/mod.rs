@@ -137,7 +137,7 @@ struct Flight<'a> {
     /// Another process renewed the token since the caller read `seen`.
     changed: bool,
     deadline: Instant,
-    _lock: records::TokenLock,
+    _claim: records::Claim,
 }
 
 /// What talking to GitLab about the token takes.
@@ -167,11 +167,17 @@ impl<'a> Flight<'a> {
         let until = deadline
             .checked_sub(Duration::from_millis(200))
             .unwrap_or(deadline);
-        let lock = records
-            .claim(&group, until)
-            .map_err(RenewError::Cannot)?
-            .ok_or_else(|| RenewError::Busy {
-                host: host.to_string(),
+        let claim = records
+            .claim(&group, seen, until)
+            .map_err(|e| match e {
+                records::NotClaimed::Failed(detail) => RenewError::Cannot(detail),
+                records::NotClaimed::Busy { by: None } => RenewError::Busy {
+                    host: host.to_string(),
+                },
+                records::NotClaimed::Busy { by: Some(by) } => RenewError::BusyElsewhere {
+                    host: host.to_string(),
+                    by,
+                },
             })?;
         let removed = || RenewError::Cannot(format!("the credentials for {host} were removed"));
         let held = records.held(host)?.ok_or_else(removed)?;
@@ -187,7 +193,7 @@ impl<'a> Flight<'a> {
             secret,
             keys: held.keys,
             deadline,
-            _lock: lock,
+            _claim: claim,
         })
     }
 
@@ -278,10 +284,14 @@ impl<'a> Flight<'a> {
             .map_err(RenewError::Cannot)?;
         crate::fault::point("after-journal");
         let now = crate::clock::now();
-        let leased = self
-            .records
-            .lease_until_any(&self.keys)
-            .is_some_and(|t| now < t);
+        // Every host's leases, in a fleet: a hand-out anywhere is a live promise.
+        let leased = match self.records.leases_everywhere(&self.keys, now) {
+            Ok(leases) => leases.until.is_some_and(|t| now < t),
+            Err(e) => {
+                self.records.close_journal(&self.group);
+                return Err(RenewError::failed(self.host, e));
+            }
+        };
         if !promise.hard && leased {
             self.records.close_journal(&self.group);
             return Err(RenewError::failed(

@@ -107,7 +107,7 @@ pub(super) fn key(
     // The lease first, then the journal check: a rotation that started meanwhile either
     // sees this lease and stands down, or has its journal seen here.
     let min_validity = h.settings()?.min_validity(h.registry.as_str());
-    h.records.record_handout(key, h.now, min_validity);
+    h.records.record_handout(key, h.now, min_validity)?;
     if h.records.journal_open(&group)
         && let Some(renewed) = renew::resolve_open_journal(h.records, key, &entry, h.deadline)?
     {
@@ -135,7 +135,16 @@ fn apply_policy(
     let min_validity = settings.min_validity(h.registry.as_str());
     // A hand-out through any key holding the token protects it.
     let lease = h.records.lease_until_any(&held.keys);
-    let facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);
+    let mut facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);
+    // This host's leases decide the steady path; an early renewal in a fleet also waits
+    // for every other host's (read only now: one Vault list and read per host).
+    if h.records.fleet().is_some()
+        && policy::decide(&facts) == (Decision::Renew { hard: false })
+    {
+        let everywhere = h.records.leases_everywhere(&held.keys, h.now)?;
+        let lease = lease.max(everywhere.until);
+        facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);
+    }
     let hard = match policy::decide(&facts) {
         Decision::HandOut => return Ok((held.entry.clone(), secret, false)),
         Decision::HandOutExpiring | Decision::PromiseTooLong => {
@@ -150,7 +159,10 @@ fn apply_policy(
         hard,
     };
     // In the hard window a rotation revokes hand-outs still inside their promise.
-    let cut = h.records.live_handouts_any(&held.keys, h.now);
+    let cut = h
+        .records
+        .leases_everywhere(&held.keys, h.now)
+        .map_or(0, |l| l.live);
     match renew::renew(h.records, key, &held.entry, promise, h.deadline) {
         Ok(renewed) => {
             if renewed.rotated_here && cut > 0 {
@@ -336,7 +348,7 @@ fn kept_handout(
             });
         }
     }
-    h.records.record_handout(key, h.now, min_validity);
+    h.records.record_handout(key, h.now, min_validity)?;
     Ok((
         held.entry.username.clone(),
         handed_out(Some(info.kind), &kept.token),

@@ -38,6 +38,11 @@ pub(super) fn get(
     }
     match policy::decide_pair(&fa, &fi) {
         PairDecision::Active | PairDecision::Single => handout::key(h, active, None),
+        // In a fleet, another host's hand-out of the idle token is still running: renewing
+        // it now would cut that push. Stay on the active one until it has run out.
+        PairDecision::RenewIdleThenSwitch if leased_elsewhere(h, idle) => {
+            handout::key(h, active, None)
+        }
         PairDecision::Switch => {
             switch_to(h, idle);
             handout::key(h, idle, None)
@@ -84,6 +89,14 @@ fn facts(
         h.records.lease_until(key),
         h.now,
     )))
+}
+
+/// Whether any host of a fleet holds a live lease on `key` (an unreadable answer: yes).
+fn leased_elsewhere(h: &Handout<'_>, key: &RegistryHost) -> bool {
+    h.records.fleet().is_some()
+        && h.records
+            .leases_everywhere(&[key.as_str().to_owned()], h.now)
+            .map_or(true, |l| l.until.is_some_and(|t| h.now < t))
 }
 
 /// Makes `key` the pair's active token. Best effort, within the get deadline: a failed

@@ -31,8 +31,7 @@ pub(super) fn get(
     host: &RegistryHost,
     deadline: Instant,
 ) -> Result<Option<(String, Secret)>, Error> {
-    let state = records.snapshot()?;
-    let Some(held) = Records::held_in(&state, host) else {
+    let Some((held, standby)) = records.registry(host)? else {
         return Ok(None);
     };
     let h = Handout {
@@ -43,8 +42,8 @@ pub(super) fn get(
         registry: host,
         deadline,
     };
-    match state.entries.get(host.standby().as_str()) {
-        Some(second) => pair::get(&h, &held.entry, second),
+    match standby {
+        Some(second) => pair::get(&h, &held.entry, &second),
         // The common case: one token. The state just read serves (one read fewer).
         None => handout::key(&h, host, Some(held)),
     }

@@ -117,6 +117,14 @@ impl SecretStore {
     pub fn open(backend: Backend, dir: &DataDir) -> Result<SecretStore, StoreError> {
         let inner = match backend {
             Backend::File => Inner::File(FileStore::in_dir(dir)),
+            // Its records hold the secrets: `records` reaches them, never a local store.
+            Backend::Vault => {
+                return Err(StoreError::Failed {
+                    backend,
+                    detail: "the vault store keeps whole records; it is not a local secret store"
+                        .into(),
+                });
+            }
             _ => Inner::Keyring(
                 bounded(backend, move || platform::open(backend))?
                     .map_err(|e| open_error(backend, e))?,
