@@ -4,6 +4,7 @@
 pub mod completions;
 pub mod configure_docker;
 pub mod doctor;
+mod fleet_view;
 pub mod login;
 pub mod logout;
 pub mod man;

@@ -144,8 +144,13 @@ pub(crate) fn run(env: &Env, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    let current = store::current(&records.dir().lock()?, StoreChoice::from_env(env)?);
-    let mut notes = store_notes(&current, &records, &state.entries);
+    let mut notes = match records.fleet() {
+        Some(fleet) => fleet_notes(fleet, &state.entries, now),
+        None => {
+            let current = store::current(&records.dir().lock()?, StoreChoice::from_env(env)?);
+            store_notes(&current, &records, &state.entries)
+        }
+    };
     notes.extend(renewal_notes(&records, &state.entries, &settings));
     if rows.is_empty() {
         println!("No credentials stored. Log in with: docker-credential-gitlab login REGISTRY");
@@ -157,6 +162,21 @@ pub(crate) fn run(env: &Env, json: bool) -> anyhow::Result<()> {
         println!("{note}");
     }
     Ok(())
+}
+
+/// Where a fleet's records are, and which hosts hand out each registry now.
+fn fleet_notes(
+    fleet: &crate::records::fleet::Fleet,
+    entries: &std::collections::BTreeMap<String, Entry>,
+    now: jiff::Timestamp,
+) -> Vec<String> {
+    let mut notes = vec![super::fleet_view::vault_line(fleet).unwrap_or_else(|e| e)];
+    notes.extend(super::fleet_view::lease_lines(
+        fleet,
+        entries.keys().cloned(),
+        now,
+    ));
+    notes
 }
 
 /// The rows as a table, one column per field that fits a terminal.

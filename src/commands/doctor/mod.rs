@@ -38,6 +38,7 @@ mod docker;
 mod environment;
 mod secret_store;
 mod token;
+mod vault;
 
 use at_gitlab::check_registry;
 use binary::binary_finding;
@@ -179,7 +180,11 @@ fn diagnose(env: &Env, registry: Option<&str>) -> Report {
     }
     let records = records.ok().filter(|_| stored_ok);
     if let Some(records) = &records {
-        global.extend(store_findings(env, records, &inventory.stored));
+        if records.fleet().is_some() {
+            global.extend(vault::vault_findings(records, &inventory.stored));
+        } else {
+            global.extend(store_findings(env, records, &inventory.stored));
+        }
     }
     let hosts: Vec<Result<RegistryHost, String>> = match registry {
         Some(r) => vec![RegistryHost::parse(r).map_err(|e| e.to_string())],
