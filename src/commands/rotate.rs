@@ -42,7 +42,8 @@ pub(crate) fn run(env: &Env, registry: &str, force: bool) -> anyhow::Result<()> 
         .expires_at
         .is_some_and(|t| t.duration_since(now) < min_validity);
     let keys = records.sharing(&host, &entry);
-    if let Some(until) = records.lease_until_any(&keys)
+    // Every host's hand-outs, in a fleet.
+    if let Some(until) = records.leases_everywhere(&keys, now)?.until
         && now < until
         && !dies_soon
         && !force
