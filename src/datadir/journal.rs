@@ -20,6 +20,9 @@ pub(crate) struct Journal {
     pub stored_at: Option<Timestamp>,
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The fleet host that started it, when not this one (a fleet's claim in Vault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl DataDir {
@@ -40,6 +43,7 @@ impl DataDir {
             token_id: None,
             stored_at: None,
             pid: None,
+            host: None,
         }))
     }
 
@@ -68,6 +72,7 @@ mod tests {
             token_id: Some(7),
             stored_at: None,
             pid: Some(1),
+            host: None,
         };
         dir.open_journal(&group, &j).unwrap();
         assert!(dir.journal_open(&group));

@@ -129,6 +129,7 @@ impl Records {
                 token_id,
                 stored_at: Some(stored_at),
                 pid: Some(std::process::id()),
+                host: None,
             },
         )
     }

@@ -12,6 +12,12 @@ pub(crate) enum RenewError {
     )]
     Lost { host: String },
     #[error(
+        "a renewal of the token for {host} by host {by} was interrupted after GitLab rotated it, so the token in Vault is revoked; \
+         the new token is kept on {by} until Vault takes it: run `docker-credential-gitlab get` there (e.g. any docker pull), \
+         or create a new token and run: docker-credential-gitlab login {host}"
+    )]
+    LostElsewhere { host: String, by: String },
+    #[error(
         "the token for {host} was rotated or revoked elsewhere (another machine or another copy of it); \
          it was not presented to the rotate endpoint. Log in again with the current token: docker-credential-gitlab login {host}"
     )]

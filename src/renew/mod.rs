@@ -116,9 +116,7 @@ pub(crate) fn resolve_open_journal(
             }
             Ok(None)
         }
-        Check::Revoked(_) => Err(RenewError::Lost {
-            host: host.to_string(),
-        }),
+        Check::Revoked(_) => Err(lost(host, &open)),
         Check::Expired(detail) | Check::Unknown(detail) => Err(RenewError::Unresolved {
             host: host.to_string(),
             detail,
@@ -253,7 +251,7 @@ impl<'a> Flight<'a> {
                 self.records.close_journal(&self.group);
                 Ok(())
             }
-            (Check::Revoked(_), Some(_)) => Err(RenewError::Lost { host }),
+            (Check::Revoked(_), Some(j)) => Err(lost(self.host, &j)),
             (Check::Revoked(_), None) => Err(RenewError::RevokedElsewhere { host }),
             (Check::Expired(reason), _) => Err(RenewError::failed(self.host, reason)),
             (Check::Unknown(detail), Some(_)) => Err(RenewError::Unresolved { host, detail }),
@@ -377,6 +375,15 @@ fn kept_for(
         ..entry.clone()
     };
     Some((entry, kept.token))
+}
+
+/// The token was rotated by the renewal `journal` records, and its answer did not arrive.
+fn lost(host: &RegistryHost, journal: &records::Journal) -> RenewError {
+    let host = host.to_string();
+    match journal.host.clone() {
+        Some(by) => RenewError::LostElsewhere { host, by },
+        None => RenewError::Lost { host },
+    }
 }
 
 fn renewable(host: &RegistryHost, entry: &Entry) -> Result<GitLabInfo, RenewError> {

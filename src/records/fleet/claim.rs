@@ -150,6 +150,7 @@ impl Fleet {
             token_id: None,
             stored_at: claim.stored_at,
             pid: Some(claim.pid),
+            host: (claim.host != self.host_id).then(|| claim.host.clone()),
         })
     }
 
