@@ -317,3 +317,6 @@ mod tests {
         assert_eq!(encode("r.example:5000/g#standby"), "r.example:5000~g@standby");
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests;
