@@ -22,6 +22,7 @@ use crate::store::{SecretStore, StoreError};
 
 mod bookkeeping;
 mod renewal;
+mod revoked;
 mod save;
 
 pub(crate) use crate::datadir::NoDataDir;
@@ -29,6 +30,7 @@ pub(crate) use crate::datadir::journal::Journal;
 pub(crate) use crate::datadir::kept::Kept;
 pub(crate) use crate::datadir::lock::TokenLock;
 pub(crate) use crate::datadir::state::{Entry, State};
+pub(crate) use revoked::Revoked;
 pub(crate) use save::NewCredential;
 
 #[derive(Debug, thiserror::Error)]

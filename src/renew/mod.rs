@@ -310,6 +310,10 @@ impl<'a> Flight<'a> {
                     rotated_here: true,
                 })
             }
+            Outcome::Unauthorized(detail) => {
+                self.records.close_journal(&self.group);
+                Err(RenewError::Unauthorized { host, detail })
+            }
             Outcome::Refused(detail) | Outcome::NotSent(detail) => {
                 self.records.close_journal(&self.group);
                 Err(RenewError::failed(self.host, detail))
