@@ -19,6 +19,12 @@ pub(crate) fn run(env: &Env, registry: &str, force: bool) -> anyhow::Result<()> 
     let (entry, _secret) = records
         .load(&host)?
         .with_context(|| format!("no credentials stored for {host}"))?;
+    if let Some(mark) = entry.revoked() {
+        bail!(
+            "the token for {host} was rotated or revoked elsewhere ({}); log in again with the current token, or create a new one: docker-credential-gitlab login {host}",
+            mark.reason
+        );
+    }
     let info = entry.gitlab.clone().with_context(|| {
         format!("the credential for {host} was stored by `docker login`; run `docker-credential-gitlab login {host}` first")
     })?;
@@ -66,7 +72,8 @@ pub(crate) fn run(env: &Env, registry: &str, force: bool) -> anyhow::Result<()> 
         &entry,
         promise,
         Instant::now() + std::time::Duration::from_secs(30),
-    )?;
+    )
+    .inspect_err(|e| e.mark_if_dead(&records, crate::datadir::LOCK_DEADLINE, &host, &entry))?;
     let expires = renewed
         .entry
         .gitlab

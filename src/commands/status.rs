@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::env::Env;
 use crate::policy;
-use crate::records::{Entry, Records, State};
+use crate::records::{Entry, Records, Revoked, State};
 use crate::registry::RegistryHost;
 use crate::settings::Settings;
 use crate::sources::{Cascade, EnvCredential, Source};
@@ -44,6 +44,15 @@ struct Row<'a> {
     renews_at: Option<String>,
     /// How it renews: `rotation` (access tokens) or `refresh token` (OAuth).
     renews_with: Option<&'static str>,
+    /// The token is known to be rotated or revoked elsewhere: `get` refuses it until a new
+    /// `login`. When and how this machine learnt it.
+    revoked_elsewhere: Option<RevokedRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct RevokedRow {
+    at: String,
+    reason: String,
 }
 
 fn row<'a>(
@@ -99,6 +108,10 @@ fn row<'a>(
             crate::model::TokenKind::OauthToken => "refresh token",
             _ => "rotation",
         }),
+        revoked_elsewhere: e.revoked().map(|m| RevokedRow {
+            at: m.at.to_string(),
+            reason: m.reason,
+        }),
     }
 }
 
@@ -121,6 +134,7 @@ fn env_row(c: &EnvCredential) -> Row<'_> {
         active: None,
         renews_at: None,
         renews_with: None,
+        revoked_elsewhere: None,
     }
 }
 
@@ -243,6 +257,7 @@ fn cells(r: &Row<'_>) -> [String; 9] {
             _ => "never/unknown".into(),
         },
         match r.can_renew {
+            _ if r.revoked_elsewhere.is_some() => "revoked elsewhere: log in again".into(),
             _ if r.renewal_interrupted => "interrupted: run get or doctor".into(),
             // An access token lives hours: the minute it refreshes, not the day.
             Some(true) if r.renews_with == Some("refresh token") => match &r.renews_at {
@@ -304,7 +319,11 @@ fn renewal_notes(
     entries: &BTreeMap<String, Entry>,
     settings: &Settings,
 ) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = entries
+        .iter()
+        .filter_map(|(key, e)| Some((RegistryHost::from_key(key).ok()?, e.revoked()?)))
+        .map(|(host, mark)| revoked_note(&host, &mark))
+        .collect();
     for (key, e) in entries {
         let Some(info) = e.gitlab.as_ref().filter(|g| g.can_renew()) else {
             continue;
@@ -333,6 +352,16 @@ fn renewal_notes(
         }
     }
     notes
+}
+
+/// Why `get` refuses a token known dead, and the fix.
+fn revoked_note(host: &RegistryHost, mark: &Revoked) -> String {
+    format!(
+        "{host}: the token was rotated or revoked elsewhere ({}; learnt at {}); get refuses it. \
+         Log in again with the current token, or create a new one: docker-credential-gitlab login {host}",
+        mark.reason,
+        mark.learnt_at()
+    )
 }
 
 /// Secrets the file store holds that no state entry points at (a state file set aside

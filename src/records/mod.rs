@@ -27,6 +27,7 @@ use crate::vault::VaultError;
 mod bookkeeping;
 pub(crate) mod fleet;
 mod renewal;
+mod revoked;
 mod save;
 
 pub(crate) use crate::datadir::NoDataDir;
@@ -37,6 +38,7 @@ pub(crate) use crate::datadir::state::{Entry, State};
 pub(crate) use bookkeeping::Claim;
 pub(crate) use fleet::claim::NotClaimed;
 pub(crate) use fleet::leases::FleetLeases;
+pub(crate) use revoked::Revoked;
 pub(crate) use save::NewCredential;
 
 /// The key in an entry that says the token was found rotated or revoked elsewhere.
@@ -91,7 +93,6 @@ impl Records {
         .then(|| Arc::new(fleet::Fleet::connect(env, &dir)));
         Ok(Records { dir, fleet })
     }
-
 
     /// The fleet's Vault, when the records are a fleet's.
     pub fn fleet(&self) -> Option<&fleet::Fleet> {

@@ -59,6 +59,8 @@ pub(crate) enum Outcome {
     },
     /// A clean "no": nothing changed at GitLab.
     Refused(String),
+    /// GitLab does not take the stored secret any more (401): rotated or revoked elsewhere.
+    Unauthorized(String),
     /// The request never left.
     NotSent(String),
     /// OAuth: the refresh token was already used or revoked.

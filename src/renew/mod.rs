@@ -165,18 +165,16 @@ impl<'a> Flight<'a> {
         let until = deadline
             .checked_sub(Duration::from_millis(200))
             .unwrap_or(deadline);
-        let claim = records
-            .claim(&group, seen, until)
-            .map_err(|e| match e {
-                records::NotClaimed::Failed(detail) => RenewError::Cannot(detail),
-                records::NotClaimed::Busy { by: None } => RenewError::Busy {
-                    host: host.to_string(),
-                },
-                records::NotClaimed::Busy { by: Some(by) } => RenewError::BusyElsewhere {
-                    host: host.to_string(),
-                    by,
-                },
-            })?;
+        let claim = records.claim(&group, seen, until).map_err(|e| match e {
+            records::NotClaimed::Failed(detail) => RenewError::Cannot(detail),
+            records::NotClaimed::Busy { by: None } => RenewError::Busy {
+                host: host.to_string(),
+            },
+            records::NotClaimed::Busy { by: Some(by) } => RenewError::BusyElsewhere {
+                host: host.to_string(),
+                by,
+            },
+        })?;
         let removed = || RenewError::Cannot(format!("the credentials for {host} were removed"));
         let held = records.held(host)?.ok_or_else(removed)?;
         let secret = records.secret(host, &held.entry)?.ok_or_else(removed)?;
@@ -317,6 +315,10 @@ impl<'a> Flight<'a> {
                     secret,
                     rotated_here: true,
                 })
+            }
+            Outcome::Unauthorized(detail) => {
+                self.records.close_journal(&self.group);
+                Err(RenewError::Unauthorized { host, detail })
             }
             Outcome::Refused(detail) | Outcome::NotSent(detail) => {
                 self.records.close_journal(&self.group);

@@ -112,6 +112,9 @@ impl Method for Pat {
                 if let Some(s) = retry_after {
                     detail.push_str(&format!(" (retry after {s}s)"));
                 }
+                if status == 401 {
+                    return Outcome::Unauthorized(detail);
+                }
                 if status == 403 {
                     detail
                         .push_str("; the token needs the api or self_rotate scope to renew itself");

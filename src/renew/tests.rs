@@ -271,3 +271,19 @@ fn an_ambiguous_answer_keeps_the_journal_and_asks_again() {
     );
     assert!(records.journal_open(&flight.group));
 }
+
+#[test]
+fn a_rotate_refused_with_401_says_the_token_is_dead() {
+    let (_d, records, host, seen) = world("unauthorized.renew.example");
+    let flight = Flight::claim(&records, &host, &seen, soon()).unwrap();
+    let fake = Fake::new(
+        true,
+        vec![Check::Active],
+        Outcome::Unauthorized("GitLab answered 401: 401 Unauthorized".into()),
+    );
+    let err = run(&flight, &fake, false).unwrap_err();
+    assert!(matches!(err, RenewError::Unauthorized { .. }), "{err}");
+    assert!(err.dead_token().is_some());
+    assert!(!err.old_secret_still_good(), "never handed out again");
+    assert!(!records.journal_open(&flight.group), "a clean no");
+}

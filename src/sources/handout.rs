@@ -11,7 +11,7 @@ use crate::env::Env;
 use crate::model::GitLabInfo;
 use crate::model::stored_secret::handed_out;
 use crate::policy::{self, Decision};
-use crate::records::{self, Entry, Held, Records};
+use crate::records::{self, Entry, Held, Records, Revoked};
 use crate::registry::RegistryHost;
 use crate::renew::{self, Promise, RenewError};
 use crate::secret::Secret;
@@ -29,6 +29,35 @@ pub(crate) enum Error {
         "the token for {host} expired at {at} and cannot renew itself; create a new token and run: docker-credential-gitlab login {host}"
     )]
     Expired { host: String, at: String },
+    #[error(
+        "the token for {host} was rotated or revoked elsewhere ({reason}; learnt at {at}); it is not handed out again. \
+         Log in again with the current token, or create a new one: docker-credential-gitlab login {host}"
+    )]
+    Revoked {
+        host: String,
+        reason: String,
+        at: String,
+    },
+}
+
+impl Error {
+    /// Whether this says the token is dead (known before, or learnt just now).
+    pub fn token_is_dead(&self) -> bool {
+        match self {
+            Error::Revoked { .. } => true,
+            Error::Renew(e) => e.dead_token().is_some(),
+            _ => false,
+        }
+    }
+
+    /// The line for `key`'s entry marked dead ([`Records::mark_revoked`]).
+    fn revoked(key: &RegistryHost, mark: &Revoked) -> Error {
+        Error::Revoked {
+            host: key.to_string(),
+            reason: mark.reason.clone(),
+            at: mark.learnt_at(),
+        }
+    }
 }
 
 /// What one hand-out works with, each read once: the records, the settings (only when a
@@ -97,19 +126,33 @@ pub(super) fn key(
             None => {}
         }
     }
+    // Known dead (learnt by an earlier run): refused before any keychain call or request.
+    if let Some(mark) = held.entry.revoked() {
+        return Err(Error::revoked(key, &mark));
+    }
     let Some(secret) = h.records.secret(key, &held.entry)? else {
         return Ok(None);
     };
     let Some(info) = held.entry.gitlab.clone() else {
         return Ok(Some((held.entry.username, secret)));
     };
-    let (mut entry, mut secret, renewed_here) = apply_policy(h, key, &held, &info, secret)?;
+    // A renewal that learns the token is dead marks it: no later `get` hands it out.
+    let learnt = |e: &RenewError, seen: &Entry| {
+        e.mark_if_dead(h.records, h.short_wait(), key, seen);
+    };
+    let (mut entry, mut secret, renewed_here) = apply_policy(h, key, &held, &info, secret)
+        .inspect_err(|e| {
+            if let Error::Renew(e) = e {
+                learnt(e, &held.entry);
+            }
+        })?;
     // The lease first, then the journal check: a rotation that started meanwhile either
     // sees this lease and stands down, or has its journal seen here.
     let min_validity = h.settings()?.min_validity(h.registry.as_str());
     h.records.record_handout(key, h.now, min_validity)?;
     if h.records.journal_open(&group)
-        && let Some(renewed) = renew::resolve_open_journal(h.records, key, &entry, h.deadline)?
+        && let Some(renewed) = renew::resolve_open_journal(h.records, key, &entry, h.deadline)
+            .inspect_err(|e| learnt(e, &entry))?
     {
         (entry, secret) = (renewed.entry, renewed.secret);
     }
@@ -138,9 +181,7 @@ fn apply_policy(
     let mut facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);
     // This host's leases decide the steady path; an early renewal in a fleet also waits
     // for every other host's (read only now: one Vault list and read per host).
-    if h.records.fleet().is_some()
-        && policy::decide(&facts) == (Decision::Renew { hard: false })
-    {
+    if h.records.fleet().is_some() && policy::decide(&facts) == (Decision::Renew { hard: false }) {
         let everywhere = h.records.leases_everywhere(&held.keys, h.now)?;
         let lease = lease.max(everywhere.until);
         facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);

@@ -30,5 +30,6 @@ mod protocol;
 mod renewal;
 mod renewal_faults;
 mod renewal_races;
+mod revoked_elsewhere;
 mod static_binary;
 mod windows;

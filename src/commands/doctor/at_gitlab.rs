@@ -11,6 +11,7 @@ use super::docker::docker_config_findings;
 use super::token::{clock_finding, token_findings, window_finding};
 use super::{Finding, Net};
 use crate::BINARY_NAME;
+use crate::datadir::LOCK_DEADLINE;
 use crate::env::Env;
 use crate::gitlab::http::{Http, check_transport, redact, same_base};
 use crate::gitlab::{self, Challenge, GitLabError, JwtAuth, JwtOutcome, PatInfo, PatSelf, jwt};
@@ -18,7 +19,7 @@ use crate::model::stored_secret::handed_out;
 use crate::model::token::can_pull;
 use crate::model::{GitLabInfo, TokenKind};
 use crate::policy::skew;
-use crate::records::{Entry, Records};
+use crate::records::{Entry, Records, Revoked};
 use crate::registry::RegistryHost;
 use crate::secret::Secret;
 
@@ -72,6 +73,11 @@ pub(super) fn check_registry(
         }
     };
 
+    // Known dead: never sent to GitLab again (failed logins can get this IP banned).
+    if let Some(mark) = entry.revoked() {
+        out.push(revoked_finding(host, &mark));
+        return out;
+    }
     let Some(info) = &entry.gitlab else {
         out.push(
             Finding::warn(
@@ -90,8 +96,60 @@ pub(super) fn check_registry(
             return stop_with_recorded_facts(out, Finding::fail("gitlab", e), info, now);
         }
     };
-    out.extend(check_at_gitlab(http, host, &entry.username, &secret, info));
+    let (findings, dead) = check_at_gitlab(http, host, &entry.username, &secret, info);
+    out.extend(findings);
+    out.extend(dead.and_then(|reason| mark_dead(records, host, entry, reason)));
     out
+}
+
+/// Learnt here that the token is dead: marked, so that from now on `get` refuses it before
+/// any request. The FAIL that says so, once marked.
+fn mark_dead(
+    records: &Records,
+    host: &RegistryHost,
+    entry: &Entry,
+    reason: &str,
+) -> Option<Finding> {
+    records
+        .mark_revoked(LOCK_DEADLINE, host, entry, reason)
+        .ok()?
+        .then(|| records.held(host).ok().flatten()?.entry.revoked())
+        .flatten()
+        .map(|mark| revoked_finding(host, &mark))
+}
+
+/// The FAIL for a token known to be rotated or revoked elsewhere.
+fn revoked_finding(host: &RegistryHost, mark: &Revoked) -> Finding {
+    Finding::fail(
+        "revoked",
+        format!(
+            "the token was rotated or revoked elsewhere ({}; learnt at {}); get refuses it",
+            mark.reason,
+            mark.learnt_at()
+        ),
+    )
+    .fix(format!(
+        "log in again with the current token, or create a new one: {BINARY_NAME} login {host}"
+    ))
+}
+
+/// Whether GitLab's answers say the stored token is dead (not merely expired, and not an
+/// OAuth access token, which its refresh token renews): the reason it is marked with.
+fn learnt_dead(
+    jwt: &Result<JwtAuth, GitLabError>,
+    pat: &PatAnswer,
+    info: &GitLabInfo,
+    now: jiff::Timestamp,
+) -> Option<&'static str> {
+    let refused = matches!(jwt, Ok(JwtAuth::Unauthorized(_)));
+    let expired = info.expires_at.is_some_and(|t| t <= now);
+    let pat_alive_or_expired = match pat {
+        Some(Ok(PatSelf::Pat(p))) => !p.revoked,
+        Some(Ok(PatSelf::Unauthorized(reason))) => reason.to_ascii_lowercase().contains("expired"),
+        _ => false,
+    };
+    (refused && !expired && !pat_alive_or_expired && info.kind != TokenKind::OauthToken)
+        .then_some("GitLab's /jwt/auth refused it with 401")
 }
 
 /// Ends the checks after `failure`: GitLab cannot be asked, so the token's facts are the
@@ -111,17 +169,23 @@ fn stop_with_recorded_facts(
 /// What GitLab's token API said about an access token (`None`: not asked).
 type PatAnswer = Option<Result<PatSelf, GitLabError>>;
 
+/// The checks at GitLab, and why the token is dead when GitLab's answers say it is.
 fn check_at_gitlab(
     http: &Http,
     host: &RegistryHost,
     username: &str,
     secret: &Secret,
     info: &GitLabInfo,
-) -> Vec<Finding> {
+) -> (Vec<Finding>, Option<&'static str>) {
     let now = crate::clock::now();
     let (challenge, gitlab_url) = match trusted_challenge(http, host, info) {
         Ok(found) => found,
-        Err(failure) => return stop_with_recorded_facts(Vec::new(), failure, info, now),
+        Err(failure) => {
+            return (
+                stop_with_recorded_facts(Vec::new(), failure, info, now),
+                None,
+            );
+        }
     };
     let mut out = vec![Finding::pass(
         "registry",
@@ -141,6 +205,7 @@ fn check_at_gitlab(
     // Fresh facts for access tokens (any PAT scope may call this endpoint).
     let pat = (reachable && info.kind == TokenKind::PersonalAccessToken)
         .then(|| gitlab::personal_access_token_self(http, &gitlab_url, secret));
+    let dead = learnt_dead(&jwt, &pat, info, now);
     let (jwt_finding, registry_token) = judge_jwt_auth(http, host, &challenge, jwt, &pat);
     out.push(jwt_finding);
 
@@ -151,7 +216,7 @@ fn check_at_gitlab(
         }
         Err(refused) => {
             out.push(refused);
-            return out;
+            return (out, dead);
         }
     };
     // GitLab's answers above carry its clock (`Date`): PAT expiry dates and registry token
@@ -165,7 +230,7 @@ fn check_at_gitlab(
             jwt::time_claims(&t).map(|c| c.window_secs()),
         ));
     }
-    out
+    (out, dead)
 }
 
 /// The registry's token realm, if it is the GitLab recorded at login (the only place the
@@ -382,6 +447,39 @@ mod tests {
             true,
         );
         assert!(f.message.contains("banned"), "{}", f.line());
+    }
+
+    #[test]
+    fn a_401_at_jwt_auth_marks_a_token_dead_unless_it_merely_expired() {
+        let now = crate::clock::now();
+        let refused = Ok(JwtAuth::Unauthorized("401 Unauthorized".into()));
+        let pat = |v: serde_json::Value| Some(Ok(PatSelf::Pat(serde_json::from_value(v).unwrap())));
+        let live = pat(serde_json::json!({"id": 1, "name": "t", "active": true}));
+        let revoked = pat(serde_json::json!({"id": 1, "name": "t", "revoked": true}));
+        let expired = pat(serde_json::json!({"id": 1, "name": "t"}));
+        let info = pat_info(&["self_rotate"], Some(30));
+        assert!(learnt_dead(&refused, &None, &info, now).is_some());
+        assert!(learnt_dead(&refused, &revoked, &info, now).is_some());
+        let says = |r: &str| Some(Ok(PatSelf::Unauthorized(r.into())));
+        assert!(learnt_dead(&refused, &says("Token was revoked"), &info, now).is_some());
+        // GitLab's token API says it is alive or only expired: not known dead.
+        assert!(learnt_dead(&refused, &live, &info, now).is_none());
+        assert!(learnt_dead(&refused, &expired, &info, now).is_none());
+        assert!(learnt_dead(&refused, &says("Token has expired"), &info, now).is_none());
+        // Expired by the date recorded at login.
+        let past = pat_info(&["self_rotate"], Some(-2));
+        assert!(learnt_dead(&refused, &None, &past, now).is_none());
+        // An OAuth access token: its refresh token renews it.
+        let oauth = GitLabInfo {
+            kind: TokenKind::OauthToken,
+            ..info.clone()
+        };
+        assert!(learnt_dead(&refused, &None, &oauth, now).is_none());
+        // Accepted, refused with 403, or not reached: nothing learnt.
+        let ok = Ok(JwtAuth::Token("t".into()));
+        assert!(learnt_dead(&ok, &None, &info, now).is_none());
+        let denied = Ok(JwtAuth::Denied("access forbidden".into()));
+        assert!(learnt_dead(&denied, &None, &info, now).is_none());
     }
 
     #[test]

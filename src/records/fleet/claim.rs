@@ -195,8 +195,14 @@ impl Fleet {
         }
         match self.write(key, &record, Some(held.version)) {
             Ok(Ok(version)) => {
-                self.claims_lock()
-                    .insert(key.to_owned(), Held { version, record, done: false });
+                self.claims_lock().insert(
+                    key.to_owned(),
+                    Held {
+                        version,
+                        record,
+                        done: false,
+                    },
+                );
                 Ok(())
             }
             Ok(Err(_)) => Err(format!(

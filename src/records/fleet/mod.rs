@@ -314,7 +314,10 @@ mod tests {
             assert!(!name.contains('/') && !name.contains('#'), "{name}");
             assert_eq!(decode(&name), key);
         }
-        assert_eq!(encode("r.example:5000/g#standby"), "r.example:5000~g@standby");
+        assert_eq!(
+            encode("r.example:5000/g#standby"),
+            "r.example:5000~g@standby"
+        );
     }
 }
 

@@ -8,11 +8,11 @@ use jiff::Timestamp;
 
 use super::{Fleet, Record};
 use crate::datadir::kept::Kept;
-use crate::store::Backend;
 use crate::model::stored_secret::handed_out;
 use crate::records::{Entry, Error, NewCredential};
 use crate::registry::RegistryHost;
 use crate::secret::{ExposeSecret, Secret};
+use crate::store::Backend;
 
 /// How often a change that lost a check-and-set race is tried again.
 const RETRIES: usize = 5;
@@ -83,7 +83,11 @@ impl Fleet {
 
     /// Applies `change` to `key`'s record, check-and-set, trying again when another host
     /// wrote first. Nothing when the record is gone.
-    pub(in crate::records) fn change(&self, key: &str, change: impl Fn(&mut Record)) -> Result<(), Error> {
+    pub(in crate::records) fn change(
+        &self,
+        key: &str,
+        change: impl Fn(&mut Record),
+    ) -> Result<(), Error> {
         for _ in 0..RETRIES {
             let Some(mut record) = self.read(key)? else {
                 return Ok(());
@@ -97,6 +101,29 @@ impl Fleet {
         Err(Error::Fleet(format!(
             "the record of {key} in Vault kept changing; try again"
         )))
+    }
+
+    /// Applies `mark` to `key`'s entry if it still is the one stored at `stored_at` and is
+    /// not marked yet. False when the record holds something else by now.
+    pub fn mark(
+        &self,
+        key: &str,
+        stored_at: Timestamp,
+        mark: impl Fn(&mut Entry),
+    ) -> Result<bool, Error> {
+        let Some(record) = self.read(key)? else {
+            return Ok(false);
+        };
+        if record.entry.stored_at != stored_at {
+            return Ok(false);
+        }
+        if record.entry.revoked().is_some() {
+            return Ok(true);
+        }
+        let mut marked = record.clone();
+        mark(&mut marked.entry);
+        // Lost a race: whoever wrote first decides; the next get learns it again if need be.
+        Ok(self.write(key, &marked, Some(record.version))?.is_ok())
     }
 
     /// Moves a token this host kept (minted, not yet in Vault) into the record of every

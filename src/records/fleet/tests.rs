@@ -113,7 +113,9 @@ fn soon() -> Instant {
 
 #[test]
 fn a_record_saved_on_one_host_is_served_on_every_host() {
-    let Some(vault) = DevVault::start() else { return };
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("fleet.example:5000/group");
@@ -121,7 +123,13 @@ fn a_record_saved_on_one_host_is_served_on_every_host() {
     let (held, standby) = b.registry(&key).unwrap().unwrap();
     assert_eq!(held.entry.store, Backend::Vault);
     assert!(standby.is_none());
-    assert_eq!(b.secret(&key, &held.entry).unwrap().unwrap().expose_secret(), "glpat-one");
+    assert_eq!(
+        b.secret(&key, &held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "glpat-one"
+    );
     assert_eq!(
         b.snapshot().unwrap().entries.keys().collect::<Vec<_>>(),
         [key.as_str()]
@@ -130,7 +138,10 @@ fn a_record_saved_on_one_host_is_served_on_every_host() {
     for dir in [tmp.path().join("a"), tmp.path().join("b")] {
         for file in walk(&dir) {
             let text = std::fs::read(&file).unwrap_or_default();
-            assert!(!String::from_utf8_lossy(&text).contains("glpat-one"), "{file:?}");
+            assert!(
+                !String::from_utf8_lossy(&text).contains("glpat-one"),
+                "{file:?}"
+            );
         }
     }
     assert!(b.forget(None, &key).unwrap());
@@ -152,7 +163,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn one_host_claims_and_the_others_wait_then_see_the_renewal() {
-    let Some(vault) = DevVault::start() else { return };
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("claim.example");
@@ -164,7 +177,13 @@ fn one_host_claims_and_the_others_wait_then_see_the_renewal() {
     }
     a.open_journal(&key, Some(7), seen.stored_at).unwrap();
     let renewed = a
-        .commit_renewal(Duration::from_secs(1), &key, &seen, &Secret::from("new"), info())
+        .commit_renewal(
+            Duration::from_secs(1),
+            &key,
+            &seen,
+            &Secret::from("new"),
+            info(),
+        )
         .unwrap()
         .unwrap();
     drop(claim_a);
@@ -172,13 +191,21 @@ fn one_host_claims_and_the_others_wait_then_see_the_renewal() {
     let _nothing = b.claim(&key, &seen, soon()).unwrap();
     let (now_held, _) = b.registry(&key).unwrap().unwrap();
     assert_eq!(now_held.entry.stored_at, renewed.stored_at);
-    assert_eq!(b.secret(&key, &now_held.entry).unwrap().unwrap().expose_secret(), "new");
+    assert_eq!(
+        b.secret(&key, &now_held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "new"
+    );
     assert!(!b.journal_open(&key));
 }
 
 #[test]
 fn a_dead_hosts_claim_that_asked_gitlab_is_the_next_hosts_journal() {
-    let Some(vault) = DevVault::start() else { return };
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("dead.example");
@@ -206,7 +233,9 @@ fn a_dead_hosts_claim_that_asked_gitlab_is_the_next_hosts_journal() {
 
 #[test]
 fn a_claim_released_without_asking_gitlab_leaves_nothing() {
-    let Some(vault) = DevVault::start() else { return };
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("release.example");
@@ -219,7 +248,9 @@ fn a_claim_released_without_asking_gitlab_leaves_nothing() {
 
 #[test]
 fn leases_are_published_per_host_and_only_when_the_promise_grows() {
-    let Some(vault) = DevVault::start() else { return };
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("lease.example");
@@ -236,14 +267,38 @@ fn leases_are_published_per_host_and_only_when_the_promise_grows() {
     assert!(all.until.unwrap() >= now + hour * 2);
     // Covered by what a published: no new version in Vault.
     let path = format!("leases/{}/a", encode(key.as_str()));
-    let before = a.fleet().unwrap().vault().unwrap().read(&path).unwrap().unwrap().version;
+    let before = a
+        .fleet()
+        .unwrap()
+        .vault()
+        .unwrap()
+        .read(&path)
+        .unwrap()
+        .unwrap()
+        .version;
     a.record_handout(&key, now + SignedDuration::from_secs(60), hour)
         .unwrap();
-    let after = a.fleet().unwrap().vault().unwrap().read(&path).unwrap().unwrap().version;
+    let after = a
+        .fleet()
+        .unwrap()
+        .vault()
+        .unwrap()
+        .read(&path)
+        .unwrap()
+        .unwrap()
+        .version;
     assert_eq!(before, after);
     // A promise past it is published.
     a.record_handout(&key, now, hour * 3).unwrap();
-    let grown = a.fleet().unwrap().vault().unwrap().read(&path).unwrap().unwrap().version;
+    let grown = a
+        .fleet()
+        .unwrap()
+        .vault()
+        .unwrap()
+        .read(&path)
+        .unwrap()
+        .unwrap()
+        .version;
     assert!(grown > after);
     // Expired leases are not live.
     let later = now + hour * 4;
@@ -252,7 +307,9 @@ fn leases_are_published_per_host_and_only_when_the_promise_grows() {
 
 #[test]
 fn a_kept_token_reaches_vault_unless_the_record_changed() {
-    let Some(vault) = DevVault::start() else { return };
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("kept.example");
@@ -264,13 +321,32 @@ fn a_kept_token_reaches_vault_unless_the_record_changed() {
         keys: [(key.as_str().to_owned(), seen.stored_at)].into(),
     };
     a.keep(&key, &kept).unwrap();
-    assert_eq!(a.adopt(Duration::from_secs(1), &key, &kept).unwrap(), [key.as_str()]);
+    assert_eq!(
+        a.adopt(Duration::from_secs(1), &key, &kept).unwrap(),
+        [key.as_str()]
+    );
     assert!(!a.kept_exists(&key));
     let held = b.held(&key).unwrap().unwrap();
-    assert_eq!(b.secret(&key, &held.entry).unwrap().unwrap().expose_secret(), "minted");
+    assert_eq!(
+        b.secret(&key, &held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "minted"
+    );
     // Logged in again since: a late kept copy does not overwrite it.
     login(&b, &key, "fresh");
-    assert!(a.adopt(Duration::from_secs(1), &key, &kept).unwrap().is_empty());
+    assert!(
+        a.adopt(Duration::from_secs(1), &key, &kept)
+            .unwrap()
+            .is_empty()
+    );
     let held = a.held(&key).unwrap().unwrap();
-    assert_eq!(a.secret(&key, &held.entry).unwrap().unwrap().expose_secret(), "fresh");
+    assert_eq!(
+        a.secret(&key, &held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "fresh"
+    );
 }
