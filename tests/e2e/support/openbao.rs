@@ -115,9 +115,11 @@ impl OpenBao {
                 .find_map(|l| l.trim().strip_prefix("Unseal Key: "))
                 .map(|k| k.trim().to_owned())
         };
-        wait_until("bao server -dev's unseal key", Duration::from_secs(10), || {
-            key().is_some()
-        });
+        wait_until(
+            "bao server -dev's unseal key",
+            Duration::from_secs(10),
+            || key().is_some(),
+        );
         bao.unseal_key = key().unwrap();
         Some(bao)
     }
