@@ -15,7 +15,7 @@ pub(crate) enum RenewError {
     )]
     Lost { host: String },
     #[error(
-        "a renewal of the token for {host} by host {by} was interrupted after GitLab rotated it, so the token in Vault is revoked; \
+        "the token for {host} was rotated or revoked elsewhere: a renewal by host {by} was interrupted after GitLab rotated it; \
          the new token is kept on {by} until Vault takes it: run `docker-credential-gitlab get` there (e.g. any docker pull), \
          or create a new token and run: docker-credential-gitlab login {host}"
     )]
@@ -65,17 +65,22 @@ impl RenewError {
     /// Why the stored token is known to be dead after this error, if it is: the reason the
     /// entry is marked with ([`crate::records::Records::mark_revoked`]), so that no later
     /// `get` hands it out or asks GitLab about it again.
-    pub fn dead_token(&self) -> Option<&'static str> {
-        match self {
+    pub fn dead_token(&self) -> Option<String> {
+        Some(match self {
             RenewError::RevokedElsewhere { .. } => {
-                Some("GitLab lists it as revoked, and no renewal here explains it")
+                "GitLab lists it as revoked, and no renewal here explains it".into()
             }
-            RenewError::Unauthorized { .. } => Some("GitLab's rotate endpoint refused it with 401"),
-            RenewError::Lost { .. } => Some(
-                "a renewal here was interrupted after GitLab rotated it, and the new token was lost",
+            RenewError::Unauthorized { .. } => "GitLab's rotate endpoint refused it with 401".into(),
+            RenewError::Lost { .. } => {
+                "a renewal here was interrupted after GitLab rotated it, and the new token was lost"
+                    .into()
+            }
+            RenewError::LostElsewhere { by, .. } => format!(
+                "a renewal by host {by} was interrupted after GitLab rotated it; the new token is kept on {by} \
+                 until Vault takes it (any get there sends it)"
             ),
-            _ => None,
-        }
+            _ => return None,
+        })
     }
 
     /// Marks the token `key`'s entry held when read as `seen` dead, when this error says
@@ -89,7 +94,7 @@ impl RenewError {
         seen: &Entry,
     ) {
         if let Some(reason) = self.dead_token() {
-            let _ = records.mark_revoked(wait, key, seen, reason);
+            let _ = records.mark_revoked(wait, key, seen, &reason);
         }
     }
 
