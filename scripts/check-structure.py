@@ -20,7 +20,7 @@ LAYERS = [
     ["clock", "fault", "registry"],
     ["model", "protocol", "settings"],
     ["policy", "gitlab", "docker"],
-    ["datadir"],
+    ["datadir", "vault"],
     ["store"],
     ["records"],
     ["renew"],

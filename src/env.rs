@@ -33,7 +33,7 @@ macro_rules! vars {
 vars! {
     /// Which secret store (`auto`, or a name from the store table).
     STORE = "DOCKER_CREDENTIAL_GITLAB_STORE",
-        help = "secret store: auto (default), keychain, wincred, secret-service, keyutils, file";
+        help = "secret store: auto (default), keychain, wincred, secret-service, keyutils, file, vault (or openbao: fleet mode)";
     /// Overrides the data directory.
     DATA_DIR = "DOCKER_CREDENTIAL_GITLAB_DATA_DIR",
         help = "directory for the state file (and the file store)";
@@ -52,6 +52,28 @@ vars! {
         help = "directory of config.json (min_validity, oauth_client_ids)";
     OAUTH_CLIENT_ID = "DOCKER_CREDENTIAL_GITLAB_OAUTH_CLIENT_ID",
         help = "OAuth application id for login --oauth";
+    /// Fleet mode (`DOCKER_CREDENTIAL_GITLAB_STORE=vault`): where Vault/OpenBao is and how
+    /// to log in to it. The `VAULT_*` names are the `vault` CLI's own, `BAO_*` OpenBao's.
+    VAULT_ADDR = "VAULT_ADDR",
+        help = "fleet mode: the Vault address, e.g. https://vault.example.com:8200";
+    BAO_ADDR = "BAO_ADDR",
+        help = "fleet mode: the OpenBao address, when VAULT_ADDR is unset";
+    VAULT_TOKEN = "VAULT_TOKEN",
+        help = "fleet mode: the Vault token (else BAO_TOKEN, ~/.vault-token, then AppRole)";
+    BAO_TOKEN = "BAO_TOKEN",
+        help = "fleet mode: the OpenBao token, when VAULT_TOKEN is unset";
+    VAULT_CACERT = "VAULT_CACERT",
+        help = "fleet mode: the PEM CA certificate(s) that Vault's certificate is checked against";
+    VAULT_NAMESPACE = "VAULT_NAMESPACE",
+        help = "fleet mode: the Vault/OpenBao namespace";
+    VAULT_ROLE_ID = "DOCKER_CREDENTIAL_GITLAB_VAULT_ROLE_ID",
+        help = "fleet mode: AppRole role_id (login at auth/approle), with ..._VAULT_SECRET_ID";
+    VAULT_SECRET_ID = "DOCKER_CREDENTIAL_GITLAB_VAULT_SECRET_ID",
+        help = "fleet mode: AppRole secret_id; its token is kept in memory only";
+    VAULT_PATH = "DOCKER_CREDENTIAL_GITLAB_VAULT_PATH",
+        help = "fleet mode: KV v2 mount/prefix of the records (default secret/docker-credential-gitlab)";
+    HOST_ID = "DOCKER_CREDENTIAL_GITLAB_HOST_ID",
+        help = "fleet mode: this host's id in leases and claims, [A-Za-z0-9._-] (default the hostname)";
     /// GitLab Runner sets it in every job.
     GITLAB_CI = "GITLAB_CI",
         help = "true: serve CI_REGISTRY_*, CI_JOB_TOKEN, CI_DEPENDENCY_PROXY_* (GitLab CI jobs)";

@@ -4,7 +4,7 @@
 //! keeps it so):
 //!
 //! ```text
-//! cli → commands → sources → renew → records → store, datadir → gitlab, docker
+//! cli → commands → sources → renew → records → store, datadir, vault → gitlab, docker
 //!     → policy, settings, protocol, registry, model → env, report, fault, clock, secret, private_file
 //! ```
 //!
@@ -15,7 +15,8 @@
 //! - `records`: the one seam where a credential's record lives (secret, facts, leases,
 //!   journal, kept token, locks); today this machine's data directory and secret store.
 //! - `store`: the secret stores, one table of backends. `datadir`: every file of the data
-//!   directory. `gitlab`: the GitLab client. `docker`: Docker's and podman's config.
+//!   directory. `vault`: the Vault/OpenBao client (fleet mode). `gitlab`: the GitLab client.
+//!   `docker`: Docker's and podman's config.
 //! - `policy`: every rule about time. `settings`: `min_validity` and friends.
 //! - `protocol`: the wire format. `registry`: registry hosts. `model`: token kinds and facts.
 //! - `env`: the one table of environment variables and the snapshot of them. `report`,

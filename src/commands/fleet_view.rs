@@ -18,7 +18,7 @@ pub(crate) fn vault_line(fleet: &Fleet) -> Result<String, String> {
     };
     Ok(format!(
         "Vault: {}, path {}, auth {} ({expiry}); this host: {}",
-        config.addr,
+        config.shown_addr(),
         config.path(),
         config.auth_method(),
         fleet.host_id()

@@ -18,6 +18,10 @@ const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
 pub struct Http {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// Which CA certificates HTTPS trusts (the OS's for GitLab).
+    roots: Roots,
+    /// No single request may take longer than this ([`REQUEST_DEADLINE`] unless set).
+    per_request: Duration,
     /// For loopback hosts: never through a proxy (a plain-HTTP token would reach the proxy
     /// in clear). Built on first use.
     direct: std::sync::OnceLock<Result<reqwest::Client, String>>,
@@ -36,6 +40,25 @@ pub struct Response {
     pub body: String,
 }
 
+/// Which CA certificates an [`Http`] trusts for HTTPS.
+#[derive(Clone)]
+pub enum Roots {
+    /// The OS's trust store (loaded when the client is built: ~ms).
+    System,
+    /// Only these (e.g. `VAULT_CACERT`, as the `vault` CLI does): the OS store is not read.
+    Only(Vec<reqwest::Certificate>),
+    /// None at all: for a client that only ever speaks plain HTTP to loopback, so building
+    /// it reads no certificates. An HTTPS request through it fails at the handshake.
+    PlainHttpOnly,
+}
+
+/// One extra request header; a `sensitive` one (a token) is marked so and never logged.
+pub struct Header<'a> {
+    pub name: &'static str,
+    pub value: &'a str,
+    pub sensitive: bool,
+}
+
 /// How a request authenticates. The secret goes into a header reqwest marks sensitive.
 pub enum Auth<'a> {
     None,
@@ -48,6 +71,11 @@ pub enum Auth<'a> {
 
 impl Http {
     pub fn new() -> Result<Http, GitLabError> {
+        Http::with_roots(Roots::System)
+    }
+
+    /// A client that trusts `roots` for HTTPS ([`Http::new`]: the OS's).
+    pub fn with_roots(roots: Roots) -> Result<Http, GitLabError> {
         // Installing twice in one process is harmless; the first provider stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -57,14 +85,17 @@ impl Http {
             .map_err(|e| GitLabError::Client(e.to_string()))?;
         // The TLS set-up loads the OS's CA certificates; without any it fails with a bare
         // "builder error", so say what is missing instead.
-        let client = client_builder().build().map_err(|e| {
-            check_ca_certificates()
-                .err()
+        let client = trusting(client_builder(), &roots).build().map_err(|e| {
+            matches!(roots, Roots::System)
+                .then(|| check_ca_certificates().err())
+                .flatten()
                 .unwrap_or_else(|| GitLabError::Client(describe(&e)))
         })?;
         Ok(Http {
             runtime,
             client,
+            roots,
+            per_request: REQUEST_DEADLINE,
             direct: std::sync::OnceLock::new(),
             deadline: None,
             skews: std::sync::Mutex::new(Vec::new()),
@@ -77,7 +108,7 @@ impl Http {
         }
         self.direct
             .get_or_init(|| {
-                client_builder()
+                trusting(client_builder(), &self.roots)
                     .no_proxy()
                     .build()
                     .map_err(|e| e.to_string())
@@ -89,6 +120,12 @@ impl Http {
     /// Makes every later request finish by `deadline`.
     pub fn with_deadline(mut self, deadline: std::time::Instant) -> Http {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Makes every later request finish within `limit` (at most [`REQUEST_DEADLINE`]).
+    pub fn with_request_deadline(mut self, limit: Duration) -> Http {
+        self.per_request = limit.min(REQUEST_DEADLINE);
         self
     }
 
@@ -143,15 +180,11 @@ impl Http {
         query: &[(&str, &str)],
         form: &[(&str, &str)],
     ) -> Result<Response, GitLabError> {
-        check_transport(&url)?;
-        if url.scheme() == "https" {
-            check_ca_certificates()?;
-        }
         let mut url = url;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let mut req = self.client_for(&url)?.request(method, url.clone());
+        let mut req = self.prepare(method, &url)?;
         if !form.is_empty() {
             req = req.form(form);
         }
@@ -160,6 +193,43 @@ impl Http {
             Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
             Auth::Bearer(token) => req.bearer_auth(token),
         };
+        self.run(req, url)
+    }
+
+    /// A request with extra `headers` and an optional JSON `body` (Vault's API): the same
+    /// transport rules, deadlines and error mapping as [`Http::request`].
+    pub fn request_json(
+        &self,
+        method: Method,
+        url: Url,
+        headers: &[Header<'_>],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Response, GitLabError> {
+        let mut req = self.prepare(method, &url)?;
+        for h in headers {
+            let mut value = reqwest::header::HeaderValue::from_str(h.value).map_err(|_| {
+                GitLabError::Client(format!("the {} header has an invalid character", h.name))
+            })?;
+            value.set_sensitive(h.sensitive);
+            req = req.header(h.name, value);
+        }
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        self.run(req, url)
+    }
+
+    fn prepare(&self, method: Method, url: &Url) -> Result<reqwest::RequestBuilder, GitLabError> {
+        check_transport(url)?;
+        if url.scheme() == "https" && matches!(self.roots, Roots::System) {
+            check_ca_certificates()?;
+        }
+        Ok(self.client_for(url)?.request(method, url.clone()))
+    }
+
+    fn run(&self, req: reqwest::RequestBuilder, url: Url) -> Result<Response, GitLabError> {
         let fut = async {
             let resp = req.send().await?;
             let status = resp.status();
@@ -172,7 +242,7 @@ impl Http {
             })
         };
         let outcome = self.runtime.block_on(async {
-            tokio::time::timeout(REQUEST_DEADLINE.min(self.remaining()), fut).await
+            tokio::time::timeout(self.per_request.min(self.remaining()), fut).await
         });
         match outcome {
             Err(_) => Err(GitLabError::Timeout { url: redact(&url) }),
@@ -213,6 +283,14 @@ fn client_builder() -> reqwest::ClientBuilder {
         .timeout(REQUEST_DEADLINE)
         // A token must only ever go to the URL we chose; never follow a redirect.
         .redirect(reqwest::redirect::Policy::none())
+}
+
+fn trusting(builder: reqwest::ClientBuilder, roots: &Roots) -> reqwest::ClientBuilder {
+    match roots {
+        Roots::System => builder,
+        Roots::Only(certs) => builder.tls_certs_only(certs.iter().cloned()),
+        Roots::PlainHttpOnly => builder.tls_certs_only([]),
+    }
 }
 
 /// HTTPS needs the OS's CA certificates; a `FROM scratch` image has none. Say so before

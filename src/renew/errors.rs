@@ -70,7 +70,9 @@ impl RenewError {
             RenewError::RevokedElsewhere { .. } => {
                 "GitLab lists it as revoked, and no renewal here explains it".into()
             }
-            RenewError::Unauthorized { .. } => "GitLab's rotate endpoint refused it with 401".into(),
+            RenewError::Unauthorized { .. } => {
+                "GitLab's rotate endpoint refused it with 401".into()
+            }
             RenewError::Lost { .. } => {
                 "a renewal here was interrupted after GitLab rotated it, and the new token was lost"
                     .into()

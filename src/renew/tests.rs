@@ -230,7 +230,9 @@ fn an_open_journal_is_resolved_before_anything_else() {
 #[test]
 fn a_hand_out_that_started_meanwhile_stops_an_early_renewal_but_not_a_hard_one() {
     let (_d, records, host, seen) = world("lease.renew.example");
-    records.record_handout(&host, crate::clock::now(), SignedDuration::from_mins(60));
+    records
+        .record_handout(&host, crate::clock::now(), SignedDuration::from_mins(60))
+        .unwrap();
     let flight = Flight::claim(&records, &host, &seen, soon()).unwrap();
     let renewed = || Outcome::Renewed {
         secret: Secret::from("new"),

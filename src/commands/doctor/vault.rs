@@ -17,7 +17,7 @@ pub(super) fn vault_findings(records: &Records, state: &State) -> Vec<Finding> {
         Ok(v) => v,
         Err(e) => return vec![Finding::fail(CHECK, e.to_string())],
     };
-    let addr = vault.config().addr.to_string();
+    let addr = vault.config().shown_addr();
     match vault.seal_status() {
         Ok(false) => {}
         Ok(true) => {

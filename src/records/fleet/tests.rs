@@ -350,3 +350,20 @@ fn a_kept_token_reaches_vault_unless_the_record_changed() {
         "fresh"
     );
 }
+
+#[test]
+fn keys_are_one_path_segment_and_come_back() {
+    for key in [
+        "registry.example.com",
+        "registry.example.com:5000/group/project",
+        "registry.example.com#standby",
+    ] {
+        let name = encode(key);
+        assert!(!name.contains('/') && !name.contains('#'), "{name}");
+        assert_eq!(decode(&name), key);
+    }
+    assert_eq!(
+        encode("r.example:5000/g#standby"),
+        "r.example:5000~g@standby"
+    );
+}
