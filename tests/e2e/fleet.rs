@@ -75,9 +75,10 @@ fn a_login_on_one_host_serves_every_host_and_no_host_keeps_the_secret_on_disk() 
 
 #[test]
 fn status_and_doctor_show_the_vault_address_path_and_fleet() {
-    let Some(f) = Fleet::logged_in(2, 30) else {
+    let Some(mut f) = Fleet::logged_in(2, 30) else {
         return;
     };
+    f.hosts[0].configure_docker();
     assert_success(&f.hosts[1].get(), "get on host-2");
     let text = stdout(&f.hosts[0].status(&[]));
     assert!(text.contains(&f.bao.addr()), "status: {text}");
@@ -101,6 +102,7 @@ fn doctor_names_a_missing_capability() {
     f.bao.policy("no-list", NO_LIST_POLICY);
     let token = f.bao.token(&["no-list"], "1h");
     let i = f.add_host(VaultAuth::Token(token));
+    f.hosts[i].configure_docker();
     let text = stdout(&f.hosts[i].doctor());
     let fail = text
         .lines()

@@ -170,21 +170,23 @@ fn diagnose(env: &Env, registry: Option<&str>) -> Report {
     if let Err(e) = &records {
         global.push(Finding::fail("state file", e.to_string()));
     }
+    let fleet = records.as_ref().ok().filter(|r| r.fleet().is_some());
     for e in errors {
         stored_ok &= matches!(e, sources::Error::Environment(_));
         let check = match e {
             sources::Error::Environment(_) => "environment",
+            _ if fleet.is_some() => "vault records",
             _ => "state file",
         };
         global.push(Finding::fail(check, e.to_string()));
     }
+    // A fleet's Vault checks run even when its records could not be read: they say why.
+    if let Some(records) = fleet {
+        global.extend(vault::vault_findings(records, &inventory.stored));
+    }
     let records = records.ok().filter(|_| stored_ok);
-    if let Some(records) = &records {
-        if records.fleet().is_some() {
-            global.extend(vault::vault_findings(records, &inventory.stored));
-        } else {
-            global.extend(store_findings(env, records, &inventory.stored));
-        }
+    if let Some(records) = records.as_ref().filter(|r| r.fleet().is_none()) {
+        global.extend(store_findings(env, records, &inventory.stored));
     }
     let hosts: Vec<Result<RegistryHost, String>> = match registry {
         Some(r) => vec![RegistryHost::parse(r).map_err(|e| e.to_string())],

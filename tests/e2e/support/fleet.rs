@@ -86,6 +86,17 @@ impl FleetHost {
         self.rebuild();
     }
 
+    /// Points this host's Docker at the helper and puts the binary on its PATH, as an
+    /// installed host has it (what `doctor` checks first).
+    pub fn configure_docker(&mut self) {
+        let registry = self.registry.clone();
+        self.s.configure_docker(&[&registry]);
+        let path = self.s.extra_env.iter().find(|(k, _)| k == "PATH").cloned();
+        if let Some((_, path)) = path {
+            self.env("PATH", &path);
+        }
+    }
+
     /// Takes `key` out of this host's own settings.
     pub fn unset(&mut self, key: &str) {
         self.own.retain(|(k, _)| k != key);
