@@ -136,23 +136,35 @@ pub(super) fn key(
     let Some(info) = held.entry.gitlab.clone() else {
         return Ok(Some((held.entry.username, secret)));
     };
-    // A renewal that learns the token is dead marks it: no later `get` hands it out.
-    let learnt = |e: &RenewError, seen: &Entry| {
-        e.mark_if_dead(h.records, h.short_wait(), key, seen);
-    };
-    let (mut entry, mut secret, renewed_here) = apply_policy(h, key, &held, &info, secret)
-        .inspect_err(|e| {
-            if let Error::Renew(e) = e {
-                learnt(e, &held.entry);
+    // A renewal that learns the token is dead marks it: no later `get` hands it out, and
+    // this one already says what every later one will.
+    let learnt = |e: Error, seen: &Entry| match e {
+        Error::Renew(r) => match r.dead_token() {
+            Some(reason) => {
+                r.mark_if_dead(h.records, h.short_wait(), key, seen);
+                // The mark as recorded (its time is the one later lines show).
+                let recorded = h.records.held(key).ok().flatten();
+                let mark = recorded.and_then(|held| held.entry.revoked());
+                let mark = mark.unwrap_or(Revoked {
+                    at: crate::clock::now(),
+                    reason,
+                    stored_at: seen.stored_at,
+                });
+                Error::revoked(key, &mark)
             }
-        })?;
+            None => Error::Renew(r),
+        },
+        other => other,
+    };
+    let (mut entry, mut secret, renewed_here) =
+        apply_policy(h, key, &held, &info, secret).map_err(|e| learnt(e, &held.entry))?;
     // The lease first, then the journal check: a rotation that started meanwhile either
     // sees this lease and stands down, or has its journal seen here.
     let min_validity = h.settings()?.min_validity(h.registry.as_str());
     h.records.record_handout(key, h.now, min_validity)?;
     if h.records.journal_open(&group)
         && let Some(renewed) = renew::resolve_open_journal(h.records, key, &entry, h.deadline)
-            .inspect_err(|e| learnt(e, &entry))?
+            .map_err(|e| learnt(Error::Renew(e), &entry))?
     {
         (entry, secret) = (renewed.entry, renewed.secret);
     }
