@@ -66,15 +66,39 @@ impl DevVault {
 
     /// One host of the fleet: its own data directory and host id.
     pub fn host(&self, id: &str, dir: &std::path::Path) -> Records {
+        self.host_with(id, dir, &[])
+    }
+
+    /// A host with more settings (`extra`).
+    pub fn host_with(&self, id: &str, dir: &std::path::Path, extra: &[(&str, &str)]) -> Records {
         let dir = dir.join(id);
-        let env = crate::env::Env::from_pairs([
-            (crate::env::STORE, "vault"),
-            (crate::env::VAULT_ADDR, self.addr.as_str()),
-            (crate::env::VAULT_TOKEN, self.token.as_str()),
-            (crate::env::HOST_ID, id),
-            (crate::env::DATA_DIR, dir.to_str().unwrap()),
-        ]);
+        let env = crate::env::Env::from_pairs(
+            [
+                (crate::env::STORE, "vault"),
+                (crate::env::VAULT_ADDR, self.addr.as_str()),
+                (crate::env::VAULT_TOKEN, self.token.as_str()),
+                (crate::env::HOST_ID, id),
+                (crate::env::DATA_DIR, dir.to_str().unwrap()),
+            ]
+            .into_iter()
+            .chain(extra.iter().copied()),
+        );
         Records::locate(&env).unwrap()
+    }
+
+    /// Runs `bao ARGS` against this server as root (in `namespace`, if any).
+    pub fn bao(&self, namespace: Option<&str>, args: &[&str]) {
+        let mut cmd = Command::new("bao");
+        cmd.args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", &self.token)
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN");
+        if let Some(ns) = namespace {
+            cmd.env("BAO_NAMESPACE", ns);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "bao {args:?}: {out:?}");
     }
 }
 
@@ -366,4 +390,32 @@ fn keys_are_one_path_segment_and_come_back() {
         encode("r.example:5000/g#standby"),
         "r.example:5000~g@standby"
     );
+}
+
+#[test]
+fn vault_namespace_keeps_its_own_records() {
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
+    vault.bao(None, &["namespace", "create", "team"]);
+    vault.bao(
+        Some("team"),
+        &["secrets", "enable", "-path=secret", "kv-v2"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let in_team = [(crate::env::VAULT_NAMESPACE, "team")];
+    let a = vault.host_with("a", tmp.path(), &in_team);
+    let b = vault.host_with("b", tmp.path(), &in_team);
+    let outside = vault.host("c", tmp.path());
+    let key = host("ns.example");
+    login(&a, &key, "team-secret");
+    let held = b.held(&key).unwrap().unwrap();
+    assert_eq!(
+        b.secret(&key, &held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "team-secret"
+    );
+    assert!(outside.held(&key).unwrap().is_none());
 }
