@@ -231,6 +231,33 @@ fn a_dead_hosts_claim_that_asked_gitlab_is_the_next_hosts_journal() {
     assert!(b.read_journal(&key).is_none());
 }
 
+/// Two processes with one host id and separate data directories (two users of one build
+/// server, containers with `--network host`: the default id is the hostname) do not share
+/// the renewal lock, yet a live claim of "this host" is taken over at once as a dead
+/// process's. The second then finds the first's journal, may call the token lost (and
+/// mark it dead fleet-wide) while the first is committing, and the first's commit loses
+/// its check-and-set: the minted token stays only in the first one's data directory.
+/// Ignored: the fix is a design choice (wait for every live claim, or tell a dead local
+/// process by pid and data directory); see the review report.
+#[test]
+#[ignore = "a live claim of the same host id is taken over at once (review finding)"]
+fn a_live_claim_of_the_same_host_id_from_another_data_dir_is_not_taken_over() {
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a1, a2) = (vault.host("a", one.path()), vault.host("a", two.path()));
+    let key = host("same-id.example");
+    let seen = login(&a1, &key, "old");
+    let _claim = a1.claim(&key, &seen, soon()).unwrap();
+    a1.open_journal(&key, Some(7), seen.stored_at).unwrap();
+    match a2.claim(&key, &seen, soon()) {
+        Err(NotClaimed::Busy { .. }) => {}
+        Ok(_) => panic!("took over a live claim of a process that is still renewing"),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
 #[test]
 fn a_claim_released_without_asking_gitlab_leaves_nothing() {
     let Some(vault) = DevVault::start() else {
