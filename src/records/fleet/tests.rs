@@ -378,6 +378,75 @@ fn a_kept_token_reaches_vault_unless_the_record_changed() {
     );
 }
 
+/// A record nobody can read (written by hand, by another tool, or half by a bug) says
+/// "log in again": that login must then work, and the fleet's other registries must stay
+/// listed and loggable-in meanwhile.
+#[test]
+fn a_malformed_record_is_replaced_by_login_and_blocks_nothing_else() {
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
+    let (bad, good) = (host("bad.example"), host("good.example"));
+    login(&a, &good, "fine");
+    let garbage = serde_json::json!({"entry": "by hand", "claim": {"host": 7}});
+    let fleet = a.fleet().unwrap();
+    fleet
+        .vault()
+        .unwrap()
+        .write(&record_path(bad.as_str()), &garbage, None)
+        .unwrap()
+        .unwrap();
+    // Its own get says what to do.
+    let e = b.held(&bad).unwrap_err().to_string();
+    assert!(e.contains("login bad.example"), "{e}");
+    // The others are listed still.
+    let listed = b
+        .snapshot()
+        .expect("one unreadable record fails the whole listing");
+    assert!(listed.entries.contains_key(good.as_str()));
+    // What the line says works: login (and docker login's store) replace it.
+    login(&b, &bad, "replaced");
+    let held = a.held(&bad).unwrap().unwrap();
+    assert_eq!(
+        a.secret(&bad, &held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "replaced"
+    );
+    fleet
+        .vault()
+        .unwrap()
+        .write(&record_path(bad.as_str()), &garbage, None)
+        .unwrap()
+        .unwrap();
+    b.save(
+        StoreChoice::Only(Backend::Vault),
+        NewCredential {
+            host: &bad,
+            server_url: bad.as_str(),
+            username: "bot",
+            secret: &Secret::from("stored"),
+            gitlab: None,
+        },
+    )
+    .expect("store over an unreadable record");
+    // And logout removes one.
+    fleet
+        .vault()
+        .unwrap()
+        .write(&record_path(bad.as_str()), &garbage, None)
+        .unwrap()
+        .unwrap();
+    assert!(
+        b.forget(None, &bad)
+            .expect("logout of an unreadable record")
+    );
+    assert!(vault.host("c", tmp.path()).held(&bad).unwrap().is_none());
+}
+
 #[test]
 fn keys_are_one_path_segment_and_come_back() {
     for key in [
