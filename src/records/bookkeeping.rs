@@ -150,6 +150,9 @@ impl Records {
 
     pub fn close_journal(&self, group: &RegistryHost) {
         match &self.fleet {
+            // While this host keeps a minted token Vault did not take, the fleet's journal
+            // is all that tells other hosts the record's token may be rotated: it stays.
+            Some(_) if self.kept_exists(group) => {}
             Some(f) => f.close_journal(group.as_str()),
             None => self.dir.close_journal(group),
         }

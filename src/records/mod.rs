@@ -54,6 +54,10 @@ pub(crate) enum Error {
     Vault(#[from] VaultError),
     #[error("{0}")]
     Fleet(String),
+    /// A fleet's record in Vault that does not parse: what replaces or removes it, and
+    /// what lists every record, go on without it.
+    #[error("{0}")]
+    Unreadable(String),
 }
 
 /// The records of every credential: this machine's, or a fleet's in Vault.

@@ -289,3 +289,62 @@ fn a_rotate_refused_with_401_says_the_token_is_dead() {
     assert!(!err.old_secret_still_good(), "never handed out again");
     assert!(!records.journal_open(&flight.group), "a clean no");
 }
+
+/// A fleet whose commit of the renewed token does not reach Vault (here: Vault refuses a
+/// body that large; in life a timeout, a failover, a 5xx) while the next write does. The
+/// new token is only in this host's `kept/`; the record must keep the fleet's journal so
+/// that no other host serves the old, rotated token as if nothing had happened.
+#[test]
+fn a_fleet_commit_that_fails_keeps_the_fleets_journal() {
+    let Some(vault) = crate::records::fleet::tests::DevVault::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
+    let host = RegistryHost::parse("commit-fails.fleet.example").unwrap();
+    a.save(
+        StoreChoice::Only(Backend::Vault),
+        NewCredential {
+            host: &host,
+            server_url: host.as_str(),
+            username: "alice",
+            secret: &Secret::from("old"),
+            gitlab: Some(info(1)),
+        },
+    )
+    .unwrap();
+    let seen = a.held(&host).unwrap().unwrap().entry;
+    let flight = Flight::claim(&a, &host, &seen, soon()).unwrap();
+    // More than Vault's default max_request_size (32 MiB): the commit's write fails.
+    let huge = "n".repeat(33 << 20);
+    let fake = Fake::new(
+        true,
+        vec![Check::Active],
+        Outcome::Renewed {
+            secret: Secret::from(huge),
+            info: Box::new(info(2)),
+        },
+    );
+    let renewed = run(&flight, &fake, false).unwrap();
+    assert_eq!(fake.renewals.get(), 1);
+    assert!(renewed.rotated_here);
+    assert!(
+        a.kept_exists(&flight.group),
+        "the minted token is kept here"
+    );
+    drop(flight);
+    // Host b: the record still says "old", and GitLab has rotated it. It must see that a
+    // renewal is unresolved, not a settled record to hand out.
+    let held = b.held(&host).unwrap().unwrap();
+    assert_eq!(
+        b.secret(&host, &held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "old"
+    );
+    assert!(
+        b.journal_open(&host),
+        "the fleet's journal was closed while the new token is only on host a"
+    );
+}

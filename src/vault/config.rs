@@ -162,9 +162,12 @@ pub(crate) fn parse_path(value: &str) -> Result<(String, String), VaultError> {
     }
 }
 
-/// A host id: 1 to 64 of `[A-Za-z0-9._-]`.
+/// A host id: 1 to 64 of `[A-Za-z0-9._-]`, neither `.` nor `..`.
 pub(crate) fn check_host_id(id: &str, from: &'static str) -> Result<String, VaultError> {
+    // `.` and `..` would be path steps, not a lease's name, in `leases/<key>/<host id>`.
     let valid = (1..=64).contains(&id.len())
+        && id != "."
+        && id != ".."
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
@@ -411,7 +414,7 @@ mod tests {
             }
         }
         let long = "h".repeat(65);
-        for bad in ["a/b", "host id", long.as_str(), "ünicode"] {
+        for bad in ["a/b", "host id", long.as_str(), "ünicode", ".", ".."] {
             let e = config(&[ADDR, TOKEN, ("DOCKER_CREDENTIAL_GITLAB_HOST_ID", bad)]).unwrap_err();
             assert!(
                 e.contains("DOCKER_CREDENTIAL_GITLAB_HOST_ID") && e.contains("A-Za-z0-9._-"),

@@ -162,7 +162,7 @@ impl Fleet {
             return Ok(None);
         };
         let parsed: RecordJson =
-            serde_json::from_value(found.data).map_err(|e| Error::Fleet(format!(
+            serde_json::from_value(found.data).map_err(|e| Error::Unreadable(format!(
                 "the record for {key} in Vault is unreadable ({e}); log in again: docker-credential-gitlab login {key}"
             )))?;
         let record = Record {
@@ -174,6 +174,15 @@ impl Fleet {
         };
         self.cache_lock().insert(key.to_owned(), record.clone());
         Ok(Some(record))
+    }
+
+    /// [`Fleet::read`], an unreadable record counted as none: for what replaces or removes
+    /// it (`login`, `store`, `logout`) and what lists every record.
+    pub(super) fn readable(&self, key: &str) -> Result<Option<Record>, Error> {
+        match self.read(key) {
+            Err(Error::Unreadable(_)) => Ok(None),
+            other => other,
+        }
     }
 
     /// The copy of `key`'s record this process has, else a read.
@@ -225,7 +234,7 @@ impl Fleet {
                 continue;
             }
             let key = decode(&name);
-            if let Some(record) = self.read(&key)? {
+            if let Some(record) = self.readable(&key)? {
                 state.entries.insert(key, record.entry);
             }
         }

@@ -22,7 +22,7 @@ impl Fleet {
     /// handed out, stored back) changes nothing.
     pub fn save(&self, new: NewCredential<'_>) -> Result<Backend, Error> {
         let key = new.host.as_str();
-        let existing = self.read(key)?;
+        let existing = self.readable(key)?;
         if new.gitlab.is_none() && self.is_round_trip(new.host, new.username, new.secret)? {
             return Ok(Backend::Vault);
         }
@@ -55,7 +55,11 @@ impl Fleet {
         secret: &Secret,
     ) -> Result<bool, Error> {
         for key in [host.clone(), host.standby()] {
-            if let Some(r) = self.cached(key.as_str())?
+            let cached = match self.cached(key.as_str()) {
+                Err(Error::Unreadable(_)) => None,
+                other => other?,
+            };
+            if let Some(r) = cached
                 && let Some(info) = &r.entry.gitlab
                 && r.entry.username == username
                 && handed_out(Some(info.kind), &r.secret).expose_secret() == secret.expose_secret()
@@ -72,7 +76,11 @@ impl Fleet {
         let vault = self.vault()?;
         let mut found = false;
         for key in [host.clone(), host.standby()] {
-            if self.read(key.as_str())?.is_some() {
+            let present = match self.read(key.as_str()) {
+                Err(Error::Unreadable(_)) => true,
+                other => other?.is_some(),
+            };
+            if present {
                 found = true;
                 vault.destroy(&super::record_path(key.as_str()))?;
             }

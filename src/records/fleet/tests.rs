@@ -255,6 +255,33 @@ fn a_dead_hosts_claim_that_asked_gitlab_is_the_next_hosts_journal() {
     assert!(b.read_journal(&key).is_none());
 }
 
+/// Two processes with one host id and separate data directories (two users of one build
+/// server, containers with `--network host`: the default id is the hostname) do not share
+/// the renewal lock, yet a live claim of "this host" is taken over at once as a dead
+/// process's. The second then finds the first's journal, may call the token lost (and
+/// mark it dead fleet-wide) while the first is committing, and the first's commit loses
+/// its check-and-set: the minted token stays only in the first one's data directory.
+/// Ignored: the fix is a design choice (wait for every live claim, or tell a dead local
+/// process by pid and data directory); see the review report.
+#[test]
+#[ignore = "a live claim of the same host id is taken over at once (review finding)"]
+fn a_live_claim_of_the_same_host_id_from_another_data_dir_is_not_taken_over() {
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a1, a2) = (vault.host("a", one.path()), vault.host("a", two.path()));
+    let key = host("same-id.example");
+    let seen = login(&a1, &key, "old");
+    let _claim = a1.claim(&key, &seen, soon()).unwrap();
+    a1.open_journal(&key, Some(7), seen.stored_at).unwrap();
+    match a2.claim(&key, &seen, soon()) {
+        Err(NotClaimed::Busy { .. }) => {}
+        Ok(_) => panic!("took over a live claim of a process that is still renewing"),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
 #[test]
 fn a_claim_released_without_asking_gitlab_leaves_nothing() {
     let Some(vault) = DevVault::start() else {
@@ -373,6 +400,75 @@ fn a_kept_token_reaches_vault_unless_the_record_changed() {
             .expose_secret(),
         "fresh"
     );
+}
+
+/// A record nobody can read (written by hand, by another tool, or half by a bug) says
+/// "log in again": that login must then work, and the fleet's other registries must stay
+/// listed and loggable-in meanwhile.
+#[test]
+fn a_malformed_record_is_replaced_by_login_and_blocks_nothing_else() {
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
+    let (bad, good) = (host("bad.example"), host("good.example"));
+    login(&a, &good, "fine");
+    let garbage = serde_json::json!({"entry": "by hand", "claim": {"host": 7}});
+    let fleet = a.fleet().unwrap();
+    fleet
+        .vault()
+        .unwrap()
+        .write(&record_path(bad.as_str()), &garbage, None)
+        .unwrap()
+        .unwrap();
+    // Its own get says what to do.
+    let e = b.held(&bad).unwrap_err().to_string();
+    assert!(e.contains("login bad.example"), "{e}");
+    // The others are listed still.
+    let listed = b
+        .snapshot()
+        .expect("one unreadable record fails the whole listing");
+    assert!(listed.entries.contains_key(good.as_str()));
+    // What the line says works: login (and docker login's store) replace it.
+    login(&b, &bad, "replaced");
+    let held = a.held(&bad).unwrap().unwrap();
+    assert_eq!(
+        a.secret(&bad, &held.entry)
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "replaced"
+    );
+    fleet
+        .vault()
+        .unwrap()
+        .write(&record_path(bad.as_str()), &garbage, None)
+        .unwrap()
+        .unwrap();
+    b.save(
+        StoreChoice::Only(Backend::Vault),
+        NewCredential {
+            host: &bad,
+            server_url: bad.as_str(),
+            username: "bot",
+            secret: &Secret::from("stored"),
+            gitlab: None,
+        },
+    )
+    .expect("store over an unreadable record");
+    // And logout removes one.
+    fleet
+        .vault()
+        .unwrap()
+        .write(&record_path(bad.as_str()), &garbage, None)
+        .unwrap()
+        .unwrap();
+    assert!(
+        b.forget(None, &bad)
+            .expect("logout of an unreadable record")
+    );
+    assert!(vault.host("c", tmp.path()).held(&bad).unwrap().is_none());
 }
 
 #[test]
