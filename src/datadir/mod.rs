@@ -12,6 +12,9 @@
 //! kept/<token>.json        a minted token the store refused, until it takes it (kept)
 //! leases/<key>, cuts/<key> hand-outs still inside their promise, renewals that cut some (leases)
 //! warned/<key>.<topic>     once-a-day warning stamps (leases)
+//! published/<key>          a fleet: the record this host's published lease is for
+//! instance-id              a fleet: tells this data directory's claims from others'
+//! vault-token-<hash>.json  a fleet: when the Vault token is next due for a lookup
 //! ```
 //!
 //! Secrets are in two of these only: `secrets.json`, and a kept token for the moment the
@@ -113,6 +116,29 @@ impl DataDir {
                 Some(_) => {}
             }
         }
+    }
+
+    /// In a fleet: the `stored_at` of the record this host's published lease on `key` is for.
+    pub fn published(&self, key: &RegistryHost) -> PathBuf {
+        self.root.join("published").join(key.file_name())
+    }
+
+    /// A random id of this data directory, made on first use: a fleet's claims carry it,
+    /// so a claim of this host id is known to be this directory's (whose renewal lock
+    /// then says its process is gone) and not another user's or container's with the same
+    /// hostname. `None` when it cannot be kept (then no claim is taken for this one's).
+    pub fn instance_id(&self) -> Option<String> {
+        let path = self.root.join("instance-id");
+        if let Ok(id) = std::fs::read_to_string(&path) {
+            return Some(id.trim().to_owned()).filter(|id| !id.is_empty());
+        }
+        let mut bytes = [0u8; 12];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes).ok()?;
+        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        // Two first uses at once: each may claim with its own id once; a claim whose id is
+        // not this directory's is only ever waited out, the safe direction.
+        crate::private_file::replace(&path, id.as_bytes()).ok()?;
+        Some(id)
     }
 
     /// Where `key`'s hand-out record lives.

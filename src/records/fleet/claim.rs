@@ -85,9 +85,10 @@ impl Fleet {
             }
             let now = crate::clock::now();
             let previous = match &record.claim {
-                // Another host is renewing. (A claim of this host is a dead process's:
-                // this one holds the host's renewal lock.)
-                Some(c) if c.host != self.host_id && c.live(now) => {
+                // Another host is renewing (or another data directory under this host id:
+                // another user, a container with the same hostname). A claim of this data
+                // directory is a dead process's: this one holds the directory's renewal lock.
+                Some(c) if c.live(now) && !self.is_ours(c) => {
                     if Instant::now() >= until {
                         return Err(NotClaimed::Busy {
                             by: Some(c.host.clone()),
@@ -102,6 +103,7 @@ impl Fleet {
             let claimed = Record {
                 claim: Some(ClaimDoc {
                     host: self.host_id.clone(),
+                    instance: self.instance().map(str::to_owned),
                     pid: std::process::id(),
                     at: now,
                     expires_at: now + CLAIM_LIFETIME,
@@ -129,6 +131,14 @@ impl Fleet {
                 Err(e) => return Err(NotClaimed::Failed(e.to_string())),
             }
         }
+    }
+
+    /// Whether `claim` was made from this data directory (whose renewal lock this process
+    /// holds while it claims).
+    fn is_ours(&self, claim: &ClaimDoc) -> bool {
+        claim.host == self.host_id
+            && claim.instance.is_some()
+            && claim.instance.as_deref() == self.instance()
     }
 
     /// The journal of `key`: an expired claim that had asked GitLab, held by this process's

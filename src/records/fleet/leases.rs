@@ -52,7 +52,16 @@ impl Fleet {
         promise: SignedDuration,
     ) -> Result<(), Error> {
         let needed = now.checked_add(promise).unwrap_or(Timestamp::MAX);
-        if leases::lease_until(dir, key).is_some_and(|until| until >= needed) {
+        // What is published is for the record this host read: after a logout and a new
+        // login elsewhere (every lease gone with the old record), it is published again.
+        let record = self
+            .cached(key.as_str())?
+            .map(|r| r.entry.stored_at.to_string());
+        let published_for = std::fs::read_to_string(dir.published(key)).ok();
+        if published_for.is_some()
+            && published_for == record
+            && leases::lease_until(dir, key).is_some_and(|until| until >= needed)
+        {
             leases::record_handout(dir, key, now, promise);
             return Ok(());
         }
@@ -68,6 +77,15 @@ impl Fleet {
         let doc = serde_json::to_value(&doc).expect("a lease serialises");
         let _ = self.vault()?.write(&path, &doc, None)?;
         leases::record_handout(dir, key, now, until.duration_since(now));
+        if let Some(record) = record {
+            let path = dir.published(key);
+            if crate::private_file::write(&path, &record).is_err()
+                && let Some(parent) = path.parent()
+            {
+                let _ = crate::private_file::create_dir(parent);
+                let _ = crate::private_file::write(&path, &record);
+            }
+        }
         self.stale.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }

@@ -50,12 +50,17 @@ pub(crate) use claim::FleetClaim;
 pub(crate) const CLAIM_LIFETIME: SignedDuration = SignedDuration::from_secs(30);
 
 /// How long a process may talk to Vault in all (each request is bounded much shorter).
-const VAULT_BUDGET: Duration = Duration::from_secs(25);
+/// (A `rotate` may wait 30 s for another host's claim before it renews and commits.)
+const VAULT_BUDGET: Duration = Duration::from_secs(60);
 
 /// A renewal claim, written into the record it renews.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct ClaimDoc {
     pub host: String,
+    /// The claiming data directory's instance id: with the same `host`, a claim this
+    /// directory's renewal lock proves dead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     pub pid: u32,
     pub at: Timestamp,
     pub expires_at: Timestamp,
@@ -111,6 +116,10 @@ impl Record {
 pub(crate) struct Fleet {
     vault: Result<Vault, String>,
     host_id: String,
+    /// This host's data directory (its lease mirror, published notes, instance id).
+    dir: DataDir,
+    /// The data directory's instance id, read on first use (claims).
+    instance: std::sync::OnceLock<Option<String>>,
     /// The latest copy of each record this process read or wrote.
     cache: Mutex<HashMap<String, Record>>,
     /// Claims this process holds.
@@ -141,6 +150,8 @@ impl Fleet {
         Fleet {
             vault: config.map(|c| Vault::new(c, dir.root().to_path_buf(), deadline)),
             host_id,
+            dir: dir.clone(),
+            instance: std::sync::OnceLock::new(),
             cache: Mutex::default(),
             claims: Mutex::default(),
             stale: AtomicBool::new(false),
@@ -153,6 +164,13 @@ impl Fleet {
 
     pub fn host_id(&self) -> &str {
         &self.host_id
+    }
+
+    /// This data directory's instance id (see [`DataDir::instance_id`]).
+    pub(super) fn instance(&self) -> Option<&str> {
+        self.instance
+            .get_or_init(|| self.dir.instance_id())
+            .as_deref()
     }
 
     /// Reads `key`'s record from Vault (and keeps the copy).

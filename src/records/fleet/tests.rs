@@ -258,13 +258,11 @@ fn a_dead_hosts_claim_that_asked_gitlab_is_the_next_hosts_journal() {
 /// Two processes with one host id and separate data directories (two users of one build
 /// server, containers with `--network host`: the default id is the hostname) do not share
 /// the renewal lock, yet a live claim of "this host" is taken over at once as a dead
-/// process's. The second then finds the first's journal, may call the token lost (and
-/// mark it dead fleet-wide) while the first is committing, and the first's commit loses
-/// its check-and-set: the minted token stays only in the first one's data directory.
-/// Ignored: the fix is a design choice (wait for every live claim, or tell a dead local
-/// process by pid and data directory); see the review report.
+/// process's would be. Taking it over would let the second call the token lost (and mark
+/// it dead fleet-wide) while the first is committing, and the first's commit would lose
+/// its check-and-set. A claim carries its data directory's instance id: only a claim of
+/// this directory (whose renewal lock proves its process gone) is taken over at once.
 #[test]
-#[ignore = "a live claim of the same host id is taken over at once (review finding)"]
 fn a_live_claim_of_the_same_host_id_from_another_data_dir_is_not_taken_over() {
     let Some(vault) = DevVault::start() else {
         return;
@@ -514,4 +512,31 @@ fn vault_namespace_keeps_its_own_records() {
         "team-secret"
     );
     assert!(outside.held(&key).unwrap().is_none());
+}
+
+#[test]
+fn a_lease_is_published_again_for_a_new_record_after_a_logout_elsewhere() {
+    let Some(vault) = DevVault::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
+    let key = host("relogin.example");
+    login(&a, &key, "first");
+    let now = crate::clock::now();
+    let hour = SignedDuration::from_hours(1);
+    a.registry(&key).unwrap();
+    a.record_handout(&key, now, hour).unwrap();
+    let keys = [key.as_str().to_owned()];
+    assert_eq!(b.leases_everywhere(&keys, now).unwrap().hosts.len(), 1);
+    // b logs out (every lease goes) and logs in a new token.
+    assert!(b.forget(None, &key).unwrap());
+    login(&b, &key, "second");
+    assert!(b.leases_everywhere(&keys, now).unwrap().hosts.is_empty());
+    // a hands out the new record: its lease is published, though its mirror covers it.
+    a.registry(&key).unwrap();
+    a.record_handout(&key, now + SignedDuration::from_secs(1), hour)
+        .unwrap();
+    let hosts = b.leases_everywhere(&keys, now).unwrap().hosts;
+    assert_eq!(hosts.len(), 1, "{hosts:?}");
 }
