@@ -362,7 +362,12 @@ impl OpenBao {
         let n = self.roles.get() + 1;
         self.roles.set(n);
         let role = format!("auth/approle/role/fleet{n}");
-        let body = serde_json::json!({ "token_policies": policies, "token_ttl": "1h" });
+        // As the README recommends: batch tokens (the helper logs in once per process).
+        let body = serde_json::json!({
+            "token_policies": policies,
+            "token_type": "batch",
+            "token_ttl": "10m",
+        });
         self.ok(root, &["write", &role, "-"], &body.to_string());
         let role_id = self.json(
             root,
