@@ -47,6 +47,15 @@ struct Row<'a> {
     /// The token is known to be rotated or revoked elsewhere: `get` refuses it until a new
     /// `login`. When and how this machine learnt it.
     revoked_elsewhere: Option<RevokedRow>,
+    /// In a fleet (`vault` store): the hosts with live hand-outs of it, and until when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_handouts: Option<Vec<HostLease>>,
+}
+
+#[derive(Debug, Serialize)]
+struct HostLease {
+    host: String,
+    until: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -108,6 +117,7 @@ fn row<'a>(
             crate::model::TokenKind::OauthToken => "refresh token",
             _ => "rotation",
         }),
+        live_handouts: None,
         revoked_elsewhere: e.revoked().map(|m| RevokedRow {
             at: m.at.to_string(),
             reason: m.reason,
@@ -135,6 +145,7 @@ fn env_row(c: &EnvCredential) -> Row<'_> {
         renews_at: None,
         renews_with: None,
         revoked_elsewhere: None,
+        live_handouts: None,
     }
 }
 
@@ -153,6 +164,20 @@ pub(crate) fn run(env: &Env, json: bool) -> anyhow::Result<()> {
         .iter()
         .map(|(key, e)| row(key, e, state, &settings, &records, now))
         .collect();
+    if let Some(fleet) = records.fleet() {
+        for r in &mut rows {
+            let keys = [r.registry.to_owned()];
+            r.live_handouts = fleet.leases(&keys, now).ok().map(|l| {
+                l.hosts
+                    .into_iter()
+                    .map(|(host, until)| HostLease {
+                        host,
+                        until: until.to_string(),
+                    })
+                    .collect()
+            });
+        }
+    }
     rows.extend(inventory.from_env.iter().map(env_row));
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -83,6 +83,15 @@ fn status_and_doctor_show_the_vault_address_path_and_fleet() {
     let text = stdout(&f.hosts[0].status(&[]));
     assert!(text.contains(&f.bao.addr()), "status: {text}");
     assert!(text.contains(VAULT_PATH), "status: {text}");
+    // --json: each row names the hosts holding live hand-outs of it.
+    let rows = f.hosts[0].status_rows();
+    let hosts: Vec<&str> = rows[0]["live_handouts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no live_handouts: {rows:?}"))
+        .iter()
+        .map(|l| l["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["host-2"]);
     let out = f.hosts[0].doctor();
     let text = stdout(&out);
     assert!(text.contains(&f.bao.addr()), "doctor: {text}");
