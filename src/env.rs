@@ -104,6 +104,9 @@ vars! {
     /// Test builds (`fault-injection`) only: shift the clock, shorten the settle time,
     /// kill or pause a renewal at a named step.
     CLOCK_OFFSET_SECS = "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS";
+    /// Test builds: where the tests' simulated time puts Vault's clock (a real OpenBao
+    /// cannot be moved), so fleet tests can live through days as with GitLab.
+    VAULT_CLOCK_OFFSET_SECS = "DOCKER_CREDENTIAL_GITLAB_VAULT_CLOCK_OFFSET_SECS";
     SETTLE_SECS = "DOCKER_CREDENTIAL_GITLAB_SETTLE_SECS";
     FAULT = "DOCKER_CREDENTIAL_GITLAB_FAULT";
     FAULT_FILE = "DOCKER_CREDENTIAL_GITLAB_FAULT_FILE";

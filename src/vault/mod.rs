@@ -88,6 +88,17 @@ impl Vault {
         }
     }
 
+    /// This machine's clock minus Vault's, from the `Date` of Vault's latest answer to this
+    /// process (zero before any): a fleet keeps its claims and leases on Vault's clock, so a
+    /// host whose clock is off neither takes over a live claim nor cuts a live lease.
+    pub fn skew(&self) -> jiff::SignedDuration {
+        self.http
+            .get()
+            .and_then(|h| h.as_ref().ok())
+            .and_then(|h| h.skew(&self.config.addr))
+            .unwrap_or(jiff::SignedDuration::ZERO)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -21,6 +21,7 @@ mod clock_skew;
 mod dockerd;
 mod doctor;
 mod fleet;
+mod fleet_clock;
 mod fleet_faults;
 mod gitlab_login;
 mod headless;

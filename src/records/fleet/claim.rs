@@ -83,7 +83,7 @@ impl Fleet {
             if record.entry.stored_at != seen.stored_at {
                 return Ok(false);
             }
-            let now = crate::clock::now();
+            let now = self.vault_now();
             let previous = match &record.claim {
                 // Another host is renewing (or another data directory under this host id:
                 // another user, a container with the same hostname). A claim of this data
@@ -149,14 +149,15 @@ impl Fleet {
             None => {
                 let record = self.cached(key).ok()??;
                 let claim = record.claim?;
-                if claim.live(crate::clock::now()) {
+                if claim.live(self.vault_now()) {
                     return None;
                 }
                 claim.journal()?
             }
         };
         Some(Journal {
-            started_at: claim.at,
+            // On this machine's clock, as the renewal frame measures it.
+            started_at: claim.at + self.skew(),
             token_id: None,
             stored_at: claim.stored_at,
             pid: Some(claim.pid),
@@ -175,8 +176,8 @@ impl Fleet {
     /// Marks the held claim as having asked GitLab (the fleet's journal), renewing its
     /// lifetime. Must succeed before GitLab is asked.
     pub fn open_journal(&self, key: &str) -> Result<(), String> {
+        let now = self.vault_now();
         self.update_claim(key, |c| {
-            let now = crate::clock::now();
             c.renewing = true;
             c.previous = None;
             c.at = now;

@@ -67,10 +67,12 @@ impl Fleet {
         }
         let until = needed.checked_add(LEASE_SLACK).unwrap_or(Timestamp::MAX);
         let count = leases::live_handouts(dir, key, now) + 1;
+        // Published on Vault's clock (see [`Fleet::vault_now`]).
+        let skew = self.skew();
         let doc = LeaseDoc {
             host: self.host_id.clone(),
-            at: now,
-            until,
+            at: now - skew,
+            until: until - skew,
             count,
         };
         let path = format!("{}{}", lease_dir(key.as_str()), self.host_id);
@@ -96,13 +98,16 @@ impl Fleet {
         let mut all = FleetLeases::default();
         for key in keys {
             let dir = lease_dir(key);
-            for host in vault.list(&dir)? {
+            let hosts = vault.list(&dir)?;
+            // Leases are on Vault's clock; what this returns is on this machine's.
+            let skew = self.skew();
+            for host in hosts {
                 let Some(found) = vault.read(&format!("{dir}{host}"))? else {
                     continue;
                 };
                 // An unreadable lease counts as a live one: the safe reading.
                 let (until, count) = match serde_json::from_value::<LeaseDoc>(found.data) {
-                    Ok(l) => (l.until, l.count.max(1)),
+                    Ok(l) => (l.until + skew, l.count.max(1)),
                     Err(_) => (now + crate::settings::DEFAULT_MIN_VALIDITY, 1),
                 };
                 if now < until {

@@ -120,6 +120,8 @@ pub(crate) struct Fleet {
     dir: DataDir,
     /// The data directory's instance id, read on first use (claims).
     instance: std::sync::OnceLock<Option<String>>,
+    /// Test builds: where simulated time puts Vault's clock (zero otherwise).
+    vault_offset: SignedDuration,
     /// The latest copy of each record this process read or wrote.
     cache: Mutex<HashMap<String, Record>>,
     /// Claims this process holds.
@@ -152,6 +154,9 @@ impl Fleet {
             host_id,
             dir: dir.clone(),
             instance: std::sync::OnceLock::new(),
+            vault_offset: env
+                .knob::<i64>(crate::env::VAULT_CLOCK_OFFSET_SECS)
+                .map_or(SignedDuration::ZERO, SignedDuration::from_secs),
             cache: Mutex::default(),
             claims: Mutex::default(),
             stale: AtomicBool::new(false),
@@ -164,6 +169,22 @@ impl Fleet {
 
     pub fn host_id(&self) -> &str {
         &self.host_id
+    }
+
+    /// This machine's clock minus Vault's (see [`Vault::skew`]).
+    pub(super) fn skew(&self) -> SignedDuration {
+        let measured = self
+            .vault
+            .as_ref()
+            .map_or(SignedDuration::ZERO, Vault::skew);
+        measured - self.vault_offset
+    }
+
+    /// Now on Vault's clock: a fleet's claims and leases are kept on it, so hosts whose
+    /// clocks disagree still agree on when a claim expires and a lease runs out. (Measured
+    /// from Vault's latest answer: call it after a request.)
+    pub(super) fn vault_now(&self) -> Timestamp {
+        crate::clock::now() - self.skew()
     }
 
     /// This data directory's instance id (see [`DataDir::instance_id`]).

@@ -97,6 +97,21 @@ impl FleetHost {
         }
     }
 
+    /// Puts this host's clock `by` off the world's (a build server whose clock is wrong):
+    /// its own clock offset, over the world's shared one as it is now.
+    pub fn skew_clock(&mut self, by: SignedDuration) {
+        let world = self
+            .shared
+            .iter()
+            .find(|(k, _)| k == "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS")
+            .map_or(0, |(_, v)| v.parse::<i64>().unwrap());
+        let own = world + by.as_secs();
+        self.env(
+            "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS",
+            &own.to_string(),
+        );
+    }
+
     /// Takes `key` out of this host's own settings.
     pub fn unset(&mut self, key: &str) {
         self.own.retain(|(k, _)| k != key);
@@ -105,6 +120,17 @@ impl FleetHost {
 
     fn set_shared(&mut self, shared: &[(String, String)]) {
         self.shared = shared.to_vec();
+        // OpenBao runs on the real clock: the world's simulated time moves it too.
+        let offset = shared
+            .iter()
+            .find(|(k, _)| k == "DOCKER_CREDENTIAL_GITLAB_CLOCK_OFFSET_SECS")
+            .map(|(_, v)| v.clone());
+        if let Some(offset) = offset {
+            self.shared.push((
+                "DOCKER_CREDENTIAL_GITLAB_VAULT_CLOCK_OFFSET_SECS".into(),
+                offset,
+            ));
+        }
         self.rebuild();
     }
 
