@@ -22,6 +22,7 @@ mod dockerd;
 mod doctor;
 mod fleet;
 mod fleet_faults;
+mod fleet_oauth;
 mod gitlab_login;
 mod headless;
 mod install;
