@@ -82,6 +82,21 @@ impl Lifetime {
         }
         self.expire(now)?.checked_sub(self.margin()).ok()
     }
+
+    /// When to renew again, this lifetime being what `renew-self` just gave. A token whose
+    /// whole TTL is inside its margin (under 10 min) is still due: renewed again once a
+    /// third of it is gone, else it would die between two gets. `None` when the renewal
+    /// gave less than the token's TTL (capped by its max TTL: renewing again would not help).
+    fn renew_again_at(&self, now: Timestamp) -> Option<Timestamp> {
+        if !self.due() {
+            return self.renew_at(now);
+        }
+        if self.ttl < self.creation_ttl {
+            return None;
+        }
+        now.checked_add(SignedDuration::from_secs(self.ttl / 3))
+            .ok()
+    }
 }
 
 pub(super) fn establish(vault: &Vault) -> Result<Session, VaultError> {
@@ -107,8 +122,7 @@ fn token_session(vault: &Vault, token: &Secret) -> Result<Session, VaultError> {
             Ok(ttl) => {
                 let renewed = Lifetime { ttl, ..life };
                 expire_time = renewed.expire(now);
-                // Capped by the token's max TTL: renewing again would not help.
-                renew_at = (!renewed.due()).then(|| renewed.renew_at(now)).flatten();
+                renew_at = renewed.renew_again_at(now);
             }
             Err(e) if e.is_unavailable() => return Err(e),
             // Still valid for now; the next lookup (in NOTE_FRESH) tries again.
@@ -288,6 +302,18 @@ mod tests {
             Some(ts("2030-01-01T04:00:00Z"))
         );
         assert_eq!(life(6 * 3600, 6 * 3600, false).renew_at(now), None);
+        // Renewed: a 6 h token again when a third is left, a 30 s one (all of it inside
+        // the margin) once a third of it is gone, one capped by its max TTL (5 s of 30 s
+        // given) never again.
+        assert_eq!(
+            life(6 * 3600, 6 * 3600, true).renew_again_at(now),
+            Some(ts("2030-01-01T04:00:00Z"))
+        );
+        assert_eq!(
+            life(30, 30, true).renew_again_at(now),
+            Some(ts("2030-01-01T00:00:10Z"))
+        );
+        assert_eq!(life(5, 30, true).renew_again_at(now), None);
         assert_eq!(life(0, 0, true).expire(now), None);
     }
 }

@@ -23,6 +23,7 @@ mod doctor;
 mod fleet;
 mod fleet_clock;
 mod fleet_faults;
+mod fleet_oauth;
 mod gitlab_login;
 mod headless;
 mod install;

@@ -245,6 +245,46 @@ impl FleetHost {
         self.helper(&args, format!("{token}\n"))
     }
 
+    /// `login REGISTRY --oauth --client-id CLIENT --no-configure EXTRA…` through the device
+    /// flow of `w`'s GitLab, approving as alice as soon as the code shows on stderr.
+    pub fn oauth_login(&self, w: &GitLabWorld, client: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "login",
+            &self.registry,
+            "--oauth",
+            "--client-id",
+            client,
+            "--no-configure",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = self.spawn(&args, "");
+        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        let code = loop {
+            let mut line = String::new();
+            let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+            assert!(
+                n > 0,
+                "login --oauth on {} printed no code: {seen}",
+                self.id
+            );
+            if let Some(rest) = line.split("enter the code ").nth(1) {
+                break rest.trim().to_owned();
+            }
+            seen.push_str(&line);
+        };
+        assert!(w.gl.approve_device(&code, w.user), "unknown code {code}");
+        std::io::Read::read_to_string(&mut err, &mut seen).unwrap();
+        let mut out = child.wait_with_output().unwrap();
+        out.stderr = seen.into_bytes();
+        out
+    }
+
+    /// `logout REGISTRY`.
+    pub fn logout(&self) -> Output {
+        self.helper(&["logout", &self.registry], "")
+    }
+
     /// `status EXTRA…`.
     pub fn status(&self, extra: &[&str]) -> Output {
         let mut args = vec!["status"];
