@@ -22,7 +22,9 @@ unit_tests=$(cargo test --all-features --locked --lib --no-run --message-format=
 [[ -x "$unit_tests" ]] || { echo "could not build the unit tests" >&2; exit 1; }
 for at in 23:59:30 00:00:30; do
   echo "==> unit tests under faketime at $today $at UTC"
-  faketime -f "@$today $at" "$unit_tests" --quiet
+  # Skipped there: OpenBao mints its dev TLS certificate on the real clock, so a clock faked
+  # to earlier today finds it not valid yet (rightly; the test is not about the time).
+  faketime -f "@$today $at" "$unit_tests" --quiet --skip vault::tests::https_with_vault_cacert
   echo "==> end-to-end tests with the test clock at $at UTC"
   DOCKER_CREDENTIAL_GITLAB_TEST_TIME_OF_DAY="$at" \
     cargo test --all-features --locked --test e2e -- "$@"

@@ -239,10 +239,12 @@ fn a_dead_hosts_claim_that_asked_gitlab_is_the_next_hosts_journal() {
     // a dies: its claim stays (it may have rotated), and expires.
     std::mem::forget(claim_a);
     let fleet = a.fleet().unwrap();
+    // On Vault's clock, as claims are kept.
+    let expired = fleet.vault_now() - SignedDuration::from_secs(1);
     fleet
         .change(key.as_str(), |r| {
             let c = r.claim.as_mut().unwrap();
-            c.expires_at = crate::clock::now() - SignedDuration::from_secs(1);
+            c.expires_at = expired;
         })
         .unwrap();
     assert!(b.journal_open(&key));
