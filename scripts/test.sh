@@ -96,4 +96,4 @@ PROPTEST_CASES="${PROPTEST_CASES:-20000}" cargo test --all-features --locked --l
 echo "==> cargo test (with the test-only fault-injection points, for the crash tests)"
 cargo test --workspace --all-features --locked
 echo "==> the time-sensitive suites pinned just before and after midnight UTC (scripts/test-time-of-day.sh)"
-./scripts/test-time-of-day.sh renewal busy_host:: oauth_login:: clock_skew:: doctor:: gitlab_login::
+./scripts/test-time-of-day.sh renewal busy_host:: oauth_login:: clock_skew:: doctor:: gitlab_login:: fleet revoked_elsewhere::
