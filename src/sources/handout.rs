@@ -191,9 +191,10 @@ fn apply_policy(
     // A hand-out through any key holding the token protects it.
     let lease = h.records.lease_until_any(&held.keys);
     let mut facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);
-    // This host's leases decide the steady path; an early renewal in a fleet also waits
-    // for every other host's (read only now: one Vault list and read per host).
-    if h.records.fleet().is_some() && policy::decide(&facts) == (Decision::Renew { hard: false }) {
+    // This host's leases decide the steady path; an early renewal also waits for every
+    // other host's, read only now (in a fleet: one Vault list and read per host; on one
+    // machine they are this host's, already counted).
+    if policy::decide(&facts) == (Decision::Renew { hard: false }) {
         let everywhere = h.records.leases_everywhere(&held.keys, h.now)?;
         let lease = lease.max(everywhere.until);
         facts = policy::Facts::of(info, min_validity, settings.early_renewal(), lease, h.now);

@@ -54,8 +54,8 @@ pub(super) fn get(
             }
             other => other,
         },
-        // In a fleet, another host's hand-out of the idle token is still running: renewing
-        // it now would cut that push. Stay on the active one until it has run out.
+        // Another host's hand-out of the idle token is still running (a fleet): renewing it
+        // now would cut that push. Stay on the active one until it has run out.
         PairDecision::RenewIdleThenSwitch if leased_elsewhere(h, idle) => {
             handout::key(h, active, None)
         }
@@ -108,12 +108,12 @@ fn facts(
     )))
 }
 
-/// Whether any host of a fleet holds a live lease on `key` (an unreadable answer: yes).
+/// Whether any host holds a live lease on `key` (an unreadable answer: yes). On one
+/// machine that is this host's lease, which the pair policy has already weighed.
 fn leased_elsewhere(h: &Handout<'_>, key: &RegistryHost) -> bool {
-    h.records.fleet().is_some()
-        && h.records
-            .leases_everywhere(&[key.as_str().to_owned()], h.now)
-            .map_or(true, |l| l.until.is_some_and(|t| h.now < t))
+    h.records
+        .leases_everywhere(&[key.as_str().to_owned()], h.now)
+        .map_or(true, |l| l.until.is_some_and(|t| h.now < t))
 }
 
 /// Makes `key` the pair's active token. Best effort, within the get deadline: a failed
