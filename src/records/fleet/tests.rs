@@ -102,6 +102,14 @@ impl DevVault {
     }
 }
 
+/// A dev server and two hosts of it, `a` and `b` (`None` where `bao` is missing).
+fn two_hosts() -> Option<(DevVault, tempfile::TempDir, Records, Records)> {
+    let vault = DevVault::start()?;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
+    Some((vault, tmp, a, b))
+}
+
 fn host(s: &str) -> RegistryHost {
     RegistryHost::parse(s).unwrap()
 }
@@ -137,11 +145,9 @@ fn soon() -> Instant {
 
 #[test]
 fn a_record_saved_on_one_host_is_served_on_every_host() {
-    let Some(vault) = DevVault::start() else {
+    let Some((_vault, tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("fleet.example:5000/group");
     login(&a, &key, "glpat-one");
     let (held, standby) = b.registry(&key).unwrap().unwrap();
@@ -187,11 +193,9 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn one_host_claims_and_the_others_wait_then_see_the_renewal() {
-    let Some(vault) = DevVault::start() else {
+    let Some((_vault, _tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("claim.example");
     let seen = login(&a, &key, "old");
     let claim_a = a.claim(&key, &seen, soon()).unwrap();
@@ -227,11 +231,9 @@ fn one_host_claims_and_the_others_wait_then_see_the_renewal() {
 
 #[test]
 fn a_dead_hosts_claim_that_asked_gitlab_is_the_next_hosts_journal() {
-    let Some(vault) = DevVault::start() else {
+    let Some((_vault, _tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("dead.example");
     let seen = login(&a, &key, "old");
     let claim_a = a.claim(&key, &seen, soon()).unwrap();
@@ -284,11 +286,9 @@ fn a_live_claim_of_the_same_host_id_from_another_data_dir_is_not_taken_over() {
 
 #[test]
 fn a_claim_released_without_asking_gitlab_leaves_nothing() {
-    let Some(vault) = DevVault::start() else {
+    let Some((_vault, _tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("release.example");
     let seen = login(&a, &key, "old");
     drop(a.claim(&key, &seen, soon()).unwrap());
@@ -299,11 +299,9 @@ fn a_claim_released_without_asking_gitlab_leaves_nothing() {
 
 #[test]
 fn leases_are_published_per_host_and_only_when_the_promise_grows() {
-    let Some(vault) = DevVault::start() else {
+    let Some((_vault, _tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("lease.example");
     login(&a, &key, "s");
     let now = crate::clock::now();
@@ -358,11 +356,9 @@ fn leases_are_published_per_host_and_only_when_the_promise_grows() {
 
 #[test]
 fn a_kept_token_reaches_vault_unless_the_record_changed() {
-    let Some(vault) = DevVault::start() else {
+    let Some((_vault, _tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("kept.example");
     let seen = login(&a, &key, "old");
     let kept = crate::records::Kept {
@@ -407,11 +403,9 @@ fn a_kept_token_reaches_vault_unless_the_record_changed() {
 /// listed and loggable-in meanwhile.
 #[test]
 fn a_malformed_record_is_replaced_by_login_and_blocks_nothing_else() {
-    let Some(vault) = DevVault::start() else {
+    let Some((vault, tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let (bad, good) = (host("bad.example"), host("good.example"));
     login(&a, &good, "fine");
     let garbage = serde_json::json!({"entry": "by hand", "claim": {"host": 7}});
@@ -518,11 +512,9 @@ fn vault_namespace_keeps_its_own_records() {
 
 #[test]
 fn a_lease_is_published_again_for_a_new_record_after_a_logout_elsewhere() {
-    let Some(vault) = DevVault::start() else {
+    let Some((_vault, _tmp, a, b)) = two_hosts() else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let (a, b) = (vault.host("a", tmp.path()), vault.host("b", tmp.path()));
     let key = host("relogin.example");
     login(&a, &key, "first");
     let now = crate::clock::now();
