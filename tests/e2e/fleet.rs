@@ -240,14 +240,7 @@ fn hosts_with_different_min_validity_never_cut_each_others_leases() {
     // is live. host-3 promises 1 h but renews 10 d early: in its early window. Read with
     // host-3's own promise, host-1's lease would look dead.
     f.age(21);
-    let cfg = f.hosts[2].s.dir.path().join("settings");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("config.json"),
-        r#"{"min_validity": "1h", "early_renewal": "10d"}"#,
-    )
-    .unwrap();
-    f.hosts[2].env("DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR", cfg.to_str().unwrap());
+    f.hosts[2].settings(r#"{"min_validity": "1h", "early_renewal": "10d"}"#);
     assert_eq!(secret(&f.hosts[2].get()), token, "host-3 (1 h, early 10 d)");
     assert_eq!(
         f.rotate_calls(),

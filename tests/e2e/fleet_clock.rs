@@ -50,14 +50,7 @@ fn a_host_behind_keeps_its_lease() {
     f.age(16);
     f.hosts[0].skew_clock(SignedDuration::from_hours(-3));
     assert_eq!(secret(&f.hosts[0].get()), token, "host-1");
-    let cfg = f.hosts[1].s.dir.path().join("settings");
-    std::fs::create_dir_all(&cfg).unwrap();
-    std::fs::write(
-        cfg.join("config.json"),
-        r#"{"min_validity": "1h", "early_renewal": "25d"}"#,
-    )
-    .unwrap();
-    f.hosts[1].env("DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR", cfg.to_str().unwrap());
+    f.hosts[1].settings(r#"{"min_validity": "1h", "early_renewal": "25d"}"#);
     assert_eq!(secret(&f.hosts[1].get()), token, "host-2");
     assert_eq!(f.rotate_calls(), 0, "rotated under host-1's live hand-out");
     assert!(f.w.gl.token_info(&token).unwrap().active);

@@ -97,6 +97,15 @@ impl FleetHost {
         }
     }
 
+    /// Gives this host its own settings file (`config.json`, e.g. `min_validity` and
+    /// `early_renewal`).
+    pub fn settings(&mut self, json: &str) {
+        let cfg = self.s.dir.path().join("settings");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("config.json"), json).unwrap();
+        self.env("DOCKER_CREDENTIAL_GITLAB_CONFIG_DIR", cfg.to_str().unwrap());
+    }
+
     /// Puts this host's clock `by` off the world's (a build server whose clock is wrong):
     /// its own clock offset, over the world's shared one as it is now.
     pub fn skew_clock(&mut self, by: SignedDuration) {
