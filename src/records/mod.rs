@@ -112,6 +112,29 @@ impl Records {
         }
     }
 
+    /// Unit tests: saves `secret` for `key` as user `bot` in the in-memory store, and
+    /// returns the entry.
+    #[cfg(test)]
+    pub fn save_in_memory(
+        &self,
+        key: &RegistryHost,
+        secret: &str,
+        gitlab: Option<crate::model::GitLabInfo>,
+    ) -> Entry {
+        self.save(
+            StoreChoice::Only(Backend::Memory),
+            NewCredential {
+                host: key,
+                server_url: key.as_str(),
+                username: "bot",
+                secret: &Secret::from(secret),
+                gitlab,
+            },
+        )
+        .unwrap();
+        self.held(key).unwrap().unwrap().entry
+    }
+
     /// The data directory (for `status` and `doctor`, which show where things are).
     pub fn dir(&self) -> &DataDir {
         &self.dir

@@ -106,9 +106,7 @@ impl Records {
 mod tests {
     use super::*;
     use crate::model::{GitLabInfo, TokenKind};
-    use crate::records::NewCredential;
     use crate::secret::Secret;
-    use crate::store::{Backend, StoreChoice};
 
     const WAIT: Duration = Duration::from_secs(1);
 
@@ -124,18 +122,7 @@ mod tests {
     }
 
     fn save(records: &Records, key: &RegistryHost, secret: &str, gitlab: Option<GitLabInfo>) {
-        records
-            .save(
-                StoreChoice::Only(Backend::Memory),
-                NewCredential {
-                    host: key,
-                    server_url: key.as_str(),
-                    username: "bot",
-                    secret: &Secret::from(secret),
-                    gitlab,
-                },
-            )
-            .unwrap();
+        records.save_in_memory(key, secret, gitlab);
     }
 
     fn entry(records: &Records, key: &RegistryHost) -> Entry {

@@ -140,9 +140,8 @@ mod tests {
     use super::*;
     use crate::env::Env;
     use crate::model::{GitLabInfo, TokenKind};
-    use crate::records::{NewCredential, Records};
+    use crate::records::Records;
     use crate::secret::ExposeSecret;
-    use crate::store::{Backend, StoreChoice};
 
     const WAIT: Duration = Duration::from_secs(1);
 
@@ -157,19 +156,7 @@ mod tests {
     }
 
     fn save(records: &Records, key: &RegistryHost, secret: &str, token_id: u64) -> Entry {
-        records
-            .save(
-                StoreChoice::Only(Backend::Memory),
-                NewCredential {
-                    host: key,
-                    server_url: key.as_str(),
-                    username: "bot",
-                    secret: &Secret::from(secret),
-                    gitlab: Some(info(token_id)),
-                },
-            )
-            .unwrap();
-        records.held(key).unwrap().unwrap().entry
+        records.save_in_memory(key, secret, Some(info(token_id)))
     }
 
     fn handout<'a>(records: &'a Records, env: &'a Env, host: &'a RegistryHost) -> Handout<'a> {
